@@ -1,0 +1,123 @@
+//! `backend-core`: the contract between the model code (`engine`) and the
+//! compute backends (`backend-cpu`, `backend-hip`).
+//!
+//! The engine describes a forward pass as calls on [`Backend`]; each backend
+//! implements them with its own tensors and kernels. Activations are dense,
+//! row-major `f32` matrices (`rows` = tokens, `cols` = features); weights stay
+//! in their stored (usually quantized) format.
+
+#![warn(missing_docs)]
+
+mod error;
+mod spec;
+
+pub use error::BackendError;
+pub use gguf_format::GgmlType;
+pub use spec::{AttnSpec, GluKind, RopeMode, RopeSpec, WeightView, YarnSpec};
+
+use std::ops::Range;
+
+/// Shorthand for backend results.
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// One compute backend. All methods take `&self`: a backend is shared by the
+/// threads of a process; how it serialises device work is its own business.
+///
+/// Row ranges (`rows`) select the tokens of one sequence inside a batch that
+/// holds several sequences; positions are absolute positions in that
+/// sequence's KV cache.
+pub trait Backend: Send + Sync {
+    /// A dense row-major `f32` matrix living on this backend.
+    type Tensor: Send;
+    /// A weight tensor in its stored format, resident on this backend.
+    type Weight: Send + Sync;
+    /// Key/value storage for one sequence, all layers.
+    type KvCache: Send;
+
+    /// A short human name ("cpu (avx512vnni, 2 threads)", "cuda:0 NVIDIA H200 sm_90").
+    fn name(&self) -> String;
+
+    /// Make a weight resident (CPU: borrow/keep the bytes; GPU: one upload).
+    /// `view.dims` is in ggml order (ne0 = the contiguous row length).
+    fn load_weight(&self, view: &WeightView<'_>) -> Result<Self::Weight>;
+
+    /// A zero-filled `rows × cols` tensor.
+    fn zeros(&self, rows: usize, cols: usize) -> Result<Self::Tensor>;
+    /// A tensor holding `data` (`rows × cols`, row-major).
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor>;
+    /// Copy a tensor back to the host (row-major).
+    fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    /// `(rows, cols)` of a tensor.
+    fn shape(&self, t: &Self::Tensor) -> (usize, usize);
+
+    /// `out[i] = table[ids[i]]` (one dequantized row of a 2-D weight per id).
+    fn get_rows(&self, table: &Self::Weight, ids: &[u32], out: &mut Self::Tensor) -> Result<()>;
+    /// `out[t][r] = Σ_k w[r][k] · x[t][k]` for a 2-D weight with ne0 = k.
+    fn matmul(&self, w: &Self::Weight, x: &Self::Tensor, out: &mut Self::Tensor) -> Result<()>;
+    /// `x[t][c] += bias[c]` for a 1-D weight.
+    fn add_bias(&self, x: &mut Self::Tensor, bias: &Self::Weight) -> Result<()>;
+    /// RMS-normalise groups of `group` consecutive columns of each row (`group
+    /// == cols` for a whole-row norm, `head_dim` for per-head Q/K norms), then
+    /// multiply by `weight` (length `group`) if given.
+    fn rms_norm(
+        &self,
+        x: &Self::Tensor,
+        weight: Option<&Self::Weight>,
+        group: usize,
+        eps: f32,
+        out: &mut Self::Tensor,
+    ) -> Result<()>;
+    /// Layer-normalise each row, then `* weight + bias` where given.
+    fn layer_norm(
+        &self,
+        x: &Self::Tensor,
+        weight: Option<&Self::Weight>,
+        bias: Option<&Self::Weight>,
+        eps: f32,
+        out: &mut Self::Tensor,
+    ) -> Result<()>;
+    /// Rotary embedding in place; row `t` is at position `positions[t]`, its
+    /// columns are `n_heads` heads of `cols / n_heads` values.
+    fn rope(&self, x: &mut Self::Tensor, n_heads: usize, positions: &[u32], spec: &RopeSpec) -> Result<()>;
+
+    /// Allocate a KV cache for `n_ctx` positions.
+    fn kv_cache(&self, n_layers: usize, n_ctx: usize, n_head_kv: usize, head_dim: usize) -> Result<Self::KvCache>;
+    /// Store rows `rows` of `k` and `v` at positions `start_pos..` of `layer`.
+    fn kv_store(
+        &self,
+        cache: &mut Self::KvCache,
+        layer: usize,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        rows: Range<usize>,
+        start_pos: usize,
+    ) -> Result<()>;
+    /// Causal attention for rows `rows` of `q` (the query of position
+    /// `start_pos + i` for row `rows.start + i`) over positions `0..=pos` of
+    /// `layer` in `cache` (limited by `spec.sliding_window`), written to the
+    /// same rows of `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        q: &Self::Tensor,
+        cache: &Self::KvCache,
+        layer: usize,
+        rows: Range<usize>,
+        start_pos: usize,
+        spec: &AttnSpec,
+        out: &mut Self::Tensor,
+    ) -> Result<()>;
+
+    /// `out = act(gate) * up`, element-wise.
+    fn glu(&self, gate: &Self::Tensor, up: &Self::Tensor, kind: GluKind, out: &mut Self::Tensor) -> Result<()>;
+    /// `a += b`, element-wise.
+    fn add(&self, a: &mut Self::Tensor, b: &Self::Tensor) -> Result<()>;
+    /// `a *= b`, element-wise (b may be a single row broadcast over `a`'s rows).
+    fn mul(&self, a: &mut Self::Tensor, b: &Self::Tensor) -> Result<()>;
+    /// `a *= s`.
+    fn scale(&self, a: &mut Self::Tensor, s: f32) -> Result<()>;
+    /// Row-wise softmax in place.
+    fn softmax(&self, a: &mut Self::Tensor) -> Result<()>;
+    /// Index of the largest value of each row (ties to the lowest index).
+    fn argmax(&self, a: &Self::Tensor) -> Result<Vec<u32>>;
+}

@@ -1,0 +1,97 @@
+//! Parameters of the ops: weights as views, RoPE, attention and GLU settings.
+
+use gguf_format::GgmlType;
+
+/// A weight as found in the model file: its type, dims (ggml order, ne0 =
+/// contiguous row length, unused dims are 1) and bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct WeightView<'a> {
+    /// Tensor name (for error messages).
+    pub name: &'a str,
+    /// Stored element type.
+    pub ggml_type: GgmlType,
+    /// Dims in ggml order: `[ne0, ne1, ne2, ne3]`.
+    pub dims: [usize; 4],
+    /// The stored bytes (exactly `ggml_type.bytes_for(Π dims)`).
+    pub data: &'a [u8],
+}
+
+impl WeightView<'_> {
+    /// Row length (ne0).
+    pub fn cols(&self) -> usize {
+        self.dims[0]
+    }
+    /// Number of rows when viewed as 2-D (ne1 × ne2 × ne3).
+    pub fn rows(&self) -> usize {
+        self.dims[1] * self.dims[2] * self.dims[3]
+    }
+}
+
+/// How RoPE pairs up the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeMode {
+    /// Adjacent pairs `(2i, 2i+1)` (llama).
+    Normal,
+    /// Halves `(i, i + n_dims/2)` (NeoX; qwen2, qwen3, gemma3).
+    Neox,
+}
+
+/// YaRN context extension parameters (ggml's `rope_yarn`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YarnSpec {
+    /// Extrapolation mix factor (`ext_factor`).
+    pub ext_factor: f32,
+    /// Magnitude scaling (`attn_factor`).
+    pub attn_factor: f32,
+    /// Low correction dim boundary (`beta_fast`).
+    pub beta_fast: f32,
+    /// High correction dim boundary (`beta_slow`).
+    pub beta_slow: f32,
+    /// Context length the model was trained with.
+    pub n_ctx_orig: usize,
+}
+
+/// Rotary position embedding settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeSpec {
+    /// Pairing scheme.
+    pub mode: RopeMode,
+    /// Number of rotated dimensions per head (≤ head size).
+    pub n_dims: usize,
+    /// θ base.
+    pub freq_base: f32,
+    /// Linear scaling: positions are multiplied by this (1 / factor).
+    pub freq_scale: f32,
+    /// YaRN parameters, when the model uses YaRN scaling.
+    pub yarn: Option<YarnSpec>,
+}
+
+/// Attention settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttnSpec {
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (divides `n_head`; GQA when smaller).
+    pub n_head_kv: usize,
+    /// Size of each head.
+    pub head_dim: usize,
+    /// Multiplier applied to `q·k` (usually `1/sqrt(head_dim)`).
+    pub scale: f32,
+    /// Only the last `w` positions are visible (including the current one).
+    pub sliding_window: Option<usize>,
+    /// `softcap * tanh(score / softcap)` before softmax, where set.
+    pub softcap: Option<f32>,
+}
+
+/// The activation of a gated linear unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GluKind {
+    /// SiLU (SwiGLU): `x * sigmoid(x)`.
+    Silu,
+    /// GELU, tanh approximation (GeGLU), as ggml's `gelu`.
+    GeluTanh,
+}
+
+/// Weight types any backend must accept in `load_weight` for `matmul`
+/// (others may be converted at load time).
+pub const COMMON_TYPES: &[GgmlType] = &[GgmlType::F32, GgmlType::F16, GgmlType::Q8_0];
