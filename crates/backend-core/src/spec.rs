@@ -91,7 +91,3 @@ pub enum GluKind {
     /// GELU, tanh approximation (GeGLU), as ggml's `gelu`.
     GeluTanh,
 }
-
-/// Weight types any backend must accept in `load_weight` for `matmul`
-/// (others may be converted at load time).
-pub const COMMON_TYPES: &[GgmlType] = &[GgmlType::F32, GgmlType::F16, GgmlType::Q8_0];
