@@ -22,6 +22,18 @@ mod mxfp6;
 mod q1;
 mod ternary;
 
+/// The `#[repr(C)]` block structs of every format, with their exact ggml layouts.
+pub mod blocks {
+    pub use crate::fp4::{BlockMxfp4, BlockNvfp4};
+    pub use crate::iquants::{
+        BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs, BlockIq2Xxs, BlockIq3S, BlockIq3Xxs,
+        BlockIq4Nl, BlockIq4Xs,
+    };
+    pub use crate::mxfp6::BlockMxfp6;
+    pub use crate::q1::BlockQ1_0;
+    pub use crate::ternary::{BlockTq1_0, BlockTq2_0};
+}
+
 pub use error::QuantError;
 pub use format::{ExtFormat, Format};
 pub use gguf_format::GgmlType;
