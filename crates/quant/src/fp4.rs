@@ -207,7 +207,7 @@ mod tests {
             assert_eq!(f32_to_ue4m3(v), code, "code {code:#x} value {v}");
         }
         assert_eq!(f32_to_ue4m3(1e9), 0x7E);
-        assert_eq!(f32_to_ue4m3(240.0), 0x7E);
+        assert_eq!(f32_to_ue4m3(256.0), 0x7E);
         assert_eq!(f32_to_ue4m3(-1.0), 0);
         assert_eq!(f32_to_ue4m3(f32::NAN), 0);
     }
