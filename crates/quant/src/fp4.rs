@@ -149,7 +149,8 @@ fn best_index_mxfp4(x: f32, e: f32) -> u8 {
 
 /// Largest `|v|` in the manner of ggml (`if (amax < fabsf(v)) amax = fabsf(v)`: NaNs are skipped).
 fn amax(x: &[f32]) -> f32 {
-    x.iter().fold(0.0f32, |m, v| if m < v.abs() { v.abs() } else { m })
+    x.iter()
+        .fold(0.0f32, |m, v| if m < v.abs() { v.abs() } else { m })
 }
 
 fn quantize_mxfp4(src: &[f32], dst: &mut [u8]) {

@@ -42,6 +42,7 @@ pub static KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4
 pub const IQ1S_DELTA: f32 = 0.125;
 
 /// `iq2xxs_grid`: 256 points of 8 unsigned magnitudes from {8, 25, 43}, one byte each, little-endian.
+#[rustfmt::skip]
 pub static IQ2XXS_GRID: [u64; 256] = [
     0x0808080808080808, 0x080808080808082b, 0x0808080808081919, 0x0808080808082b08,
     0x0808080808082b2b, 0x0808080808190819, 0x0808080808191908, 0x08080808082b0808,
@@ -110,6 +111,7 @@ pub static IQ2XXS_GRID: [u64; 256] = [
 ];
 
 /// `iq2xs_grid`: 512 points of 8 magnitudes from {8, 25, 43}.
+#[rustfmt::skip]
 pub static IQ2XS_GRID: [u64; 512] = [
     0x0808080808080808, 0x080808080808082b, 0x0808080808081919, 0x0808080808082b08,
     0x0808080808082b2b, 0x0808080808190819, 0x0808080808191908, 0x080808080819192b,
@@ -242,6 +244,7 @@ pub static IQ2XS_GRID: [u64; 512] = [
 ];
 
 /// `iq2s_grid`: 1024 points of 8 magnitudes from {8, 25, 43}.
+#[rustfmt::skip]
 pub static IQ2S_GRID: [u64; 1024] = [
     0x0808080808080808, 0x080808080808082b, 0x0808080808081919, 0x0808080808082b08,
     0x0808080808082b2b, 0x0808080808190819, 0x0808080808191908, 0x080808080819192b,
@@ -502,6 +505,7 @@ pub static IQ2S_GRID: [u64; 1024] = [
 ];
 
 /// `iq3xxs_grid`: 256 points of 4 magnitudes from {4, 12, 20, 28, 36, 44, 52, 62}.
+#[rustfmt::skip]
 pub static IQ3XXS_GRID: [u32; 256] = [
     0x04040404, 0x04040414, 0x04040424, 0x04040c0c, 0x04040c1c, 0x04040c3e, 0x04041404, 0x04041414,
     0x04041c0c, 0x04042414, 0x04043e1c, 0x04043e2c, 0x040c040c, 0x040c041c, 0x040c0c04, 0x040c0c14,
@@ -538,6 +542,7 @@ pub static IQ3XXS_GRID: [u32; 256] = [
 ];
 
 /// `iq3s_grid`: 512 points of 4 odd magnitudes from {1, 3, ..., 15}.
+#[rustfmt::skip]
 pub static IQ3S_GRID: [u32; 512] = [
     0x01010101, 0x01010103, 0x01010105, 0x0101010b, 0x0101010f, 0x01010301, 0x01010303, 0x01010305,
     0x01010309, 0x0101030d, 0x01010501, 0x01010503, 0x0101050b, 0x01010707, 0x01010901, 0x01010905,
@@ -606,6 +611,7 @@ pub static IQ3S_GRID: [u32; 512] = [
 ];
 
 /// `iq1s_grid`: 2048 points of 8 signed values from {-1, 0, 1} (as `i8` bytes).
+#[rustfmt::skip]
 pub static IQ1S_GRID: [u64; 2048] = [
     0xffffffffffffffff, 0xffffffffffffff01, 0xffffffffffff0000, 0xffffffffffff01ff,
     0xffffffffffff0101, 0xffffffffff00ff00, 0xffffffffff000000, 0xffffffffff01ffff,

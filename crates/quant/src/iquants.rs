@@ -151,19 +151,21 @@ pub(crate) fn kernels(format: Format) -> Option<FormatKernels> {
     let Format::Ggml(t) = format else {
         return None;
     };
-    let (dequantize, quantize): (crate::kernels::DequantizeFn, Option<crate::kernels::QuantizeFn>) =
-        match t {
-            GgmlType::IQ2_XXS => (dequantize_iq2_xxs, None),
-            GgmlType::IQ2_XS => (dequantize_iq2_xs, None),
-            GgmlType::IQ2_S => (dequantize_iq2_s, None),
-            GgmlType::IQ3_XXS => (dequantize_iq3_xxs, None),
-            GgmlType::IQ3_S => (dequantize_iq3_s, None),
-            GgmlType::IQ1_S => (dequantize_iq1_s, None),
-            GgmlType::IQ1_M => (dequantize_iq1_m, None),
-            GgmlType::IQ4_NL => (dequantize_iq4_nl, Some(quantize_iq4_nl)),
-            GgmlType::IQ4_XS => (dequantize_iq4_xs, None),
-            _ => return None,
-        };
+    let (dequantize, quantize): (
+        crate::kernels::DequantizeFn,
+        Option<crate::kernels::QuantizeFn>,
+    ) = match t {
+        GgmlType::IQ2_XXS => (dequantize_iq2_xxs, None),
+        GgmlType::IQ2_XS => (dequantize_iq2_xs, None),
+        GgmlType::IQ2_S => (dequantize_iq2_s, None),
+        GgmlType::IQ3_XXS => (dequantize_iq3_xxs, None),
+        GgmlType::IQ3_S => (dequantize_iq3_s, None),
+        GgmlType::IQ1_S => (dequantize_iq1_s, None),
+        GgmlType::IQ1_M => (dequantize_iq1_m, None),
+        GgmlType::IQ4_NL => (dequantize_iq4_nl, Some(quantize_iq4_nl)),
+        GgmlType::IQ4_XS => (dequantize_iq4_xs, None),
+        _ => return None,
+    };
     Some(FormatKernels {
         dequantize,
         quantize,
@@ -497,7 +499,9 @@ mod tests {
     #[test]
     fn iq4_nl_round_trip_of_exact_levels() {
         // values that are exactly d * level quantize back to themselves
-        let x: Vec<f32> = (0..32).map(|i| f32::from(KVALUES_IQ4NL[i % 16]) * 0.5).collect();
+        let x: Vec<f32> = (0..32)
+            .map(|i| f32::from(KVALUES_IQ4NL[i % 16]) * 0.5)
+            .collect();
         let mut q = [0u8; 18];
         quantize_iq4_nl(&x, &mut q);
         let mut y = [0f32; 32];

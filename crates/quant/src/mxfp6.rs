@@ -192,6 +192,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::unusual_byte_groupings)] // grouped as sign_exponent_mantissa
     fn ocp_table_values() {
         // OCP MX v1.0, table of FP6 encodings.
         assert_eq!(E2M3.value(0b0_11_111), 7.5); // max normal

@@ -68,7 +68,9 @@ mod tests {
 
     #[test]
     fn signs_and_mean_scale() {
-        let x: Vec<f32> = (0..128).map(|i| if i % 3 == 0 { -2.0 } else { 2.0 }).collect();
+        let x: Vec<f32> = (0..128)
+            .map(|i| if i % 3 == 0 { -2.0 } else { 2.0 })
+            .collect();
         let mut b = [0u8; 18];
         quantize_q1_0(&x, &mut b);
         assert_eq!(f16_at(&b, 0), 2.0);

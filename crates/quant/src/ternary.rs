@@ -67,23 +67,13 @@ fn trit(q: u8, n: usize) -> f32 {
 fn dequantize_tq1_0(src: &[u8], dst: &mut [f32]) {
     per_block::<54, 256>(src, dst, |b, y| {
         let d = f16_at(b, 52);
-        let mut o = 0;
-        for n in 0..5 {
-            for m in 0..32 {
-                y[o] = trit(b[m], n) * d;
-                o += 1;
-            }
-        }
-        for n in 0..5 {
-            for m in 0..16 {
-                y[o] = trit(b[32 + m], n) * d;
-                o += 1;
-            }
-        }
-        for n in 0..4 {
-            for j in 0..4 {
-                y[o] = trit(b[48 + j], n) * d;
-                o += 1;
+        // trit n of every byte of a group, group by group: 32 bytes × 5, 16 × 5, 4 × 4
+        let mut out = y.iter_mut();
+        for (bytes, trits) in [(&b[0..32], 5), (&b[32..48], 5), (&b[48..52], 4)] {
+            for n in 0..trits {
+                for (&q, v) in bytes.iter().zip(out.by_ref()) {
+                    *v = trit(q, n) * d;
+                }
             }
         }
     });
@@ -121,24 +111,30 @@ fn code(v: f32, id: f32) -> u8 {
 /// Packs up to 5 trits (most significant first) as ggml does: `ceil(v * 256 / 243)`.
 #[inline]
 fn pack5(q: u8) -> u8 {
-    ((u16::from(q) * 256 + 242) / 243) as u8
+    (u16::from(q) * 256).div_ceil(243) as u8
 }
 
 fn quantize_tq1_0(src: &[f32], dst: &mut [u8]) {
     for (x, out) in src.chunks_exact(256).zip(dst.chunks_exact_mut(54)) {
         let (id, d) = ternary_scale(x);
         for m in 0..32 {
-            let q = (0..5).fold(0u8, |q, n| q.wrapping_mul(3).wrapping_add(code(x[m + 32 * n], id)));
+            let q = (0..5).fold(0u8, |q, n| {
+                q.wrapping_mul(3).wrapping_add(code(x[m + 32 * n], id))
+            });
             out[m] = pack5(q);
         }
         let x1 = &x[160..];
         for m in 0..16 {
-            let q = (0..5).fold(0u8, |q, n| q.wrapping_mul(3).wrapping_add(code(x1[m + 16 * n], id)));
+            let q = (0..5).fold(0u8, |q, n| {
+                q.wrapping_mul(3).wrapping_add(code(x1[m + 16 * n], id))
+            });
             out[32 + m] = pack5(q);
         }
         let x2 = &x[240..];
         for j in 0..4 {
-            let q = (0..4).fold(0u8, |q, n| q.wrapping_mul(3).wrapping_add(code(x2[j + 4 * n], id)));
+            let q = (0..4).fold(0u8, |q, n| {
+                q.wrapping_mul(3).wrapping_add(code(x2[j + 4 * n], id))
+            });
             out[48 + j] = pack5(q.wrapping_mul(3));
         }
         out[52..54].copy_from_slice(&d);
@@ -167,9 +163,15 @@ mod tests {
 
     #[test]
     fn ternary_round_trip_is_exact() {
-        let x: Vec<f32> = (0..256).map(|i| ((i * 7 % 3) as f32 - 1.0) * 0.75).collect();
+        let x: Vec<f32> = (0..256)
+            .map(|i| ((i * 7 % 3) as f32 - 1.0) * 0.75)
+            .collect();
         for (q, dq, n) in [
-            (quantize_tq1_0 as fn(&[f32], &mut [u8]), dequantize_tq1_0 as fn(&[u8], &mut [f32]), 54),
+            (
+                quantize_tq1_0 as fn(&[f32], &mut [u8]),
+                dequantize_tq1_0 as fn(&[u8], &mut [f32]),
+                54,
+            ),
             (quantize_tq2_0, dequantize_tq2_0, 66),
         ] {
             let mut b = vec![0u8; n];

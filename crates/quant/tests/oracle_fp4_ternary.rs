@@ -86,7 +86,9 @@ fn ternary_blocks(t: GgmlType, seed: u64) -> Vec<u8> {
     let size = t.type_size();
     let mut rng = Rng(seed);
     let mut blocks = Vec::new();
-    let specials = [0x7E00u16, 0x7C00, 0xFC00, 0x0000, 0x8000, 0x0001, 0x7BFF, 0x3C00];
+    let specials = [
+        0x7E00u16, 0x7C00, 0xFC00, 0x0000, 0x8000, 0x0001, 0x7BFF, 0x3C00,
+    ];
     for i in 0..64 {
         let mut b = rng.bytes(size);
         let d = if i < specials.len() {
@@ -124,7 +126,9 @@ fn quant_inputs(block: usize, seed: u64) -> Vec<f32> {
     v.extend(vec![0.0; block]);
     v.extend((0..block).map(|i| 2f32.powi(i as i32 % 8 - 4) * if i % 2 == 0 { 1.0 } else { -1.0 }));
     // FP4 midpoints for scale 1 (amax 6 → e = 129, d = 2, doubled levels halve it back)
-    let mids = [0.25f32, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, -0.25, -1.25, -5.0, 6.0];
+    let mids = [
+        0.25f32, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, -0.25, -1.25, -5.0, 6.0,
+    ];
     v.extend((0..block).map(|i| mids[i % mids.len()]));
     v.extend((0..block).map(|i| (i as f32 - 7.0) * 1e-30));
     // just below powers of two, where floor(log2) is delicate
@@ -175,7 +179,9 @@ fn nvfp4_and_q1_0_quantizers_round_trip_representable_values() {
         assert_eq!(a.abs(), b.abs()); // -0.0 may come back as +0.0
     }
 
-    let x: Vec<f32> = (0..128).map(|i| if i % 5 == 0 { -0.5 } else { 0.5 }).collect();
+    let x: Vec<f32> = (0..128)
+        .map(|i| if i % 5 == 0 { -0.5 } else { 0.5 })
+        .collect();
     let mut q = vec![0u8; 18];
     quant::quantize(GgmlType::Q1_0, &x, &mut q).unwrap();
     let mut y = vec![0f32; 128];
@@ -197,9 +203,16 @@ fn q1_0_dequantize_follows_ggml_definition() {
     for (b, out) in blocks.chunks(18).zip(y.chunks(128)) {
         let d = half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
         for (j, &v) in out.iter().enumerate() {
-            let expect = if b[2 + j / 8] >> (j % 8) & 1 == 1 { d } else { -d };
+            let expect = if b[2 + j / 8] >> (j % 8) & 1 == 1 {
+                d
+            } else {
+                -d
+            };
             assert!(v.to_bits() == expect.to_bits() || (v.is_nan() && expect.is_nan()));
         }
     }
-    assert!(matches!(common::dequantize("Q1_0", &blocks), Oracle::NotImplemented));
+    assert!(matches!(
+        common::dequantize("Q1_0", &blocks),
+        Oracle::NotImplemented
+    ));
 }

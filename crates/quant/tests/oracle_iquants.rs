@@ -31,7 +31,9 @@ impl Rng {
 
 /// f16 scale bit patterns worth trying: NaN, ±Inf, ±0, the smallest
 /// subnormal, the largest finite.
-const SPECIAL_F16: [u16; 8] = [0x7E00, 0x7C00, 0xFC00, 0x0000, 0x8000, 0x0001, 0x7BFF, 0xFBFF];
+const SPECIAL_F16: [u16; 8] = [
+    0x7E00, 0x7C00, 0xFC00, 0x0000, 0x8000, 0x0001, 0x7BFF, 0xFBFF,
+];
 
 /// Writes the f16 super-block scale of a block of `t`.
 fn set_scale(t: GgmlType, block: &mut [u8], bits: u16) {
@@ -140,7 +142,11 @@ for name in ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S"]:
         .args(["-c", script])
         .output()
         .expect("python3 must be installed to run the gguf-py oracle tests");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let to_bytes64 = |g: &[u64]| g.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
     let to_bytes32 = |g: &[u32]| g.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
@@ -184,10 +190,15 @@ fn iq4_nl_quantizer_worked_example() {
     // first-pass scale d = max / -127 = 0.25 reproduces every level exactly and
     // the refit keeps 0.25.
     let levels = quant::grids::KVALUES_IQ4NL;
-    let x: Vec<f32> = (0..32).map(|i| f32::from(levels[(i * 5) % 16]) * 0.25).collect();
+    let x: Vec<f32> = (0..32)
+        .map(|i| f32::from(levels[(i * 5) % 16]) * 0.25)
+        .collect();
     let mut q = vec![0u8; 18];
     quant::quantize(GgmlType::IQ4_NL, &x, &mut q).unwrap();
-    assert_eq!(u16::from_le_bytes([q[0], q[1]]), half::f16::from_f32(0.25).to_bits());
+    assert_eq!(
+        u16::from_le_bytes([q[0], q[1]]),
+        half::f16::from_f32(0.25).to_bits()
+    );
     for j in 0..16 {
         assert_eq!(q[2 + j] & 0xF, ((j * 5) % 16) as u8);
         assert_eq!(q[2 + j] >> 4, (((j + 16) * 5) % 16) as u8);
