@@ -438,46 +438,73 @@ pub(crate) fn best_index_int8(val: &[i8; 16], x: f32) -> usize {
     idx
 }
 
-/// ggml's `nearest_int` is not needed here: the reference IQ4_NL path
-/// (`quantize_row_iq4_nl_ref`, i.e. `quantize_row_iq4_nl_impl` with no
-/// weights and `ntry = -1`) picks one scale, `max / -127`, refits it by least
-/// squares with weights `x²`, and keeps the first pass's codes.
+/// IQ4_NL reference quantizer: ggml's `quantize_row_iq4_nl_ref`, i.e.
+/// `quantize_row_iq4_nl_impl` with no importance weights and `ntry = -1`.
 fn quantize_iq4_nl(src: &[f32], dst: &mut [u8]) {
-    const GROUP_MAX_EPS: f32 = 1e-15;
     for (x, out) in src.chunks_exact(32).zip(dst.chunks_exact_mut(18)) {
-        let mut amax = 0.0f32;
-        let mut max = 0.0f32;
-        for &v in x {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
+        iq4_nl_block(x, out, -1);
+    }
+}
+
+/// One IQ4_NL block by ggml's `quantize_row_iq4_nl_impl` (32-element super
+/// block, weights `x²`). `ntry = -1` is the reference path: codes picked at
+/// `d = max / -127`, `d` refitted by least squares, codes kept. `ntry > 0`
+/// (what `llama-quantize` runs without an importance matrix, `ntry = 7`) also
+/// tries the scales `(itry - 127) / max` for `itry` in `-ntry..=ntry` and then
+/// re-picks every code for the chosen scale.
+fn iq4_nl_block(x: &[f32], out: &mut [u8], ntry: i32) {
+    const GROUP_MAX_EPS: f32 = 1e-15;
+    let values = &KVALUES_IQ4NL;
+    let v0 = f32::from(values[0]);
+    let mut amax = 0.0f32;
+    let mut max = 0.0f32;
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    // Σ w·q·x and Σ w·q² for the codes nearest to `id * x`, in ggml's order.
+    let fit = |id: f32, codes: &mut [u8; 32]| {
+        let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
+        for (j, &v) in x.iter().enumerate() {
+            let l = best_index_int8(values, id * v);
+            codes[j] = l as u8;
+            let q = f32::from(values[l]);
+            let w = v * v;
+            sumqx += w * q * v;
+            sumq2 += w * q * q;
+        }
+        (sumqx, sumq2)
+    };
+    let mut codes = [0u8; 32];
+    let scale = if amax < GROUP_MAX_EPS {
+        0.0
+    } else {
+        let d = if ntry > 0 { -max / v0 } else { max / v0 };
+        let (sumqx, sumq2) = fit(1.0 / d, &mut codes);
+        let mut d = if sumq2 > 0.0 { sumqx / sumq2 } else { 0.0 };
+        let mut best = d * sumqx;
+        let mut scratch = [0u8; 32];
+        for itry in -ntry..=ntry {
+            let id = (itry + i32::from(values[0])) as f32 / max;
+            let (sumqx, sumq2) = fit(id, &mut scratch);
+            if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
+                d = sumqx / sumq2;
+                best = d * sumqx;
             }
         }
-        let mut codes = [0u8; 32];
-        let scale = if amax < GROUP_MAX_EPS {
-            0.0
-        } else {
-            let d = max / f32::from(KVALUES_IQ4NL[0]);
-            let id = 1.0 / d;
-            let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
-            for (j, &v) in x.iter().enumerate() {
-                let l = best_index_int8(&KVALUES_IQ4NL, id * v);
-                codes[j] = l as u8;
-                let q = f32::from(KVALUES_IQ4NL[l]);
-                let w = v * v;
-                sumqx += w * q * v;
-                sumq2 += w * q * q;
-            }
-            if sumq2 > 0.0 {
-                sumqx / sumq2
-            } else {
-                0.0
-            }
-        };
-        out[..2].copy_from_slice(&f16::from_f32(scale).to_bits().to_le_bytes());
-        for j in 0..16 {
-            out[2 + j] = codes[j] | (codes[j + 16] << 4);
+        d
+    };
+    if ntry > 0 {
+        let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+        for (c, &v) in codes.iter_mut().zip(x) {
+            *c = best_index_int8(values, id * v) as u8;
         }
+    }
+    out[..2].copy_from_slice(&f16::from_f32(scale).to_bits().to_le_bytes());
+    for j in 0..16 {
+        out[2 + j] = codes[j] | (codes[j + 16] << 4);
     }
 }
 
@@ -494,6 +521,25 @@ mod tests {
         // midpoint of -10 and 1 is -4.5: ties go to the upper level
         assert_eq!(best_index_int8(v, -4.5), 8);
         assert_eq!(best_index_int8(v, -4.6), 7);
+    }
+
+    /// The shared IQ4_NL machinery against bytes written by llama.cpp's
+    /// `llama-quantize --pure … IQ4_NL` (its no-imatrix path is `ntry = 7`);
+    /// see `tests/data/README.md`.
+    #[test]
+    fn iq4_nl_search_path_matches_llama_quantize() {
+        let input = include_bytes!("../tests/data/llamacpp-input.f32");
+        let reference = include_bytes!("../tests/data/llamacpp-iq4_nl.bin");
+        let x: Vec<f32> = input
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(x.len() / 32 * 18, reference.len());
+        for (i, (xb, rb)) in x.chunks(32).zip(reference.chunks(18)).enumerate() {
+            let mut out = [0u8; 18];
+            iq4_nl_block(xb, &mut out, 7);
+            assert_eq!(&out[..], rb, "block {i}");
+        }
     }
 
     #[test]
