@@ -133,6 +133,10 @@ fn quant_inputs(block: usize, seed: u64) -> Vec<f32> {
     v.extend((0..block).map(|i| (i as f32 - 7.0) * 1e-30));
     // just below powers of two, where floor(log2) is delicate
     v.extend((0..block).map(|i| f32::from_bits(0x407F_FFFF) * if i == 3 { 1.0 } else { 0.1 }));
+    // one ulp below 2^20 and 2^-20: log2f rounds up to the integer there
+    for bits in [0x497F_FFFFu32, 0x357F_FFFF, 0x7F7F_FFFF] {
+        v.extend((0..block).map(|i| f32::from_bits(bits) * if i == 5 { -1.0 } else { 0.3 }));
+    }
     v
 }
 
