@@ -6,6 +6,7 @@ mod common;
 
 use common::{assert_bits_eq, Oracle};
 use quant::GgmlType;
+use std::process::Command;
 
 struct Rng(u64);
 impl Rng {
@@ -219,4 +220,66 @@ fn q1_0_dequantize_follows_ggml_definition() {
         common::dequantize("Q1_0", &blocks),
         Oracle::NotImplemented
     ));
+}
+
+/// NVFP4's scale bytes equal gguf-py's port of ggml's `ggml_fp32_to_ue4m3`
+/// applied to `amax / 6` (gguf-py cannot quantize NVFP4 as a whole; the code
+/// selection is the same as MXFP4's, compared with gguf-py above).
+#[test]
+fn nvfp4_scale_bytes_match_gguf_py_ue4m3_encoder() {
+    let mut rng = Rng(41);
+    let mut x = Vec::new();
+    // sub-blocks from far below the UE4M3 subnormal range to above its saturation
+    for k in 0..256 {
+        let mag = 2f32.powi(k % 40 - 24);
+        x.extend((0..16).map(|_| rng.unit() * mag));
+    }
+    // two zero sub-blocks (also keeps whole 64-element blocks)
+    x.extend([0.0f32; 32]);
+    // amax / 6 exactly on UE4M3 rounding midpoints and code boundaries
+    for bits in [
+        0x3F88_0000u32,
+        0x3F98_0000,
+        0x43E0_0000,
+        0x43E8_0000,
+        0x3C00_0000,
+        0x3B80_0000,
+    ] {
+        let v = f32::from_bits(bits) * 6.0;
+        x.extend((0..16).map(|i| if i == 9 { -v } else { v / 3.0 }));
+    }
+    let mut q = vec![0u8; quant::bytes_for(GgmlType::NVFP4, x.len()).unwrap()];
+    quant::quantize(GgmlType::NVFP4, &x, &mut q).unwrap();
+    let ours: Vec<u8> = q.chunks(36).flat_map(|b| b[..4].to_vec()).collect();
+
+    let input = std::env::temp_dir().join(format!("rocmforge-nvfp4-scales-{}", std::process::id()));
+    std::fs::write(
+        &input,
+        x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let script = r#"
+import sys, numpy as np
+from gguf import quants as q
+x = np.fromfile(sys.argv[1], dtype="<f4").reshape(-1, 16)
+amax = np.abs(x).max(axis=-1)
+sys.stdout.write(bytes(q.NVFP4.fp32_to_ue4m3(amax / np.float32(6.0)).astype(np.uint8)).hex())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&input)
+        .output()
+        .expect("python3 must be installed to run the gguf-py oracle tests");
+    let _ = std::fs::remove_file(&input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hex = String::from_utf8(out.stdout).unwrap();
+    let theirs: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(ours, theirs);
 }
