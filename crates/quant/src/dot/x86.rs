@@ -1,0 +1,544 @@
+//! x86_64 dot-product kernels: one body per weight type, instantiated twice by
+//! `kernels!`: with AVX2+FMA+F16C (`vpmaddubsw`/`vpmaddwd` for the u8×i8
+//! sums) and with AVX-512 VL + VNNI on top (`vpdpbusd` for the u8×i8 sums).
+//!
+//! Layouts are read by byte offset (the block structs of this crate fix them;
+//! the offsets are repeated next to each kernel). Every kernel runs four
+//! independent float accumulators to hide the FMA latency, and converts the
+//! f16 scales of four blocks with one `vcvtph2ps`.
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use super::DotFn;
+use crate::GgmlType;
+
+/// AVX2 + FMA + F16C, detected once.
+pub(crate) fn has_avx2() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    })
+}
+
+/// [`has_avx2`] plus AVX-512 F/BW/VL and VNNI, detected once.
+pub(crate) fn has_avx512vnni() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        has_avx2()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+    })
+}
+
+/// `acc + Σ pairs-of-4 a[i]·b[i]` per i32 lane, `a` unsigned, `b` signed (AVX2).
+/// `a·b` pair sums must fit i16 (true for every caller: |a| ≤ 127 or a ≤ 63).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn udot_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    let p = _mm256_maddubs_epi16(a, b);
+    _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+}
+
+/// `acc + Σ pairs-of-4 a[i]·b[i]` per i32 lane, `a` unsigned, `b` signed (VNNI).
+///
+/// Written as inline assembly (EVEX `vpdpbusd` on ymm registers) because the
+/// AVX-512 intrinsics and target features need a newer compiler than this
+/// crate's minimum supported Rust version.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn udot_vnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    let mut acc = acc;
+    // SAFETY: only reached from kernels handed out after `has_avx512vnni()`
+    // confirmed AVX-512 VL + VNNI; the instruction touches registers only.
+    std::arch::asm!(
+        "vpdpbusd {acc}, {a}, {b}",
+        acc = inout(ymm_reg) acc,
+        a = in(ymm_reg) a,
+        b = in(ymm_reg) b,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+macro_rules! kernels {
+    ($modname:ident, $features:literal, $udot:path) => {
+        /// Kernels compiled for one feature set; only called after detection.
+        pub(crate) mod $modname {
+            use std::arch::x86_64::*;
+
+            /// f16 bits → f32 with F16C.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn h2f(p: *const u8) -> f32 {
+                let bits = (p as *const u16).read_unaligned();
+                _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+            }
+
+            /// Four f16 values at `p + i·stride` (i = 0..4) → f32.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn h2f4(p: *const u8, stride: usize) -> __m128 {
+                let mut v = 0u64;
+                for i in 0..4 {
+                    let b = (p.add(i * stride) as *const u16).read_unaligned();
+                    v |= (b as u64) << (16 * i);
+                }
+                _mm_cvtph_ps(_mm_cvtsi64_si128(v as i64))
+            }
+
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn hsum(v: __m256) -> f32 {
+                let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+                _mm_cvtss_f32(s)
+            }
+
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn hsum128(s: __m128) -> f32 {
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+                _mm_cvtss_f32(s)
+            }
+
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn udot(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+                $udot(acc, a, b)
+            }
+
+            /// Signed × signed dot via the sign trick (|a|, sign(b, a)).
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn sdot(a: __m256i, b: __m256i) -> __m256i {
+                udot(
+                    _mm256_setzero_si256(),
+                    _mm256_sign_epi8(a, a),
+                    _mm256_sign_epi8(b, a),
+                )
+            }
+
+            /// 16 packed nibbles at `p` → 32 bytes: low nibbles then high nibbles.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn nibbles32(p: *const u8) -> __m256i {
+                let q = _mm_loadu_si128(p as *const __m128i);
+                let v = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+                _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
+            }
+
+            /// The shared loop of 32-element blocks against Q8_0/Q8_1 blocks:
+            /// `int_dot(x_block, y_quants)` gives the per-lane integer sums;
+            /// `scales4(x, y)` the four `f32` block scales of the next four blocks.
+            #[inline]
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn blocks32(
+                nb: usize,
+                x: *const u8,
+                xs: usize,
+                y: *const u8,
+                ys: usize,
+                yq: usize,
+                int_dot: impl Fn(*const u8, __m256i) -> __m256i,
+                scales4: impl Fn(*const u8, *const u8) -> __m128,
+            ) -> __m256 {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut i = 0;
+                let mut sc = [0f32; 4];
+                while i < nb {
+                    let xb = x.add(i * xs);
+                    let yb = y.add(i * ys);
+                    if i + 4 <= nb {
+                        _mm_storeu_ps(sc.as_mut_ptr(), scales4(xb, yb));
+                        for k in 0..4 {
+                            let yv = _mm256_loadu_si256(yb.add(k * ys + yq) as *const __m256i);
+                            let t = int_dot(xb.add(k * xs), yv);
+                            acc[k] = _mm256_fmadd_ps(
+                                _mm256_cvtepi32_ps(t),
+                                _mm256_broadcast_ss(&sc[k]),
+                                acc[k],
+                            );
+                        }
+                        i += 4;
+                    } else {
+                        // Tail: compute four scales from a padded copy.
+                        let mut xt = [0u8; 4 * 40];
+                        let mut ytt = [0u8; 4 * 40];
+                        std::ptr::copy_nonoverlapping(xb, xt.as_mut_ptr(), xs);
+                        std::ptr::copy_nonoverlapping(yb, ytt.as_mut_ptr(), ys);
+                        _mm_storeu_ps(sc.as_mut_ptr(), scales4(xt.as_ptr(), ytt.as_ptr()));
+                        let yv = _mm256_loadu_si256(yb.add(yq) as *const __m256i);
+                        let t = int_dot(xb, yv);
+                        acc[0] = _mm256_fmadd_ps(
+                            _mm256_cvtepi32_ps(t),
+                            _mm256_broadcast_ss(&sc[0]),
+                            acc[0],
+                        );
+                        i += 1;
+                    }
+                }
+                _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))
+            }
+
+            /// Q4_0 (d: f16, 16 × nibble pairs) · Q8_0 (d: f16, 32 × i8).
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn q4_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                let eights = _mm256_set1_epi8(8);
+                let acc = blocks32(
+                    nb,
+                    x,
+                    18,
+                    y,
+                    34,
+                    2,
+                    |xb, yv| {
+                        let v = nibbles32(xb.add(2));
+                        let t = udot(_mm256_setzero_si256(), v, yv);
+                        _mm256_sub_epi32(t, udot(_mm256_setzero_si256(), eights, yv))
+                    },
+                    |xb, yb| _mm_mul_ps(h2f4(xb, 18), h2f4(yb, 34)),
+                );
+                hsum(acc)
+            }
+
+            /// Q8_0 · Q8_0.
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                let acc = blocks32(
+                    nb,
+                    x,
+                    34,
+                    y,
+                    34,
+                    2,
+                    |xb, yv| sdot(_mm256_loadu_si256(xb.add(2) as *const __m256i), yv),
+                    |xb, yb| _mm_mul_ps(h2f4(xb, 34), h2f4(yb, 34)),
+                );
+                hsum(acc)
+            }
+
+            /// IQ4_NL (d: f16, 16 × nibble pairs into a 16-entry code book) · Q8_0.
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn iq4_nl(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                    crate::grids::KVALUES_IQ4NL.as_ptr() as *const __m128i,
+                ));
+                let acc = blocks32(
+                    nb,
+                    x,
+                    18,
+                    y,
+                    34,
+                    2,
+                    |xb, yv| sdot(_mm256_shuffle_epi8(table, nibbles32(xb.add(2))), yv),
+                    |xb, yb| _mm_mul_ps(h2f4(xb, 18), h2f4(yb, 34)),
+                );
+                hsum(acc)
+            }
+
+            /// MXFP4 (e: E8M0, 16 × nibble pairs of E2M1 codes) · Q8_0.
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn mxfp4(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                    crate::grids::KVALUES_MXFP4.as_ptr() as *const __m128i,
+                ));
+                let acc = blocks32(
+                    nb,
+                    x,
+                    17,
+                    y,
+                    34,
+                    2,
+                    |xb, yv| sdot(_mm256_shuffle_epi8(table, nibbles32(xb.add(1))), yv),
+                    |xb, yb| {
+                        let e = |k: usize| super::super::scalar::e8m0_half(*xb.add(17 * k));
+                        _mm_mul_ps(_mm_set_ps(e(3), e(2), e(1), e(0)), h2f4(yb, 34))
+                    },
+                );
+                hsum(acc)
+            }
+
+            /// Q4_1 (d, m: f16, 16 × nibble pairs) · Q8_1 (d, s: f16, 32 × i8).
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn q4_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                let acc = blocks32(
+                    nb,
+                    x,
+                    20,
+                    y,
+                    36,
+                    4,
+                    |xb, yv| udot(_mm256_setzero_si256(), nibbles32(xb.add(4)), yv),
+                    |xb, yb| _mm_mul_ps(h2f4(xb, 20), h2f4(yb, 36)),
+                );
+                // Σ m·s over the blocks, four at a time.
+                let mut ms = _mm_setzero_ps();
+                let mut i = 0;
+                while i + 4 <= nb {
+                    ms = _mm_fmadd_ps(h2f4(x.add(i * 20 + 2), 20), h2f4(y.add(i * 36 + 2), 36), ms);
+                    i += 4;
+                }
+                let mut tail = 0f32;
+                while i < nb {
+                    tail += h2f(x.add(i * 20 + 2)) * h2f(y.add(i * 36 + 2));
+                    i += 1;
+                }
+                hsum(acc) + hsum128(ms) + tail
+            }
+
+            /// Q4_K (d, dmin: f16, 12 scale bytes, 128 × nibble pairs) · Q8_K.
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn q4_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                k4_like::<false>(nb, x, y)
+            }
+
+            /// Q5_K (d, dmin, 12 scale bytes, 32 high-bit bytes, 128 nibble pairs) · Q8_K.
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn q5_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                k4_like::<true>(nb, x, y)
+            }
+
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn k4_like<const FIVE: bool>(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                let bs = if FIVE { 176 } else { 144 };
+                let qoff = if FIVE { 48 } else { 16 };
+                let m4 = _mm256_set1_epi8(0x0F);
+                let mut acc = [_mm256_setzero_ps(); 2];
+                let mut accm = _mm_setzero_ps();
+                for i in 0..nb {
+                    let xb = x.add(i * bs);
+                    let yb = y.add(i * 292);
+                    let yd = *(yb as *const f32);
+                    let d = yd * h2f(xb);
+                    let dmin = yd * h2f(xb.add(2));
+                    // Unpack the 6-bit scales and mins: bytes 0..8 scales, 8..16 mins.
+                    let mut u = [0u32; 4];
+                    std::ptr::copy_nonoverlapping(xb.add(4), u.as_mut_ptr() as *mut u8, 12);
+                    const K1: u32 = 0x3f3f_3f3f;
+                    const K2: u32 = 0x0f0f_0f0f;
+                    const K3: u32 = 0x0303_0303;
+                    u[3] = ((u[2] >> 4) & K2) | (((u[1] >> 6) & K3) << 4);
+                    let m03 = u[1] & K1;
+                    u[1] = (u[2] & K2) | (((u[0] >> 6) & K3) << 4);
+                    u[2] = m03;
+                    u[0] &= K1;
+                    let sm = _mm_loadu_si128(u.as_ptr() as *const __m128i);
+                    // Mins: Σ m_s · (bsum_2s + bsum_2s+1).
+                    let bsums = _mm256_loadu_si256(yb.add(260) as *const __m256i);
+                    let pairs = _mm_hadd_epi16(
+                        _mm256_castsi256_si128(bsums),
+                        _mm256_extracti128_si256(bsums, 1),
+                    );
+                    let mins16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
+                    let pm = _mm_madd_epi16(mins16, pairs);
+                    accm = _mm_fmadd_ps(_mm_cvtepi32_ps(pm), _mm_set1_ps(dmin), accm);
+                    // Scales as i16 in both lanes; word k selected by shuffles.
+                    let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+                    let qh = if FIVE {
+                        _mm256_loadu_si256(xb.add(16) as *const __m256i)
+                    } else {
+                        _mm256_setzero_si256()
+                    };
+                    let mut sumi = _mm256_setzero_si256();
+                    for c in 0..4 {
+                        let q = _mm256_loadu_si256(xb.add(qoff + 32 * c) as *const __m256i);
+                        let mut lo = _mm256_and_si256(q, m4);
+                        let mut hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                        if FIVE {
+                            let bl = _mm256_set1_epi8((1u8 << (2 * c)) as i8);
+                            let bh = _mm256_set1_epi8((2u8 << (2 * c)) as i8);
+                            let s16 = _mm256_set1_epi8(16);
+                            let hl = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bl), bl);
+                            let hh = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bh), bh);
+                            lo = _mm256_or_si256(lo, _mm256_and_si256(hl, s16));
+                            hi = _mm256_or_si256(hi, _mm256_and_si256(hh, s16));
+                        }
+                        let ylo = _mm256_loadu_si256(yb.add(4 + 64 * c) as *const __m256i);
+                        let yhi = _mm256_loadu_si256(yb.add(36 + 64 * c) as *const __m256i);
+                        let wl = (4 * c) as i16 | (((4 * c + 1) as i16) << 8);
+                        let wh = (4 * c + 2) as i16 | (((4 * c + 3) as i16) << 8);
+                        let sl = _mm256_shuffle_epi8(sc, _mm256_set1_epi16(wl));
+                        let sh = _mm256_shuffle_epi8(sc, _mm256_set1_epi16(wh));
+                        let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), sl);
+                        let ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), sh);
+                        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                    }
+                    acc[i & 1] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc[i & 1]);
+                }
+                hsum(_mm256_add_ps(acc[0], acc[1])) - hsum128(accm)
+            }
+
+            /// Q6_K (128 low-nibble bytes, 64 high-bit bytes, 16 × i8 scales, d: f16) · Q8_K.
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn q6_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                let m4 = _mm256_set1_epi8(0x0F);
+                let m3 = _mm256_set1_epi8(0x03);
+                let mc = _mm256_set1_epi8(0x0C);
+                let m30 = _mm256_set1_epi8(0x30);
+                let mut acc = [_mm256_setzero_ps(); 2];
+                for i in 0..nb {
+                    let xb = x.add(i * 210);
+                    let yb = y.add(i * 292);
+                    let d = *(yb as *const f32) * h2f(xb.add(208));
+                    let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(xb.add(192) as *const __m128i));
+                    // The −32 offset of every code, through the 16-element sums.
+                    let bsums = _mm256_loadu_si256(yb.add(260) as *const __m256i);
+                    let corr = _mm256_madd_epi16(bsums, sc16);
+                    let mut sumi = _mm256_setzero_si256();
+                    for h in 0..2 {
+                        let s = if h == 0 {
+                            _mm256_permute2x128_si256(sc16, sc16, 0x00)
+                        } else {
+                            _mm256_permute2x128_si256(sc16, sc16, 0x11)
+                        };
+                        let ql0 = _mm256_loadu_si256(xb.add(64 * h) as *const __m256i);
+                        let ql1 = _mm256_loadu_si256(xb.add(64 * h + 32) as *const __m256i);
+                        let qh = _mm256_loadu_si256(xb.add(128 + 32 * h) as *const __m256i);
+                        let q = [
+                            _mm256_or_si256(
+                                _mm256_and_si256(ql0, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(ql1, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(qh, mc), 2),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                _mm256_and_si256(qh, m30),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
+                            ),
+                        ];
+                        for (k, qk) in q.iter().enumerate() {
+                            let yv =
+                                _mm256_loadu_si256(yb.add(4 + 128 * h + 32 * k) as *const __m256i);
+                            let wl = (4 * k) as i16 | (((4 * k + 1) as i16) << 8);
+                            let wh = (4 * k + 2) as i16 | (((4 * k + 3) as i16) << 8);
+                            let mask = _mm256_set_m128i(_mm_set1_epi16(wh), _mm_set1_epi16(wl));
+                            let sk = _mm256_shuffle_epi8(s, mask);
+                            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(*qk, yv), sk);
+                            sumi = _mm256_add_epi32(sumi, p);
+                        }
+                    }
+                    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
+                    acc[i & 1] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc[i & 1]);
+                }
+                hsum(_mm256_add_ps(acc[0], acc[1]))
+            }
+
+            /// IQ4_XS (d: f16, scales_h: u16, 4 scales_l bytes, 128 nibble pairs) · Q8_K.
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn iq4_xs(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                    crate::grids::KVALUES_IQ4NL.as_ptr() as *const __m128i,
+                ));
+                let m4 = _mm256_set1_epi8(0x0F);
+                let mut acc = [_mm256_setzero_ps(); 2];
+                for i in 0..nb {
+                    let xb = x.add(i * 136);
+                    let yb = y.add(i * 292);
+                    let d = *(yb as *const f32) * h2f(xb);
+                    let sh = (xb.add(2) as *const u16).read_unaligned() as u32;
+                    let sl = (xb.add(4) as *const u32).read_unaligned();
+                    let mut sumi = _mm256_setzero_si256();
+                    for p in 0..4 {
+                        let q = _mm256_loadu_si256(xb.add(8 + 32 * p) as *const __m256i);
+                        let lo = _mm256_and_si256(q, m4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                        let v1 =
+                            _mm256_shuffle_epi8(table, _mm256_permute2x128_si256(lo, hi, 0x20));
+                        let v2 =
+                            _mm256_shuffle_epi8(table, _mm256_permute2x128_si256(lo, hi, 0x31));
+                        let y1 = _mm256_loadu_si256(yb.add(4 + 64 * p) as *const __m256i);
+                        let y2 = _mm256_loadu_si256(yb.add(36 + 64 * p) as *const __m256i);
+                        let ib = 2 * p;
+                        let ls1 =
+                            (((sl >> (4 * ib)) & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) as i16 - 32;
+                        let ls2 = (((sl >> (4 * ib + 4)) & 0xF) | (((sh >> (2 * ib + 2)) & 3) << 4))
+                            as i16
+                            - 32;
+                        let p1 = _mm256_maddubs_epi16(
+                            _mm256_sign_epi8(v1, v1),
+                            _mm256_sign_epi8(y1, v1),
+                        );
+                        let p2 = _mm256_maddubs_epi16(
+                            _mm256_sign_epi8(v2, v2),
+                            _mm256_sign_epi8(y2, v2),
+                        );
+                        let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(ls1));
+                        let p2 = _mm256_madd_epi16(p2, _mm256_set1_epi16(ls2));
+                        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
+                    }
+                    acc[i & 1] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc[i & 1]);
+                }
+                hsum(_mm256_add_ps(acc[0], acc[1]))
+            }
+        }
+    };
+}
+
+kernels!(avx2, "avx2,fma,f16c", super::udot_avx2);
+kernels!(vnni, "avx2,fma,f16c", super::udot_vnni);
+
+/// Wrap a `(blocks, x, y)` kernel as a safe [`DotFn`] for `$t` (bytes per weight block).
+macro_rules! wrap {
+    ($m:ident :: $f:ident, $ts:expr) => {{
+        fn w(x: &[u8], y: &[u8]) -> f32 {
+            // SAFETY: this wrapper is only handed out by `kernel_avx2`/`kernel_vnni`
+            // after the matching feature detection succeeded, and `VecDotKernel`
+            // checked that `x` is whole blocks and `y` the matching activation bytes,
+            // which is all the kernel reads.
+            unsafe { $m::$f(x.len() / $ts, x.as_ptr(), y.as_ptr()) }
+        }
+        w as DotFn
+    }};
+}
+
+macro_rules! table {
+    ($m:ident, $weight:expr) => {{
+        use GgmlType as T;
+        Some(match $weight {
+            T::Q4_0 => wrap!($m::q4_0, 18),
+            T::Q4_1 => wrap!($m::q4_1, 20),
+            T::Q8_0 => wrap!($m::q8_0, 34),
+            T::IQ4_NL => wrap!($m::iq4_nl, 18),
+            T::MXFP4 => wrap!($m::mxfp4, 17),
+            T::Q4_K => wrap!($m::q4_k, 144),
+            T::Q5_K => wrap!($m::q5_k, 176),
+            T::Q6_K => wrap!($m::q6_k, 210),
+            T::IQ4_XS => wrap!($m::iq4_xs, 136),
+            _ => return None,
+        })
+    }};
+}
+
+/// The AVX2 kernel for `weight`; the caller checked [`has_avx2`].
+pub(crate) fn kernel_avx2(weight: GgmlType) -> Option<DotFn> {
+    if !has_avx2() {
+        return None;
+    }
+    table!(avx2, weight)
+}
+
+/// The AVX-512 VNNI kernel for `weight`; the caller checked [`has_avx512vnni`].
+pub(crate) fn kernel_vnni(weight: GgmlType) -> Option<DotFn> {
+    if !has_avx512vnni() {
+        return None;
+    }
+    table!(vnni, weight)
+}
