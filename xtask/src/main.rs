@@ -1,5 +1,6 @@
 //! `cargo xtask`: project automation (fixtures, kernels, synthetic models, benchmarks).
 
+mod bench_quant;
 mod fixtures;
 
 use anyhow::{bail, Result};
@@ -9,6 +10,7 @@ fn main() -> Result<()> {
     let (cmd, rest) = args.split_first().map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
     match cmd {
         "fixtures" => fixtures::run(rest),
+        "bench" if rest.iter().any(|a| a == "--quant") => bench_quant::run(rest),
         "help" | "--help" | "-h" => {
             println!("usage: cargo xtask <command>\n\ncommands:\n  fixtures   fetch the test models into $ROCMFORGE_FIXTURES (default target/fixtures)");
             Ok(())

@@ -16,6 +16,7 @@ pub use gguf_format::GgmlType;
 pub use spec::{AttnSpec, GluKind, RopeMode, RopeSpec, WeightView, YarnSpec};
 
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Shorthand for backend results.
 pub type Result<T> = std::result::Result<T, BackendError>;
@@ -36,6 +37,14 @@ pub trait Backend: Send + Sync {
 
     /// A short human name ("cpu (avx512vnni, 2 threads)", "cuda:0 NVIDIA H200 sm_90").
     fn name(&self) -> String;
+
+    /// Offer a host memory region (typically the memory-mapped model file)
+    /// that later [`Backend::load_weight`] views may point into. A backend
+    /// that uses weights in place (CPU) keeps the `Arc` and references the
+    /// region instead of copying; others ignore it (the default).
+    fn register_mapping(&self, mapping: Arc<dyn AsRef<[u8]> + Send + Sync>) {
+        let _ = mapping;
+    }
 
     /// Make a weight resident (CPU: borrow/keep the bytes; GPU: one upload).
     /// `view.dims` is in ggml order (ne0 = the contiguous row length).
@@ -78,10 +87,22 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
     /// Rotary embedding in place; row `t` is at position `positions[t]`, its
     /// columns are `n_heads` heads of `cols / n_heads` values.
-    fn rope(&self, x: &mut Self::Tensor, n_heads: usize, positions: &[u32], spec: &RopeSpec) -> Result<()>;
+    fn rope(
+        &self,
+        x: &mut Self::Tensor,
+        n_heads: usize,
+        positions: &[u32],
+        spec: &RopeSpec,
+    ) -> Result<()>;
 
     /// Allocate a KV cache for `n_ctx` positions.
-    fn kv_cache(&self, n_layers: usize, n_ctx: usize, n_head_kv: usize, head_dim: usize) -> Result<Self::KvCache>;
+    fn kv_cache(
+        &self,
+        n_layers: usize,
+        n_ctx: usize,
+        n_head_kv: usize,
+        head_dim: usize,
+    ) -> Result<Self::KvCache>;
     /// Store rows `rows` of `k` and `v` at positions `start_pos..` of `layer`.
     fn kv_store(
         &self,
@@ -109,7 +130,13 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     /// `out = act(gate) * up`, element-wise.
-    fn glu(&self, gate: &Self::Tensor, up: &Self::Tensor, kind: GluKind, out: &mut Self::Tensor) -> Result<()>;
+    fn glu(
+        &self,
+        gate: &Self::Tensor,
+        up: &Self::Tensor,
+        kind: GluKind,
+        out: &mut Self::Tensor,
+    ) -> Result<()>;
     /// `a += b`, element-wise.
     fn add(&self, a: &mut Self::Tensor, b: &Self::Tensor) -> Result<()>;
     /// `a *= b`, element-wise (b may be a single row broadcast over `a`'s rows).

@@ -1,0 +1,177 @@
+//! The KV cache: per layer, K and V as `[head][position][dim]`, in `f32` or
+//! `f16` (ggml's default cache type).
+
+use std::ops::Range;
+
+use backend_core::{BackendError, Result};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+use crate::tensor::CpuTensor;
+
+/// Element type of the cached keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvType {
+    /// IEEE half, as llama.cpp's default cache (values are rounded when stored,
+    /// queries are rounded to f16 as ggml does before `K·q`).
+    #[default]
+    F16,
+    /// Full precision.
+    F32,
+}
+
+/// Storage of one of K or V for one layer.
+pub(crate) enum KvData {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl KvData {
+    fn new(ty: KvType, n: usize) -> KvData {
+        match ty {
+            KvType::F32 => KvData::F32(vec![0.0; n]),
+            KvType::F16 => KvData::F16(vec![f16::ZERO; n]),
+        }
+    }
+
+    fn store(&mut self, at: usize, src: &[f32]) {
+        match self {
+            KvData::F32(d) => d[at..at + src.len()].copy_from_slice(src),
+            KvData::F16(d) => d[at..at + src.len()].convert_from_f32_slice(src),
+        }
+    }
+
+    /// Values `range` as `f32`, borrowed when stored as `f32`, else
+    /// converted into `scratch`.
+    pub(crate) fn read<'a>(&'a self, range: Range<usize>, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+        match self {
+            KvData::F32(d) => &d[range],
+            KvData::F16(d) => {
+                scratch.resize(range.len(), 0.0);
+                d[range].convert_to_f32_slice(scratch);
+                scratch
+            }
+        }
+    }
+}
+
+/// K and V of one layer.
+pub(crate) struct LayerKv {
+    pub k: KvData,
+    pub v: KvData,
+}
+
+/// Keys and values of one sequence, every layer.
+pub struct CpuKvCache {
+    pub(crate) layers: Vec<LayerKv>,
+    pub(crate) n_ctx: usize,
+    pub(crate) n_head_kv: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) ty: KvType,
+}
+
+impl std::fmt::Debug for CpuKvCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuKvCache")
+            .field("layers", &self.layers.len())
+            .field("n_ctx", &self.n_ctx)
+            .field("n_head_kv", &self.n_head_kv)
+            .field("head_dim", &self.head_dim)
+            .field("ty", &self.ty)
+            .finish()
+    }
+}
+
+impl CpuKvCache {
+    /// A zeroed cache.
+    pub(crate) fn new(
+        ty: KvType,
+        n_layers: usize,
+        n_ctx: usize,
+        n_head_kv: usize,
+        head_dim: usize,
+    ) -> Result<CpuKvCache> {
+        let per = n_ctx
+            .checked_mul(n_head_kv)
+            .and_then(|v| v.checked_mul(head_dim))
+            .filter(|&v| v.checked_mul(4 * 2 * n_layers.max(1)).is_some())
+            .ok_or_else(|| BackendError::OutOfMemory {
+                bytes: usize::MAX,
+                detail: format!(
+                    "KV cache of {n_layers} layers x {n_ctx} positions x {n_head_kv} x {head_dim}"
+                ),
+            })?;
+        let layers = (0..n_layers)
+            .map(|_| LayerKv {
+                k: KvData::new(ty, per),
+                v: KvData::new(ty, per),
+            })
+            .collect();
+        Ok(CpuKvCache {
+            layers,
+            n_ctx,
+            n_head_kv,
+            head_dim,
+            ty,
+        })
+    }
+
+    /// Positions the cache holds.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// The cached element type.
+    pub fn kv_type(&self) -> KvType {
+        self.ty
+    }
+
+    /// Store rows `rows` of `k`/`v` at positions `start_pos..` of `layer`.
+    pub(crate) fn store(
+        &mut self,
+        layer: usize,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        rows: Range<usize>,
+        start_pos: usize,
+    ) -> Result<()> {
+        let kv_dim = self.n_head_kv * self.head_dim;
+        let err = |detail: String| BackendError::Shape {
+            op: "kv_store",
+            detail,
+        };
+        if layer >= self.layers.len() {
+            return Err(err(format!("layer {layer} of {}", self.layers.len())));
+        }
+        for (what, t) in [("k", k), ("v", v)] {
+            if t.cols() != kv_dim || rows.end > t.rows() || rows.start > rows.end {
+                return Err(err(format!(
+                    "{what} is {} x {}, rows {rows:?}, cache rows have {kv_dim} values",
+                    t.rows(),
+                    t.cols()
+                )));
+            }
+        }
+        let n = rows.len();
+        if n == 0 {
+            return Ok(());
+        }
+        if start_pos + n > self.n_ctx {
+            return Err(BackendError::ContextOverflow {
+                pos: start_pos + n - 1,
+                n_ctx: self.n_ctx,
+            });
+        }
+        let (hd, n_ctx) = (self.head_dim, self.n_ctx);
+        let l = &mut self.layers[layer];
+        for (i, r) in rows.enumerate() {
+            let pos = start_pos + i;
+            for h in 0..self.n_head_kv {
+                let at = (h * n_ctx + pos) * hd;
+                l.k.store(at, &k.row(r)[h * hd..(h + 1) * hd]);
+                l.v.store(at, &v.row(r)[h * hd..(h + 1) * hd]);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! `backend-cpu`: the CPU implementation of [`backend_core::Backend`].
+//!
+//! - Weights stay in their stored (quantized) format and are used in place
+//!   from the memory-mapped model file: see [`CpuWeight`] for the lifetime
+//!   rule ([`Backend::register_mapping`] the map once, then load weights).
+//! - Activations are [`CpuTensor`]s, dense row-major `f32`.
+//! - Every op runs on the backend's own rayon thread pool
+//!   ([`CpuBackend::new`]); arithmetic follows ggml's CPU backend.
+
+#![warn(missing_docs)]
+
+mod attention;
+mod elementwise;
+mod kv;
+mod matmul;
+mod norm;
+mod rope;
+mod simd;
+mod sync_ptr;
+mod tensor;
+mod threads;
+mod weight;
+
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+use std::ops::Range;
+use std::sync::{Arc, RwLock};
+
+use backend_core::{AttnSpec, Backend, BackendError, GluKind, Result, RopeSpec, WeightView};
+
+pub use elementwise::{gelu_formula, gelu_ggml, silu};
+pub use kv::{CpuKvCache, KvType};
+pub use rope::{rope_cache, rope_head, yarn_corr_dims};
+pub use tensor::CpuTensor;
+pub use threads::physical_cores;
+pub use weight::{CpuWeight, HostMapping};
+
+/// The CPU backend: a rayon thread pool plus the registered host mappings
+/// that weights point into.
+pub struct CpuBackend {
+    pool: rayon::ThreadPool,
+    threads: usize,
+    kv_type: KvType,
+    mappings: RwLock<Vec<HostMapping>>,
+}
+
+impl std::fmt::Debug for CpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuBackend")
+            .field("threads", &self.threads)
+            .field("kv_type", &self.kv_type)
+            .finish()
+    }
+}
+
+impl CpuBackend {
+    /// A backend with its own pool of `threads` workers (0 means
+    /// [`CpuBackend::default_threads`]) and an f16 KV cache.
+    pub fn new(threads: usize) -> Result<CpuBackend> {
+        let threads = if threads == 0 {
+            Self::default_threads()
+        } else {
+            threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("rocmforge-cpu-{i}"))
+            .build()
+            .map_err(|e| {
+                BackendError::Device(format!("cannot start {threads} CPU threads: {e}"))
+            })?;
+        Ok(CpuBackend {
+            pool,
+            threads,
+            kv_type: KvType::default(),
+            mappings: RwLock::new(Vec::new()),
+        })
+    }
+
+    /// The same backend with KV caches of element type `ty`.
+    pub fn with_kv_type(mut self, ty: KvType) -> CpuBackend {
+        self.kv_type = ty;
+        self
+    }
+
+    /// Physical cores of this machine (the default thread count).
+    pub fn default_threads() -> usize {
+        threads::physical_cores()
+    }
+
+    /// Worker threads of this backend.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The ISA level the hot kernels use ("avx512vnni", "avx2", "neon", "scalar").
+    pub fn isa() -> &'static str {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+            {
+                return "avx512vnni";
+            }
+            if simd::has_avx2_fma() {
+                return "avx2";
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            return "neon";
+        }
+        #[allow(unreachable_code)]
+        "scalar"
+    }
+}
+
+fn small_f32<'a>(op: &'static str, w: &'a CpuWeight) -> Result<&'a [f32]> {
+    w.small_f32().ok_or_else(|| BackendError::Shape {
+        op,
+        detail: format!("{} must be a single row (dims {:?})", w.name(), w.dims()),
+    })
+}
+
+impl Backend for CpuBackend {
+    type Tensor = CpuTensor;
+    type Weight = CpuWeight;
+    type KvCache = CpuKvCache;
+
+    fn name(&self) -> String {
+        format!("cpu ({}, {} threads)", Self::isa(), self.threads)
+    }
+
+    fn register_mapping(&self, mapping: Arc<dyn AsRef<[u8]> + Send + Sync>) {
+        // A poisoned lock only means another registration panicked; the list
+        // itself is still valid.
+        let mut m = self.mappings.write().unwrap_or_else(|e| e.into_inner());
+        m.push(mapping);
+    }
+
+    fn load_weight(&self, view: &WeightView<'_>) -> Result<CpuWeight> {
+        let m = self.mappings.read().unwrap_or_else(|e| e.into_inner());
+        CpuWeight::load(view, &m)
+    }
+
+    fn zeros(&self, rows: usize, cols: usize) -> Result<CpuTensor> {
+        CpuTensor::zeros(rows, cols)
+    }
+
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CpuTensor> {
+        CpuTensor::from_vec(data.to_vec(), rows, cols)
+    }
+
+    fn download(&self, t: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(t.as_slice().to_vec())
+    }
+
+    fn shape(&self, t: &CpuTensor) -> (usize, usize) {
+        (t.rows(), t.cols())
+    }
+
+    fn get_rows(&self, table: &CpuWeight, ids: &[u32], out: &mut CpuTensor) -> Result<()> {
+        self.pool.install(|| elementwise::get_rows(table, ids, out))
+    }
+
+    fn matmul(&self, w: &CpuWeight, x: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
+        self.pool
+            .install(|| matmul::matmul(w, x, out, self.threads))
+    }
+
+    fn add_bias(&self, x: &mut CpuTensor, bias: &CpuWeight) -> Result<()> {
+        elementwise::add_bias(x, small_f32("add_bias", bias)?)
+    }
+
+    fn rms_norm(
+        &self,
+        x: &CpuTensor,
+        weight: Option<&CpuWeight>,
+        group: usize,
+        eps: f32,
+        out: &mut CpuTensor,
+    ) -> Result<()> {
+        let w = weight.map(|w| small_f32("rms_norm", w)).transpose()?;
+        self.pool.install(|| norm::rms_norm(x, w, group, eps, out))
+    }
+
+    fn layer_norm(
+        &self,
+        x: &CpuTensor,
+        weight: Option<&CpuWeight>,
+        bias: Option<&CpuWeight>,
+        eps: f32,
+        out: &mut CpuTensor,
+    ) -> Result<()> {
+        let w = weight.map(|w| small_f32("layer_norm", w)).transpose()?;
+        let b = bias.map(|b| small_f32("layer_norm", b)).transpose()?;
+        self.pool.install(|| norm::layer_norm(x, w, b, eps, out))
+    }
+
+    fn rope(
+        &self,
+        x: &mut CpuTensor,
+        n_heads: usize,
+        positions: &[u32],
+        spec: &RopeSpec,
+    ) -> Result<()> {
+        self.pool
+            .install(|| rope::rope(x, n_heads, positions, spec))
+    }
+
+    fn kv_cache(
+        &self,
+        n_layers: usize,
+        n_ctx: usize,
+        n_head_kv: usize,
+        head_dim: usize,
+    ) -> Result<CpuKvCache> {
+        CpuKvCache::new(self.kv_type, n_layers, n_ctx, n_head_kv, head_dim)
+    }
+
+    fn kv_store(
+        &self,
+        cache: &mut CpuKvCache,
+        layer: usize,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        rows: Range<usize>,
+        start_pos: usize,
+    ) -> Result<()> {
+        cache.store(layer, k, v, rows, start_pos)
+    }
+
+    fn attention(
+        &self,
+        q: &CpuTensor,
+        cache: &CpuKvCache,
+        layer: usize,
+        rows: Range<usize>,
+        start_pos: usize,
+        spec: &AttnSpec,
+        out: &mut CpuTensor,
+    ) -> Result<()> {
+        self.pool
+            .install(|| attention::attention(q, cache, layer, rows, start_pos, spec, out))
+    }
+
+    fn glu(
+        &self,
+        gate: &CpuTensor,
+        up: &CpuTensor,
+        kind: GluKind,
+        out: &mut CpuTensor,
+    ) -> Result<()> {
+        self.pool.install(|| elementwise::glu(gate, up, kind, out))
+    }
+
+    fn add(&self, a: &mut CpuTensor, b: &CpuTensor) -> Result<()> {
+        elementwise::add(a, b)
+    }
+
+    fn mul(&self, a: &mut CpuTensor, b: &CpuTensor) -> Result<()> {
+        elementwise::mul(a, b)
+    }
+
+    fn scale(&self, a: &mut CpuTensor, s: f32) -> Result<()> {
+        a.as_mut_slice().iter_mut().for_each(|v| *v *= s);
+        Ok(())
+    }
+
+    fn softmax(&self, a: &mut CpuTensor) -> Result<()> {
+        self.pool.install(|| elementwise::softmax(a))
+    }
+
+    fn argmax(&self, a: &CpuTensor) -> Result<Vec<u32>> {
+        Ok(elementwise::argmax(a))
+    }
+}

@@ -1,0 +1,132 @@
+//! Rotary position embedding, computed as ggml's `rope` (f32): per-position
+//! cos/sin tables built by repeated multiplication with `base^(-2/n_dims)`,
+//! YaRN ramp and magnitude scaling as in ggml's `rope_yarn`.
+
+use backend_core::{BackendError, Result, RopeMode, RopeSpec};
+use rayon::prelude::*;
+
+use crate::tensor::CpuTensor;
+
+/// ggml's `ggml_rope_yarn_corr_dim`: the dimension at which `n_rot`
+/// rotations happen over the original context.
+fn corr_dim(n_dims: usize, n_ctx_orig: usize, n_rot: f32, base: f32) -> f32 {
+    n_dims as f32 * (n_ctx_orig as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln()
+        / (2.0 * base.ln())
+}
+
+/// ggml's `ggml_rope_yarn_corr_dims`: the `[low, high]` ramp boundaries.
+pub fn yarn_corr_dims(
+    n_dims: usize,
+    n_ctx_orig: usize,
+    freq_base: f32,
+    beta_fast: f32,
+    beta_slow: f32,
+) -> [f32; 2] {
+    let start = corr_dim(n_dims, n_ctx_orig, beta_fast, freq_base).floor();
+    let end = corr_dim(n_dims, n_ctx_orig, beta_slow, freq_base).ceil();
+    [start.max(0.0), end.min(n_dims as f32 - 1.0)]
+}
+
+/// ggml's `rope_yarn_ramp` (note the integer `i0 / 2`).
+fn ramp(low: f32, high: f32, i0: usize) -> f32 {
+    let y = ((i0 / 2) as f32 - low) / (high - low).max(0.001);
+    1.0 - y.clamp(0.0, 1.0)
+}
+
+/// The `(cos, sin)` pairs of one position for dims `0, 2, 4, … < head_dim`.
+pub fn rope_cache(pos: f32, spec: &RopeSpec, head_dim: usize, cache: &mut Vec<(f32, f32)>) {
+    let theta_scale = spec.freq_base.powf(-2.0 / spec.n_dims as f32);
+    let (ext_factor, attn_factor, corr) = match spec.yarn {
+        Some(y) => (
+            y.ext_factor,
+            y.attn_factor,
+            yarn_corr_dims(
+                spec.n_dims,
+                y.n_ctx_orig,
+                spec.freq_base,
+                y.beta_fast,
+                y.beta_slow,
+            ),
+        ),
+        None => (0.0, 1.0, [0.0, 0.0]),
+    };
+    cache.clear();
+    let mut theta_extrap = pos;
+    for i0 in (0..head_dim).step_by(2) {
+        let theta_interp = spec.freq_scale * theta_extrap;
+        let mut theta = theta_interp;
+        let mut mscale = attn_factor;
+        if ext_factor != 0.0 {
+            let mix = ramp(corr[0], corr[1], i0) * ext_factor;
+            theta = theta_interp * (1.0 - mix) + theta_extrap * mix;
+            mscale *= 1.0 + 0.1 * (1.0 / spec.freq_scale).ln();
+        }
+        cache.push((theta.cos() * mscale, theta.sin() * mscale));
+        theta_extrap *= theta_scale;
+    }
+}
+
+/// Rotate one head in place with a cache from [`rope_cache`].
+pub fn rope_head(head: &mut [f32], mode: RopeMode, n_dims: usize, cache: &[(f32, f32)]) {
+    match mode {
+        RopeMode::Normal => {
+            for i0 in (0..n_dims).step_by(2) {
+                let (c, s) = cache[i0 / 2];
+                let (x0, x1) = (head[i0], head[i0 + 1]);
+                head[i0] = x0 * c - x1 * s;
+                head[i0 + 1] = x0 * s + x1 * c;
+            }
+        }
+        RopeMode::Neox => {
+            let half = n_dims / 2;
+            for i0 in (0..n_dims).step_by(2) {
+                let ic = i0 / 2;
+                let (c, s) = cache[ic];
+                let (x0, x1) = (head[ic], head[ic + half]);
+                head[ic] = x0 * c - x1 * s;
+                head[ic + half] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+/// RoPE over every head of every row.
+pub(crate) fn rope(
+    x: &mut CpuTensor,
+    n_heads: usize,
+    positions: &[u32],
+    spec: &RopeSpec,
+) -> Result<()> {
+    let cols = x.cols();
+    let err = |detail: String| BackendError::Shape { op: "rope", detail };
+    if positions.len() != x.rows() {
+        return Err(err(format!(
+            "{} positions for {} rows",
+            positions.len(),
+            x.rows()
+        )));
+    }
+    if n_heads == 0 || cols % n_heads != 0 {
+        return Err(err(format!("{n_heads} heads do not divide {cols} columns")));
+    }
+    let head_dim = cols / n_heads;
+    if spec.n_dims == 0 || spec.n_dims % 2 != 0 || spec.n_dims > head_dim {
+        return Err(err(format!(
+            "n_dims {} invalid for head size {head_dim}",
+            spec.n_dims
+        )));
+    }
+    if cols == 0 {
+        return Ok(());
+    }
+    x.as_mut_slice()
+        .par_chunks_mut(cols)
+        .zip(positions.par_iter())
+        .for_each_init(Vec::new, |cache, (row, &p)| {
+            rope_cache(p as f32, spec, head_dim, cache);
+            for head in row.chunks_exact_mut(head_dim) {
+                rope_head(head, spec.mode, spec.n_dims, cache);
+            }
+        });
+    Ok(())
+}
