@@ -48,7 +48,6 @@ pub(crate) fn bf16_bits_to_f32(h: u16) -> f32 {
 /// bit, so out-of-range inputs (which ggml only asserts against in debug
 /// builds) give the same value ggml's release build gives.
 #[inline]
-#[allow(dead_code)]
 pub(crate) fn nearest_int(v: f32) -> i32 {
     let t = v + 12_582_912.0;
     (t.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000

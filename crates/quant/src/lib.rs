@@ -30,6 +30,7 @@ pub mod blocks {
         BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs, BlockIq2Xxs, BlockIq3S, BlockIq3Xxs,
         BlockIq4Nl, BlockIq4Xs,
     };
+    pub use crate::kquants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
     pub use crate::legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
     pub use crate::mxfp6::BlockMxfp6;
     pub use crate::q1::BlockQ1_0;
@@ -39,6 +40,7 @@ pub mod blocks {
 /// Row-level reference quantizers for the activation formats the dot
 /// products pair with weights (ggml's `quantize_row_q8_*_ref`).
 pub mod reference {
+    pub use crate::kquants::quantize_row_q8_k;
     pub use crate::legacy::{quantize_row_q8_0, quantize_row_q8_1};
 }
 

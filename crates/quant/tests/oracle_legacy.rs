@@ -271,7 +271,8 @@ fn quantize_q8_0() {
 /// block of all `-0.0`, ggml's scan never updates `max` from its initial
 /// `+0.0`, so `d = +0.0 / -8 = -0.0` (f16 `0x8000`), while gguf-py's
 /// `argmax` picks the first `-0.0` and stores `+0.0`. We follow ggml; the
-/// quants and everything else agree.
+/// quants and everything else agree. `llama-quantize` confirms ggml's
+/// bytes (row 41 of `tests/data/llamacpp-k-input.f32`).
 #[test]
 fn all_negative_zero_block_follows_ggml_not_gguf_py() {
     let x = [-0.0f32; 32];
@@ -296,5 +297,38 @@ fn all_negative_zero_block_follows_ggml_not_gguf_py() {
     // the other quantizers agree with gguf-py on it
     for t in [GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q8_0] {
         check_quantize(t, &x);
+    }
+}
+
+/// ggml itself as the reference: bytes `llama-quantize` wrote for the input
+/// in `tests/data` (see its README), including an all `-0.0` row.
+fn check_against_llamacpp(t: GgmlType) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let input = std::fs::read(dir.join("llamacpp-k-input.f32")).unwrap();
+    let x: Vec<f32> = input
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let name = t.name().to_lowercase();
+    let reference = std::fs::read(dir.join(format!("llamacpp-k-{name}.bin"))).unwrap();
+    let mut ours = vec![0u8; quant::bytes_for(t, x.len()).unwrap()];
+    quantize(t, &x, &mut ours).unwrap();
+    assert_eq!(ours.len(), reference.len());
+    let bs = t.type_size();
+    for (i, (a, b)) in ours.chunks(bs).zip(reference.chunks(bs)).enumerate() {
+        assert_eq!(a, b, "{}: block {i} differs from llama-quantize", t.name());
+    }
+}
+
+#[test]
+fn legacy_quantizers_match_llama_quantize() {
+    for t in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+    ] {
+        check_against_llamacpp(t);
     }
 }
