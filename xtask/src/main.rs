@@ -1,5 +1,6 @@
 //! `cargo xtask`: project automation (fixtures, kernels, synthetic models, benchmarks).
 
+mod bench;
 mod bench_quant;
 mod fixtures;
 
@@ -7,12 +8,15 @@ use anyhow::{bail, Result};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cmd, rest) = args.split_first().map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
+    let (cmd, rest) = args
+        .split_first()
+        .map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
     match cmd {
         "fixtures" => fixtures::run(rest),
         "bench" if rest.iter().any(|a| a == "--quant") => bench_quant::run(rest),
+        "bench" => bench::run(rest),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <command>\n\ncommands:\n  fixtures   fetch the test models into $ROCMFORGE_FIXTURES (default target/fixtures)");
+            println!("usage: cargo xtask <command>\n\ncommands:\n  fixtures   fetch the test models into $ROCMFORGE_FIXTURES (default target/fixtures)\n  bench      side-by-side benchmarks against llama.cpp: [--cpu] (default), --server; --quick");
             Ok(())
         }
         other => bail!("unknown xtask command `{other}` (try `cargo xtask help`)"),
