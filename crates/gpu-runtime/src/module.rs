@@ -1,0 +1,204 @@
+//! Code objects loaded on a device, their kernels, and launching them.
+
+use std::ffi::{c_void, CString};
+use std::sync::Arc;
+
+use crate::device::Device;
+use crate::error::{Result, RuntimeError};
+use crate::ffi::{DevPtr, Handle};
+use crate::stream::Stream;
+
+/// A loaded code object (cubin/PTX on NVIDIA, HSA code object on AMD).
+pub struct Module {
+    device: Arc<Device>,
+    raw: Handle,
+}
+
+// SAFETY: module handles are process-wide driver objects; every use binds
+// the device's context first.
+unsafe impl Send for Module {}
+// SAFETY: as above; looking functions up concurrently is thread-safe.
+unsafe impl Sync for Module {}
+
+impl Module {
+    /// Load a code object image.
+    pub fn load(device: &Arc<Device>, image: &[u8]) -> Result<Arc<Module>> {
+        if image.is_empty() {
+            return Err(RuntimeError::Invalid("empty code object".into()));
+        }
+        device.bind()?;
+        // PTX images must be NUL-terminated; binary images are read by their
+        // own headers, so an extra trailing NUL is harmless.
+        let mut owned = image.to_vec();
+        owned.push(0);
+        let api = device.api();
+        let mut raw: Handle = std::ptr::null_mut();
+        // SAFETY: the image stays alive for the duration of the call, which
+        // copies what it needs.
+        api.check("module_load_data", unsafe {
+            (api.common.module_load_data)(&mut raw, owned.as_ptr() as *const c_void)
+        })?;
+        Ok(Arc::new(Module {
+            device: device.clone(),
+            raw,
+        }))
+    }
+
+    /// Look up an `extern "C"` kernel by name.
+    pub fn function(self: &Arc<Self>, name: &str) -> Result<Function> {
+        self.device.bind()?;
+        let cname = CString::new(name).map_err(|_| RuntimeError::Invalid(format!("kernel name {name:?}")))?;
+        let api = self.device.api();
+        let mut raw: Handle = std::ptr::null_mut();
+        // SAFETY: writes one function handle; valid while the module is loaded
+        // (`Function` keeps the module alive).
+        api.check("module_get_function", unsafe {
+            (api.common.module_get_function)(&mut raw, self.raw, cname.as_ptr())
+        })
+        .map_err(|e| match e {
+            RuntimeError::Api { name: n, description, code, .. } => RuntimeError::Api {
+                call: "module_get_function",
+                code,
+                name: n,
+                description: format!("{description} (kernel `{name}`)"),
+            },
+            e => e,
+        })?;
+        Ok(Function {
+            module: self.clone(),
+            raw,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for Module {
+    fn drop(&mut self) {
+        if self.device.bind().is_ok() {
+            let api = self.device.api();
+            // SAFETY: loaded in `load`, unloaded once; no `Function` outlives it.
+            unsafe { (api.common.module_unload)(self.raw) };
+        }
+    }
+}
+
+/// A kernel entry point of a [`Module`].
+pub struct Function {
+    module: Arc<Module>,
+    raw: Handle,
+    name: String,
+}
+
+// SAFETY: as for `Module`.
+unsafe impl Send for Function {}
+// SAFETY: as for `Module`; launching from several threads is thread-safe.
+unsafe impl Sync for Function {}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Function({})", self.name)
+    }
+}
+
+/// Kernel arguments, each at most 8 bytes (pointers, integers, floats),
+/// passed by value in declaration order.
+#[derive(Debug, Default, Clone)]
+pub struct KernelArgs {
+    slots: Vec<u64>,
+}
+
+impl KernelArgs {
+    /// No arguments yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// A device pointer.
+    pub fn ptr(mut self, p: DevPtr) -> Self {
+        self.slots.push(p);
+        self
+    }
+    /// A 32-bit signed integer.
+    pub fn i32(mut self, v: i32) -> Self {
+        self.slots.push(v as u32 as u64);
+        self
+    }
+    /// A 32-bit unsigned integer.
+    pub fn u32(mut self, v: u32) -> Self {
+        self.slots.push(v as u64);
+        self
+    }
+    /// A 32-bit float.
+    pub fn f32(mut self, v: f32) -> Self {
+        self.slots.push(v.to_bits() as u64);
+        self
+    }
+}
+
+/// Grid and block shape of a launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchConfig {
+    /// Blocks in x, y, z.
+    pub grid: (u32, u32, u32),
+    /// Threads per block in x, y, z.
+    pub block: (u32, u32, u32),
+    /// Dynamic shared memory in bytes.
+    pub shared_bytes: u32,
+}
+
+impl Function {
+    /// The kernel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Launch on `stream`.
+    ///
+    /// # Safety
+    /// `args` must match the kernel's parameter list (count, order and size of
+    /// each), and every pointer argument must address device memory of the
+    /// stream's device that is large enough for what the kernel touches and
+    /// stays alive until the launch has completed.
+    pub unsafe fn launch(&self, stream: &Stream, cfg: LaunchConfig, args: &KernelArgs) -> Result<()> {
+        if !Arc::ptr_eq(&self.module.device, &stream.device) {
+            return Err(RuntimeError::Invalid(format!(
+                "kernel {} launched on a stream of another device",
+                self.name
+            )));
+        }
+        let (g, b) = (cfg.grid, cfg.block);
+        if g.0 == 0 || g.1 == 0 || g.2 == 0 {
+            return Ok(());
+        }
+        stream.device.bind()?;
+        let mut slots = args.slots.clone();
+        let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
+        let api = stream.device.api();
+        // SAFETY: the parameter array points at `slots`, alive for the call
+        // (the driver copies the values at launch); the caller guarantees the
+        // argument list and the memory it refers to.
+        api.check("launch_kernel", unsafe {
+            (api.common.launch_kernel)(
+                self.raw,
+                g.0,
+                g.1,
+                g.2,
+                b.0,
+                b.1,
+                b.2,
+                cfg.shared_bytes,
+                stream.raw,
+                ptrs.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        })
+        .map_err(|e| match e {
+            RuntimeError::Api { name, description, code, .. } => RuntimeError::Api {
+                call: "launch_kernel",
+                code,
+                name,
+                description: format!("{description} (kernel `{}`, grid {g:?}, block {b:?})", self.name),
+            },
+            e => e,
+        })
+    }
+}

@@ -1,0 +1,56 @@
+// rocmforge kernel portability header: the ONLY file that knows which GPU
+// vendor a kernel is compiled for. Every kernel source is written in the HIP
+// dialect against the names defined here and compiles unchanged with hipcc
+// or hiprtc (AMD) and with nvcc or NVRTC (NVIDIA).
+//
+//   RF_WAVE              threads per wave, a compile-time constant
+//                        (32 on NVIDIA and RDNA, 64 on CDNA/GCN)
+//   RF_SHFL_XOR(v, m)    value of `v` held by lane (lane ^ m) of the wave
+//   rf_h2f(bits)         IEEE half (as its 16 bits) to float
+//   RF_DEVICE            inline device function qualifier
+//   u8 i8 u16 i16 u32 i32  fixed-width integers (no <stdint.h> under the
+//                        runtime compilers)
+#pragma once
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+
+#define RF_CUDA 1
+#define RF_WAVE 32
+#define RF_SHFL_XOR(v, m) __shfl_xor_sync(0xffffffffu, (v), (m))
+#define RF_DEVICE __device__ __forceinline__
+
+RF_DEVICE float rf_h2f(unsigned short h) {
+    float f;
+    asm("{ .reg .b16 t; mov.b16 t, %1; cvt.f32.f16 %0, t; }" : "=f"(f) : "h"(h));
+    return f;
+}
+
+#else // HIP: hipcc (offline) or hiprtc (runtime)
+
+#if !defined(__HIPCC_RTC__)
+#include <hip/hip_runtime.h>
+#endif
+#define RF_AMD 1
+#if defined(__AMDGCN_WAVEFRONT_SIZE)
+#define RF_WAVE __AMDGCN_WAVEFRONT_SIZE
+#else
+// Host-side parse of device code: any value; never used for code generation.
+#define RF_WAVE 64
+#endif
+#define RF_SHFL_XOR(v, m) __shfl_xor((v), (m))
+#define RF_DEVICE __device__ __forceinline__
+
+RF_DEVICE float rf_h2f(unsigned short h) {
+    return (float)__builtin_bit_cast(_Float16, h);
+}
+
+#endif
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef short i16;
+typedef unsigned int u32;
+typedef int i32;
+
+#define RF_NEG_INF __int_as_float(0xff800000)

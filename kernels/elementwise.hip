@@ -1,0 +1,94 @@
+// Element-wise and row-wise ops on f32 activations.
+// 1-D kernels: one thread per element, 256 threads per block.
+// Row kernels (softmax, argmax): one block of 256 threads per row.
+#include "compat.h"
+#include "common.h"
+
+// out = act(gate) * up; kind 0 = SiLU, 1 = GELU (tanh approximation).
+extern "C" __global__ void glu_f32(const float* __restrict__ gate, const float* __restrict__ up,
+                                   float* __restrict__ out, int n, int kind) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float g = gate[i];
+    float a;
+    if (kind == 0) {
+        a = g / (1.0f + expf(-g));
+    } else {
+        const float c = 0.7978845608028654f;  // sqrt(2 / pi)
+        a = 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g)));
+    }
+    out[i] = a * up[i];
+}
+
+// a[i] += b[i % nb] (nb == n: plain add; nb == cols: a bias or a row broadcast).
+extern "C" __global__ void add_f32(float* __restrict__ a, const float* __restrict__ b, int n, int nb) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) a[i] += b[i % nb];
+}
+
+// a[i] *= b[i % nb].
+extern "C" __global__ void mul_f32(float* __restrict__ a, const float* __restrict__ b, int n, int nb) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) a[i] *= b[i % nb];
+}
+
+// a[i] *= s.
+extern "C" __global__ void scale_f32(float* __restrict__ a, float s, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) a[i] *= s;
+}
+
+// Softmax of each row of `cols`, in place.
+extern "C" __global__ void softmax_f32(float* __restrict__ a, int cols) {
+    __shared__ float scratch[32];
+    float* r = a + (size_t)blockIdx.x * cols;
+    float m = RF_NEG_INF;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, r[i]);
+    m = rf_block_max(m, scratch);
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        const float e = expf(r[i] - m);
+        r[i] = e;
+        s += e;
+    }
+    const float inv = 1.0f / rf_block_sum(s, scratch);
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) r[i] *= inv;
+}
+
+// Index of the largest value of each row (ties to the lowest index; NaN never wins).
+extern "C" __global__ void argmax_f32(const float* __restrict__ a, int cols, u32* __restrict__ out) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const float* r = a + (size_t)blockIdx.x * cols;
+    float best = RF_NEG_INF;
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        if (r[i] > best) {
+            best = r[i];
+            bi = i;
+        }
+    }
+    for (int m = RF_WAVE / 2; m > 0; m >>= 1) {
+        const float ov = RF_SHFL_XOR(best, m);
+        const int oi = RF_SHFL_XOR(bi, m);
+        if (ov > best || (ov == best && oi < bi)) {
+            best = ov;
+            bi = oi;
+        }
+    }
+    const int lane = threadIdx.x % RF_WAVE, w = threadIdx.x / RF_WAVE, nw = blockDim.x / RF_WAVE;
+    if (lane == 0) {
+        sv[w] = best;
+        si[w] = bi;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < nw; k++) {
+            if (sv[k] > best || (sv[k] == best && si[k] < bi)) {
+                best = sv[k];
+                bi = si[k];
+            }
+        }
+        out[blockIdx.x] = bi == 0x7fffffff ? 0u : (u32)bi;
+    }
+}

@@ -1,0 +1,19 @@
+// out[i][:] = dequantized row ids[i] of a weight table (token embeddings).
+// Launch: grid = (n_ids), block = 128 threads (any multiple of RF_WAVE).
+#include "compat.h"
+#include "quant.h"
+
+#define RF_GET_ROWS(name, deq)                                                                  \
+    extern "C" __global__ void get_rows_##name(const u8* __restrict__ W, int row_bytes, int K, \
+                                               const u32* __restrict__ ids,                    \
+                                               float* __restrict__ out) {                      \
+        const u8* row = W + (size_t)ids[blockIdx.x] * row_bytes;                               \
+        float* o = out + (size_t)blockIdx.x * K;                                               \
+        for (int c = threadIdx.x; c < (K + 31) / 32; c += blockDim.x) {                        \
+            float y[32];                                                                       \
+            deq(row, c, K, y);                                                                 \
+            _Pragma("unroll") for (int i = 0; i < 32; i++) if (c * 32 + i < K) o[c * 32 + i] = y[i]; \
+        }                                                                                      \
+    }
+
+RF_FOR_EACH_FORMAT(RF_GET_ROWS)

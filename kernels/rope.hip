@@ -1,0 +1,32 @@
+// Rotary position embedding in place (ggml's rope with optional YaRN).
+// x is [rows][n_heads * head_dim]; row t is at position pos[t].
+// One thread per (row, head, rotated pair). Launch: 1-D, 256 threads per block.
+#include "compat.h"
+
+extern "C" __global__ void rope_f32(float* __restrict__ x, const u32* __restrict__ pos, int rows,
+                                    int n_heads, int head_dim, int n_dims, int neox, float freq_base,
+                                    float freq_scale, float ext_factor, float attn_factor,
+                                    float corr_low, float corr_high) {
+    const int half = n_dims / 2;
+    const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (long long)rows * n_heads * half) return;
+    const int i = (int)(idx % half);
+    const int h = (int)((idx / half) % n_heads);
+    const int t = (int)(idx / ((long long)half * n_heads));
+    const int i0 = 2 * i;
+    const float theta_extrap = (float)pos[t] * powf(freq_base, -(float)i0 / (float)n_dims);
+    const float theta_interp = freq_scale * theta_extrap;
+    float theta = theta_interp, mscale = attn_factor;
+    if (ext_factor != 0.0f) {
+        const float y = ((float)i0 / 2.0f - corr_low) / fmaxf(0.001f, corr_high - corr_low);
+        const float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * ext_factor;
+        theta = theta_interp * (1.0f - ramp) + theta_extrap * ramp;
+        mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);
+    }
+    const float c = cosf(theta) * mscale, s = sinf(theta) * mscale;
+    float* head = x + (size_t)t * n_heads * head_dim + (size_t)h * head_dim;
+    const int a = neox ? i : i0, b = neox ? i + half : i0 + 1;
+    const float x0 = head[a], x1 = head[b];
+    head[a] = x0 * c - x1 * s;
+    head[b] = x0 * s + x1 * c;
+}
