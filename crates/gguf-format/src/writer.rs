@@ -98,16 +98,30 @@ impl<'a> GgufWriter<'a> {
     }
 
     fn alignment(&self) -> Result<u64, GgufError> {
-        match self.metadata.iter().find(|(k, _)| k == ALIGNMENT_KEY) {
-            None => Ok(DEFAULT_ALIGNMENT),
-            Some((_, MetadataValue::U32(a))) if a.is_power_of_two() => Ok((*a).into()),
-            Some((_, v)) => Err(GgufError::BadAlignment {
-                reason: format!("the writer needs a power-of-two u32, got {v:?}"),
-            }),
+        let Some((_, v)) = self.metadata.iter().find(|(k, _)| k == ALIGNMENT_KEY) else {
+            return Ok(DEFAULT_ALIGNMENT);
+        };
+        let a = match *v {
+            MetadataValue::U8(a) => u64::from(a),
+            MetadataValue::U16(a) => u64::from(a),
+            MetadataValue::U32(a) => u64::from(a),
+            MetadataValue::U64(a) => a,
+            MetadataValue::I8(a) => u64::try_from(a).unwrap_or(0),
+            MetadataValue::I16(a) => u64::try_from(a).unwrap_or(0),
+            MetadataValue::I32(a) => u64::try_from(a).unwrap_or(0),
+            MetadataValue::I64(a) => u64::try_from(a).unwrap_or(0),
+            _ => 0,
+        };
+        if a.is_power_of_two() && a <= u64::from(u32::MAX) {
+            Ok(a)
+        } else {
+            Err(GgufError::BadAlignment {
+                reason: format!("the writer needs a power of two that fits u32, got {v:?}"),
+            })
         }
     }
 
-    /// Header, metadata and tensor infos, padded to the alignment.
+    /// Header, metadata and tensor infos (without the padding that follows).
     fn header(&self, alignment: u64) -> Result<Vec<u8>, GgufError> {
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC);
@@ -130,8 +144,6 @@ impl<'a> GgufWriter<'a> {
             out.extend_from_slice(&offset.to_le_bytes());
             offset = padded(offset + data.len() as u64, alignment);
         }
-        let len = padded(out.len() as u64, alignment);
-        out.resize(len as usize, 0);
         Ok(out)
     }
 
@@ -141,13 +153,11 @@ impl<'a> GgufWriter<'a> {
         let header = self.header(alignment)?;
         w.write_all(&header).map_err(GgufError::Write)?;
         let mut total = header.len() as u64;
-        let zeros = vec![0u8; alignment as usize];
+        total += write_padding(&mut w, total, alignment)?;
         for (_, data) in &self.tensors {
             w.write_all(data).map_err(GgufError::Write)?;
-            let pad = padded(data.len() as u64, alignment) - data.len() as u64;
-            w.write_all(&zeros[..pad as usize])
-                .map_err(GgufError::Write)?;
-            total += data.len() as u64 + pad;
+            total += data.len() as u64;
+            total += write_padding(&mut w, data.len() as u64, alignment)?;
         }
         w.flush().map_err(GgufError::Write)?;
         Ok(total)
@@ -171,6 +181,19 @@ impl<'a> GgufWriter<'a> {
         let n = self.write_to(std::io::BufWriter::new(f))?;
         Ok(n)
     }
+}
+
+/// Writes the zeros that take `len` up to a multiple of `alignment`.
+fn write_padding(w: &mut impl Write, len: u64, alignment: u64) -> Result<u64, GgufError> {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    let pad = padded(len, alignment) - len;
+    let mut left = pad;
+    while left > 0 {
+        let n = left.min(ZEROS.len() as u64) as usize;
+        w.write_all(&ZEROS[..n]).map_err(GgufError::Write)?;
+        left -= n as u64;
+    }
+    Ok(pad)
 }
 
 fn padded(n: u64, alignment: u64) -> u64 {
