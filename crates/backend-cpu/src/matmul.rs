@@ -57,9 +57,110 @@ pub(crate) fn rows_per_task(n_rows: usize, threads: usize, row_bytes: usize) -> 
     by_balance.max(by_cost).min(n_rows.max(1))
 }
 
+/// `out = x · Wᵀ`: with `quant`'s dot-product kernel for the weight type
+/// when it has one (activations quantized once into the kernel's format),
+/// else by dequantizing each weight row to `f32`.
+pub(crate) fn matmul(
+    w: &CpuWeight,
+    x: &CpuTensor,
+    out: &mut CpuTensor,
+    threads: usize,
+) -> Result<()> {
+    check_shapes(w, x, out)?;
+    match quant::dot::kernel_for(w.ggml_type()) {
+        Some(kernel) if quant::bytes_for(kernel.activation_type(), w.cols()).is_ok() => {
+            matmul_dot(kernel, w, x, out, threads)
+        }
+        _ => matmul_dequant(w, x, out, threads),
+    }
+}
+
+thread_local! {
+    /// Per-thread quantized activations, reused across calls.
+    static ACT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Tokens whose activations one weight row meets while it is in cache.
+const TOKEN_TILE: usize = 8;
+
+fn matmul_dot(
+    kernel: &'static quant::dot::VecDotKernel,
+    w: &CpuWeight,
+    x: &CpuTensor,
+    out: &mut CpuTensor,
+    threads: usize,
+) -> Result<()> {
+    let (k, n, t) = (w.cols(), w.rows(), x.rows());
+    if n == 0 || t == 0 {
+        return Ok(());
+    }
+    let act_type = kernel.activation_type();
+    let act_row = quant::bytes_for(act_type, k).map_err(|e| BackendError::Device(e.to_string()))?;
+    // The buffer is thread-local; a nested call on the same thread (a task
+    // stolen while waiting) falls back to a fresh allocation.
+    ACT.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => matmul_dot_with(kernel, w, x, out, threads, act_row, &mut buf),
+        Err(_) => matmul_dot_with(kernel, w, x, out, threads, act_row, &mut Vec::new()),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_dot_with(
+    kernel: &'static quant::dot::VecDotKernel,
+    w: &CpuWeight,
+    x: &CpuTensor,
+    out: &mut CpuTensor,
+    threads: usize,
+    act_row: usize,
+    act: &mut Vec<u8>,
+) -> Result<()> {
+    let (k, n, t) = (w.cols(), w.rows(), x.rows());
+    let act_type = kernel.activation_type();
+    act.resize(act_row * t, 0);
+    let quantize = |(dst, src): (&mut [u8], &[f32])| {
+        quant::dot::quantize_activations(act_type, src, dst)
+            .map_err(|e| BackendError::Device(e.to_string()))
+    };
+    if t >= 4 {
+        act.par_chunks_mut(act_row)
+            .zip(x.as_slice().par_chunks(k))
+            .try_for_each(quantize)?;
+    } else {
+        act.chunks_mut(act_row)
+            .zip(x.as_slice().chunks(k))
+            .try_for_each(quantize)?;
+    }
+    let act: &[u8] = act;
+    let row_bytes = w.row_bytes();
+    let bytes = w.bytes();
+    let chunk = rows_per_task(n, threads, row_bytes);
+    let out_ptr = SyncPtr(out.as_mut_slice().as_mut_ptr());
+    (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(n));
+        for t0 in (0..t).step_by(TOKEN_TILE) {
+            let t1 = (t0 + TOKEN_TILE).min(t);
+            for r in r0..r1 {
+                let wrow = &bytes[r * row_bytes..(r + 1) * row_bytes];
+                for tok in t0..t1 {
+                    let arow = &act[tok * act_row..(tok + 1) * act_row];
+                    // SAFETY: `wrow` is one whole row of the weight (`k`
+                    // elements, validated by `check_shapes` and at load) and
+                    // `arow` holds exactly `k` elements in the kernel's
+                    // activation type (`act_row = bytes_for(act_type, k)`).
+                    let v = unsafe { kernel.dot_unchecked(wrow, arow) };
+                    // SAFETY: `tok < t`, `r < n`: inside the `t × n` output;
+                    // only this task writes column `r`.
+                    unsafe { out_ptr.write(tok * n + r, v) };
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
 /// The portable path: dequantize each weight row once, then `f32` dots
 /// with every token.
-pub(crate) fn matmul(
+pub(crate) fn matmul_dequant(
     w: &CpuWeight,
     x: &CpuTensor,
     out: &mut CpuTensor,
@@ -78,14 +179,19 @@ pub(crate) fn matmul(
     let xs = x.as_slice();
     (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
         ROW.with(|cell| {
-            let mut row = cell.borrow_mut();
+            let mut fresh = Vec::new();
+            let mut guard = cell.try_borrow_mut();
+            let row: &mut Vec<f32> = match guard.as_mut() {
+                Ok(r) => r,
+                Err(_) => &mut fresh,
+            };
             row.resize(k, 0.0);
             for r in c * chunk..((c + 1) * chunk).min(n) {
                 let src = &bytes[r * row_bytes..(r + 1) * row_bytes];
                 // Shapes and type were validated above, so this cannot fail.
-                let _ = quant::dequantize(ty, src, &mut row);
+                let _ = quant::dot::dequantize_row(ty, src, row);
                 for tok in 0..t {
-                    let v = dot_f32(&row, &xs[tok * k..(tok + 1) * k]);
+                    let v = dot_f32(row, &xs[tok * k..(tok + 1) * k]);
                     // SAFETY: `tok < t` and `r < n`, so the index is inside the
                     // `t × n` output; only this task writes column `r`.
                     unsafe { out_ptr.write(tok * n + r, v) };
