@@ -4,7 +4,7 @@
 #include "compat.h"
 
 extern "C" __global__ void rope_f32(float* __restrict__ x, const u32* __restrict__ pos, int rows,
-                                    int n_heads, int head_dim, int n_dims, int neox, float freq_base,
+                                    int n_heads, int head_dim, int n_dims, int neox, float theta_scale,
                                     float freq_scale, float ext_factor, float attn_factor,
                                     float corr_low, float corr_high) {
     const int half = n_dims / 2;
@@ -14,11 +14,14 @@ extern "C" __global__ void rope_f32(float* __restrict__ x, const u32* __restrict
     const int h = (int)((idx / half) % n_heads);
     const int t = (int)(idx / ((long long)half * n_heads));
     const int i0 = 2 * i;
-    const float theta_extrap = (float)pos[t] * powf(freq_base, -(float)i0 / (float)n_dims);
+    // Repeated multiplication by theta_scale = base^(-2/n_dims) (computed on
+    // the host), as ggml does, so the angles match the CPU bit for bit.
+    float theta_extrap = (float)pos[t];
+    for (int k = 0; k < i; k++) theta_extrap *= theta_scale;
     const float theta_interp = freq_scale * theta_extrap;
     float theta = theta_interp, mscale = attn_factor;
     if (ext_factor != 0.0f) {
-        const float y = ((float)i0 / 2.0f - corr_low) / fmaxf(0.001f, corr_high - corr_low);
+        const float y = ((float)i - corr_low) / fmaxf(0.001f, corr_high - corr_low);
         const float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * ext_factor;
         theta = theta_interp * (1.0f - ramp) + theta_extrap * ramp;
         mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);

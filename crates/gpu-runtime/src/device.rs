@@ -44,8 +44,13 @@ impl Runtime {
         api.check("init", unsafe { (api.common.init)(0) })?;
         let mut v = 0;
         // SAFETY: writes one int into `v`.
-        api.check("driver_version", unsafe { (api.common.driver_version)(&mut v) })?;
-        Ok(Arc::new(Runtime { api, driver_version: v }))
+        api.check("driver_version", unsafe {
+            (api.common.driver_version)(&mut v)
+        })?;
+        Ok(Arc::new(Runtime {
+            api,
+            driver_version: v,
+        }))
     }
 
     /// Try the vendors in order (`ROCMFORGE_GPU_RUNTIME=hip|cuda` picks one)
@@ -60,7 +65,10 @@ impl Runtime {
         let mut reasons = Vec::new();
         for v in order {
             match Runtime::load(v).and_then(|rt| match rt.device_count()? {
-                0 => Err(RuntimeError::NoDevice { ordinal: 0, count: 0 }),
+                0 => Err(RuntimeError::NoDevice {
+                    ordinal: 0,
+                    count: 0,
+                }),
                 _ => Ok(rt),
             }) {
                 Ok(rt) => return Ok(rt),
@@ -89,8 +97,9 @@ impl Runtime {
     pub fn device_count(&self) -> Result<usize> {
         let mut n: c_int = 0;
         // SAFETY: writes one int.
-        self.api
-            .check("device_count", unsafe { (self.api.common.device_count)(&mut n) })?;
+        self.api.check("device_count", unsafe {
+            (self.api.common.device_count)(&mut n)
+        })?;
         Ok(n.max(0) as usize)
     }
 }
@@ -168,12 +177,16 @@ impl Device {
         let api = &rt.api;
         let mut handle: c_int = 0;
         // SAFETY: writes one device handle (an int in both APIs).
-        api.check("device_get", unsafe { (api.common.device_get)(&mut handle, ordinal as c_int) })?;
+        api.check("device_get", unsafe {
+            (api.common.device_get)(&mut handle, ordinal as c_int)
+        })?;
         let context = match &api.specific {
             Specific::Cuda(c) => {
                 let mut ctx: Handle = std::ptr::null_mut();
                 // SAFETY: writes the primary context handle; released in Drop.
-                api.check("cuDevicePrimaryCtxRetain", unsafe { (c.primary_ctx_retain)(&mut ctx, handle) })?;
+                api.check("cuDevicePrimaryCtxRetain", unsafe {
+                    (c.primary_ctx_retain)(&mut ctx, handle)
+                })?;
                 ctx
             }
             Specific::Hip(_) => std::ptr::null_mut(),
@@ -227,9 +240,13 @@ impl Device {
         }
         match &api.specific {
             // SAFETY: the context is retained for as long as `self` lives.
-            Specific::Cuda(c) => api.check("cuCtxSetCurrent", unsafe { (c.ctx_set_current)(self.context) })?,
+            Specific::Cuda(c) => api.check("cuCtxSetCurrent", unsafe {
+                (c.ctx_set_current)(self.context)
+            })?,
             // SAFETY: selects an existing device ordinal for this thread.
-            Specific::Hip(h) => api.check("hipSetDevice", unsafe { (h.set_device)(self.ordinal as c_int) })?,
+            Specific::Hip(h) => api.check("hipSetDevice", unsafe {
+                (h.set_device)(self.ordinal as c_int)
+            })?,
         }
         BOUND.with(|b| b.set(key));
         Ok(())
@@ -284,10 +301,15 @@ impl Device {
                 let mut buf = vec![0u8; 16384];
                 // SAFETY: the buffer is larger than hipDeviceProp_t of any ROCm release.
                 api.check("hipGetDeviceProperties", unsafe {
-                    (h.get_device_properties)(buf.as_mut_ptr() as *mut c_void, self.ordinal as c_int)
+                    (h.get_device_properties)(
+                        buf.as_mut_ptr() as *mut c_void,
+                        self.ordinal as c_int,
+                    )
                 })?;
                 let arch = find_gfx_name(&buf[256..]).ok_or_else(|| {
-                    RuntimeError::Invalid("hipGetDeviceProperties returned no gcnArchName".to_string())
+                    RuntimeError::Invalid(
+                        "hipGetDeviceProperties returned no gcnArchName".to_string(),
+                    )
                 })?;
                 let attr_wave = self.attribute(HIP_WARP_SIZE).unwrap_or(0) as u32;
                 let wave_size = if attr_wave == 32 || attr_wave == 64 {
@@ -303,8 +325,11 @@ impl Device {
                     wave_size,
                     compute_units: self.attribute(HIP_MULTIPROCESSOR_COUNT).unwrap_or(0) as u32,
                     total_memory: total,
-                    max_threads_per_block: self.attribute(HIP_MAX_THREADS_PER_BLOCK).unwrap_or(1024) as u32,
-                    shared_memory_per_block: self.attribute(HIP_MAX_SHARED_PER_BLOCK).unwrap_or(65536) as u32,
+                    max_threads_per_block: self.attribute(HIP_MAX_THREADS_PER_BLOCK).unwrap_or(1024)
+                        as u32,
+                    shared_memory_per_block: self
+                        .attribute(HIP_MAX_SHARED_PER_BLOCK)
+                        .unwrap_or(65536) as u32,
                 })
             }
         }
@@ -316,7 +341,9 @@ impl Device {
         let (mut free, mut total) = (0usize, 0usize);
         let api = &self.rt.api;
         // SAFETY: writes two size_t values.
-        api.check("mem_get_info", unsafe { (api.common.mem_get_info)(&mut free, &mut total) })?;
+        api.check("mem_get_info", unsafe {
+            (api.common.mem_get_info)(&mut free, &mut total)
+        })?;
         Ok((free, total))
     }
 

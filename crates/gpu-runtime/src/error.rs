@@ -62,7 +62,9 @@ impl RuntimeError {
     /// Whether this is an out-of-memory error from the device.
     pub fn is_out_of_memory(&self) -> bool {
         match self {
-            RuntimeError::Api { name, .. } => name.contains("OUT_OF_MEMORY") || name.contains("OutOfMemory"),
+            RuntimeError::Api { name, .. } => {
+                name.contains("OUT_OF_MEMORY") || name.contains("OutOfMemory")
+            }
             _ => false,
         }
     }

@@ -33,7 +33,12 @@ impl Vendor {
     /// The library file names tried, in order.
     pub fn library_names(self) -> &'static [&'static str] {
         match self {
-            Vendor::Hip => &["libamdhip64.so", "libamdhip64.so.6", "libamdhip64.so.5", "libamdhip64.so.7"],
+            Vendor::Hip => &[
+                "libamdhip64.so",
+                "libamdhip64.so.6",
+                "libamdhip64.so.5",
+                "libamdhip64.so.7",
+            ],
             Vendor::Cuda => &["libcuda.so.1", "libcuda.so"],
         }
     }
@@ -112,7 +117,8 @@ pub(crate) struct HipOnly {
     pub get_error_string: unsafe extern "C" fn(Status) -> *const c_char,
     pub set_device: unsafe extern "C" fn(c_int) -> Status,
     pub get_device_properties: unsafe extern "C" fn(*mut c_void, c_int) -> Status,
-    pub graph_instantiate: unsafe extern "C" fn(*mut Handle, Handle, *mut Handle, *mut c_char, usize) -> Status,
+    pub graph_instantiate:
+        unsafe extern "C" fn(*mut Handle, Handle, *mut Handle, *mut c_char, usize) -> Status,
 }
 
 /// The vendor-specific part of the table.
@@ -196,7 +202,11 @@ impl Api {
                         event_create: sym(l, name, &["cuEventCreate"])?,
                         event_record: sym(l, name, &["cuEventRecord"])?,
                         event_synchronize: sym(l, name, &["cuEventSynchronize"])?,
-                        event_elapsed: sym(l, name, &["cuEventElapsedTime", "cuEventElapsedTime_v2"])?,
+                        event_elapsed: sym(
+                            l,
+                            name,
+                            &["cuEventElapsedTime", "cuEventElapsedTime_v2"],
+                        )?,
                         event_destroy: sym(l, name, &["cuEventDestroy_v2"])?,
                         module_load_data: sym(l, name, &["cuModuleLoadData"])?,
                         module_unload: sym(l, name, &["cuModuleUnload"])?,
@@ -310,7 +320,12 @@ impl Api {
                 (read(name), read(desc))
             }
             // SAFETY: both functions take a code and return a static string.
-            Specific::Hip(h) => unsafe { (read((h.get_error_name)(status)), read((h.get_error_string)(status))) },
+            Specific::Hip(h) => unsafe {
+                (
+                    read((h.get_error_name)(status)),
+                    read((h.get_error_string)(status)),
+                )
+            },
         }
     }
 }

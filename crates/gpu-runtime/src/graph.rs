@@ -51,14 +51,22 @@ impl Graph {
         }
         ended?;
         if graph.is_null() {
-            return Err(RuntimeError::Invalid("stream capture produced no graph".into()));
+            return Err(RuntimeError::Invalid(
+                "stream capture produced no graph".into(),
+            ));
         }
         let mut exec: Handle = std::ptr::null_mut();
         // SAFETY: instantiates a live graph; writes the executable handle.
         let st = unsafe {
             match &api.specific {
                 Specific::Cuda(c) => (c.graph_instantiate)(&mut exec, graph, 0),
-                Specific::Hip(h) => (h.graph_instantiate)(&mut exec, graph, std::ptr::null_mut(), std::ptr::null_mut(), 0),
+                Specific::Hip(h) => (h.graph_instantiate)(
+                    &mut exec,
+                    graph,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    0,
+                ),
             }
         };
         if let Err(e) = api.check("graph_instantiate", st) {
@@ -66,7 +74,11 @@ impl Graph {
             unsafe { (api.common.graph_destroy)(graph) };
             return Err(e);
         }
-        Ok(Graph { device, graph, exec })
+        Ok(Graph {
+            device,
+            graph,
+            exec,
+        })
     }
 
     /// Launch the recorded work on `stream`.
@@ -74,7 +86,9 @@ impl Graph {
         self.device.bind()?;
         let api = self.device.api();
         // SAFETY: both handles are alive.
-        api.check("graph_launch", unsafe { (api.common.graph_launch)(self.exec, stream.raw()) })
+        api.check("graph_launch", unsafe {
+            (api.common.graph_launch)(self.exec, stream.raw())
+        })
     }
 }
 

@@ -20,7 +20,13 @@ pub struct DeviceBuffer<T: Pod> {
 
 impl<T: Pod> std::fmt::Debug for DeviceBuffer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DeviceBuffer<{}>({:#x}, {})", std::any::type_name::<T>(), self.ptr, self.len)
+        write!(
+            f,
+            "DeviceBuffer<{}>({:#x}, {})",
+            std::any::type_name::<T>(),
+            self.ptr,
+            self.len
+        )
     }
 }
 
@@ -35,7 +41,9 @@ impl<T: Pod> DeviceBuffer<T> {
             device.bind()?;
             let api = device.api();
             // SAFETY: writes one device pointer; freed in Drop.
-            api.check("mem_alloc", unsafe { (api.common.mem_alloc)(&mut ptr, bytes) })?;
+            api.check("mem_alloc", unsafe {
+                (api.common.mem_alloc)(&mut ptr, bytes)
+            })?;
         }
         Ok(DeviceBuffer {
             device: device.clone(),
@@ -86,7 +94,9 @@ impl<T: Pod> DeviceBuffer<T> {
 
     fn check_stream(&self, stream: &Stream) -> Result<()> {
         if !Arc::ptr_eq(&self.device, &stream.device) {
-            return Err(RuntimeError::Invalid("buffer and stream belong to different devices".into()));
+            return Err(RuntimeError::Invalid(
+                "buffer and stream belong to different devices".into(),
+            ));
         }
         stream.device.bind()
     }
@@ -112,7 +122,10 @@ impl<T: Pod> DeviceBuffer<T> {
     /// Copy `data` to elements `offset..offset + data.len()`; returns once done.
     pub fn copy_from_host_at(&mut self, stream: &Stream, offset: usize, data: &[T]) -> Result<()> {
         self.check_stream(stream)?;
-        if offset.checked_add(data.len()).map_or(true, |end| end > self.len) {
+        if offset
+            .checked_add(data.len())
+            .map_or(true, |end| end > self.len)
+        {
             return Err(RuntimeError::Invalid(format!(
                 "host copy of {} elements at {offset} into a buffer of {}",
                 data.len(),
@@ -155,7 +168,12 @@ impl<T: Pod> DeviceBuffer<T> {
         // SAFETY: both ranges have `bytes()` bytes; `out` is borrowed mutably
         // until the stream has been synchronised below.
         api.check("memcpy_dtoh_async", unsafe {
-            (api.common.memcpy_dtoh_async)(out.as_mut_ptr() as *mut _, self.ptr, self.bytes(), stream.raw)
+            (api.common.memcpy_dtoh_async)(
+                out.as_mut_ptr() as *mut _,
+                self.ptr,
+                self.bytes(),
+                stream.raw,
+            )
         })?;
         stream.synchronize()
     }
@@ -178,7 +196,8 @@ impl<T: Pod> DeviceBuffer<T> {
         len: usize,
     ) -> Result<()> {
         self.check_stream(stream)?;
-        if dst_off.checked_add(len).map_or(true, |e| e > self.len) || src_off.checked_add(len).map_or(true, |e| e > src.len)
+        if dst_off.checked_add(len).map_or(true, |e| e > self.len)
+            || src_off.checked_add(len).map_or(true, |e| e > src.len)
         {
             return Err(RuntimeError::Invalid(format!(
                 "device copy of {len} elements ({src_off} of {} -> {dst_off} of {}) out of range",

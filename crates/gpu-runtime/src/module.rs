@@ -47,7 +47,8 @@ impl Module {
     /// Look up an `extern "C"` kernel by name.
     pub fn function(self: &Arc<Self>, name: &str) -> Result<Function> {
         self.device.bind()?;
-        let cname = CString::new(name).map_err(|_| RuntimeError::Invalid(format!("kernel name {name:?}")))?;
+        let cname = CString::new(name)
+            .map_err(|_| RuntimeError::Invalid(format!("kernel name {name:?}")))?;
         let api = self.device.api();
         let mut raw: Handle = std::ptr::null_mut();
         // SAFETY: writes one function handle; valid while the module is loaded
@@ -56,7 +57,12 @@ impl Module {
             (api.common.module_get_function)(&mut raw, self.raw, cname.as_ptr())
         })
         .map_err(|e| match e {
-            RuntimeError::Api { name: n, description, code, .. } => RuntimeError::Api {
+            RuntimeError::Api {
+                name: n,
+                description,
+                code,
+                ..
+            } => RuntimeError::Api {
                 call: "module_get_function",
                 code,
                 name: n,
@@ -158,7 +164,12 @@ impl Function {
     /// each), and every pointer argument must address device memory of the
     /// stream's device that is large enough for what the kernel touches and
     /// stays alive until the launch has completed.
-    pub unsafe fn launch(&self, stream: &Stream, cfg: LaunchConfig, args: &KernelArgs) -> Result<()> {
+    pub unsafe fn launch(
+        &self,
+        stream: &Stream,
+        cfg: LaunchConfig,
+        args: &KernelArgs,
+    ) -> Result<()> {
         if !Arc::ptr_eq(&self.module.device, &stream.device) {
             return Err(RuntimeError::Invalid(format!(
                 "kernel {} launched on a stream of another device",
@@ -171,7 +182,10 @@ impl Function {
         }
         stream.device.bind()?;
         let mut slots = args.slots.clone();
-        let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
+        let mut ptrs: Vec<*mut c_void> = slots
+            .iter_mut()
+            .map(|s| s as *mut u64 as *mut c_void)
+            .collect();
         let api = stream.device.api();
         // SAFETY: the parameter array points at `slots`, alive for the call
         // (the driver copies the values at launch); the caller guarantees the
@@ -192,11 +206,19 @@ impl Function {
             )
         })
         .map_err(|e| match e {
-            RuntimeError::Api { name, description, code, .. } => RuntimeError::Api {
+            RuntimeError::Api {
+                name,
+                description,
+                code,
+                ..
+            } => RuntimeError::Api {
                 call: "launch_kernel",
                 code,
                 name,
-                description: format!("{description} (kernel `{}`, grid {g:?}, block {b:?})", self.name),
+                description: format!(
+                    "{description} (kernel `{}`, grid {g:?}, block {b:?})",
+                    self.name
+                ),
             },
             e => e,
         })

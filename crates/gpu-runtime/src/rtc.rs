@@ -22,7 +22,14 @@ type Prog = *mut std::ffi::c_void;
 pub struct Compiler {
     vendor: Vendor,
     version: (i32, i32),
-    create: unsafe extern "C" fn(*mut Prog, *const c_char, *const c_char, c_int, *const *const c_char, *const *const c_char) -> c_int,
+    create: unsafe extern "C" fn(
+        *mut Prog,
+        *const c_char,
+        *const c_char,
+        c_int,
+        *const *const c_char,
+        *const *const c_char,
+    ) -> c_int,
     compile: unsafe extern "C" fn(Prog, c_int, *const *const c_char) -> c_int,
     log_size: unsafe extern "C" fn(Prog, *mut usize) -> c_int,
     log: unsafe extern "C" fn(Prog, *mut c_char) -> c_int,
@@ -35,7 +42,11 @@ pub struct Compiler {
 
 impl std::fmt::Debug for Compiler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Compiler({:?} {}.{})", self.vendor, self.version.0, self.version.1)
+        write!(
+            f,
+            "Compiler({:?} {}.{})",
+            self.vendor, self.version.0, self.version.1
+        )
     }
 }
 
@@ -47,7 +58,12 @@ const NVRTC_NAMES: &[&str] = &[
     "libnvrtc.so.11.1",
     "libnvrtc.so.11.0",
 ];
-const HIPRTC_NAMES: &[&str] = &["libhiprtc.so", "libhiprtc.so.7", "libhiprtc.so.6", "libhiprtc.so.5"];
+const HIPRTC_NAMES: &[&str] = &[
+    "libhiprtc.so",
+    "libhiprtc.so.7",
+    "libhiprtc.so.6",
+    "libhiprtc.so.5",
+];
 
 impl Compiler {
     /// Load the vendor's runtime compiler.
@@ -136,13 +152,25 @@ impl Compiler {
     }
 
     /// Compile `source` for `arch` (`sm_90`, `gfx90a`) into a code object.
-    pub fn compile(&self, name: &str, source: &str, arch: &str, extra_options: &[&str]) -> Result<Vec<u8>> {
-        let csrc = CString::new(source).map_err(|_| RuntimeError::Invalid("source contains NUL".into()))?;
-        let cname = CString::new(name).map_err(|_| RuntimeError::Invalid("name contains NUL".into()))?;
-        let mut opts: Vec<CString> = vec![CString::new(format!("--gpu-architecture={arch}")).expect("no NUL")];
+    pub fn compile(
+        &self,
+        name: &str,
+        source: &str,
+        arch: &str,
+        extra_options: &[&str],
+    ) -> Result<Vec<u8>> {
+        let csrc = CString::new(source)
+            .map_err(|_| RuntimeError::Invalid("source contains NUL".into()))?;
+        let cname =
+            CString::new(name).map_err(|_| RuntimeError::Invalid("name contains NUL".into()))?;
+        let mut opts: Vec<CString> =
+            vec![CString::new(format!("--gpu-architecture={arch}")).expect("no NUL")];
         opts.push(CString::new("-DROCMFORGE_RTC=1").expect("no NUL"));
         for o in extra_options {
-            opts.push(CString::new(*o).map_err(|_| RuntimeError::Invalid("option contains NUL".into()))?);
+            opts.push(
+                CString::new(*o)
+                    .map_err(|_| RuntimeError::Invalid("option contains NUL".into()))?,
+            );
         }
         let opt_ptrs: Vec<*const c_char> = opts.iter().map(|o| o.as_ptr()).collect();
         let mut prog: Prog = std::ptr::null_mut();
@@ -165,7 +193,10 @@ impl Compiler {
             (self.log_size)(prog, &mut log_len);
             let mut log = vec![0u8; log_len.max(1)];
             (self.log)(prog, log.as_mut_ptr() as *mut c_char);
-            let log = String::from_utf8_lossy(&log).trim_end_matches('\0').trim().to_string();
+            let log = String::from_utf8_lossy(&log)
+                .trim_end_matches('\0')
+                .trim()
+                .to_string();
             if st != 0 {
                 (self.destroy)(&mut prog);
                 return Err(RuntimeError::Compile {
@@ -203,7 +234,12 @@ impl Compiler {
         extra_options: &[&str],
     ) -> Result<Vec<u8>> {
         let mut h = Sha256::new();
-        for part in [source, arch, &driver_version.to_string(), &format!("{:?}", self.version)] {
+        for part in [
+            source,
+            arch,
+            &driver_version.to_string(),
+            &format!("{:?}", self.version),
+        ] {
             h.update(part.as_bytes());
             h.update([0u8]);
         }

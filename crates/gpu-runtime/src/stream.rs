@@ -32,7 +32,9 @@ impl Stream {
         let api = device.api();
         let mut raw: Handle = std::ptr::null_mut();
         // SAFETY: writes one stream handle; flag 1 = non-blocking in both APIs.
-        api.check("stream_create", unsafe { (api.common.stream_create)(&mut raw, 1) })?;
+        api.check("stream_create", unsafe {
+            (api.common.stream_create)(&mut raw, 1)
+        })?;
         Ok(Stream {
             device: device.clone(),
             raw,
@@ -54,7 +56,9 @@ impl Stream {
         self.device.bind()?;
         let api = self.device.api();
         // SAFETY: the stream is alive for `&self`.
-        api.check("stream_synchronize", unsafe { (api.common.stream_synchronize)(self.raw) })
+        api.check("stream_synchronize", unsafe {
+            (api.common.stream_synchronize)(self.raw)
+        })
     }
 }
 
@@ -90,7 +94,9 @@ impl Event {
         let api = device.api();
         let mut raw: Handle = std::ptr::null_mut();
         // SAFETY: writes one event handle; flags 0 = default (timing enabled).
-        api.check("event_create", unsafe { (api.common.event_create)(&mut raw, 0) })?;
+        api.check("event_create", unsafe {
+            (api.common.event_create)(&mut raw, 0)
+        })?;
         Ok(Event {
             device: device.clone(),
             raw,
@@ -102,7 +108,9 @@ impl Event {
         self.device.bind()?;
         let api = self.device.api();
         // SAFETY: both handles are alive and belong to the same device.
-        api.check("event_record", unsafe { (api.common.event_record)(self.raw, stream.raw) })
+        api.check("event_record", unsafe {
+            (api.common.event_record)(self.raw, stream.raw)
+        })
     }
 
     /// Wait until the event has completed.
@@ -110,7 +118,9 @@ impl Event {
         self.device.bind()?;
         let api = self.device.api();
         // SAFETY: the event is alive.
-        api.check("event_synchronize", unsafe { (api.common.event_synchronize)(self.raw) })
+        api.check("event_synchronize", unsafe {
+            (api.common.event_synchronize)(self.raw)
+        })
     }
 
     /// Milliseconds between `start` and `self` (both recorded and completed).
@@ -119,7 +129,9 @@ impl Event {
         let api = self.device.api();
         let mut ms = 0f32;
         // SAFETY: writes one float; both events are alive.
-        api.check("event_elapsed", unsafe { (api.common.event_elapsed)(&mut ms, start.raw, self.raw) })?;
+        api.check("event_elapsed", unsafe {
+            (api.common.event_elapsed)(&mut ms, start.raw, self.raw)
+        })?;
         Ok(ms)
     }
 }

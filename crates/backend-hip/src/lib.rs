@@ -1,0 +1,573 @@
+//! `backend-hip`: the GPU implementation of [`backend_core::Backend`], on
+//! AMD GPUs through HIP or NVIDIA GPUs through the CUDA driver API, both
+//! loaded at run time (see `gpu-runtime`), with the kernels of `hip-kernels`.
+//!
+//! - Weights are uploaded once and stay in their stored format in VRAM when
+//!   a kernel reads it ([`hip_kernels::GpuFormat`]); other types are
+//!   converted to f16 at upload; 1-D weights (norms, biases) are kept as f32.
+//! - Activations ([`HipTensor`]) and the KV cache ([`HipKvCache`], f32) live
+//!   in VRAM; only inputs (ids, positions) and requested outputs cross the bus.
+//! - All work goes to one stream of the backend, in call order. The backend
+//!   is `Send + Sync`; see `gpu_runtime::device` for the context rule that
+//!   makes use from several threads safe.
+//!
+//! [`HipBackend::try_new`] either gives a working backend or says why not,
+//! so callers can fall back to the CPU with that reason.
+
+#![warn(missing_docs)]
+
+mod convert;
+mod tensor;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use backend_core::{
+    AttnSpec, Backend, BackendError, GluKind, Result, RopeMode, RopeSpec, WeightView,
+};
+use gpu_runtime::{Device, DeviceBuffer, RuntimeError, Stream};
+use hip_kernels::{AttnParams, Kernels, RopeParams};
+
+pub use gpu_runtime::DeviceProps;
+pub use tensor::{HipKvCache, HipTensor, HipWeight};
+
+/// Why the GPU backend is not available (no runtime library, no device,
+/// kernels that do not compile, …), in one human-readable line.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct GpuUnavailable(pub String);
+
+/// What [`probe`] found: a usable device, before any kernel is loaded.
+#[derive(Debug, Clone)]
+pub struct GpuInfo {
+    /// "hip" or "cuda".
+    pub vendor: &'static str,
+    /// Device ordinal.
+    pub ordinal: usize,
+    /// The device's properties.
+    pub props: DeviceProps,
+    /// Free device memory in bytes.
+    pub free_memory: usize,
+}
+
+/// Look for a usable GPU (loads the runtime library, opens the device,
+/// reads its free memory). Cheap compared to [`HipBackend::try_new`].
+pub fn probe(ordinal: usize) -> std::result::Result<GpuInfo, GpuUnavailable> {
+    let dev = gpu_runtime::probe(ordinal).map_err(|e| GpuUnavailable(e.to_string()))?;
+    let (free, _) = dev.mem_info().map_err(|e| GpuUnavailable(e.to_string()))?;
+    Ok(GpuInfo {
+        vendor: dev.runtime().vendor().name(),
+        ordinal,
+        props: dev.props().clone(),
+        free_memory: free,
+    })
+}
+
+pub(crate) fn dev_err(e: RuntimeError) -> BackendError {
+    if e.is_out_of_memory() {
+        BackendError::OutOfMemory {
+            bytes: 0,
+            detail: e.to_string(),
+        }
+    } else {
+        BackendError::Device(e.to_string())
+    }
+}
+
+fn shape(op: &'static str, detail: String) -> BackendError {
+    BackendError::Shape { op, detail }
+}
+
+/// The GPU backend: one device, one stream, the loaded kernels.
+pub struct HipBackend {
+    device: Arc<Device>,
+    stream: Stream,
+    kernels: Kernels,
+}
+
+impl std::fmt::Debug for HipBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HipBackend")
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+impl HipBackend {
+    /// Open GPU `ordinal` and load the kernels (compiling them at run time
+    /// when no prebuilt code object fits; cached on disk), or say why not.
+    pub fn try_new(ordinal: usize) -> std::result::Result<HipBackend, GpuUnavailable> {
+        let device = gpu_runtime::probe(ordinal).map_err(|e| GpuUnavailable(e.to_string()))?;
+        let stream = Stream::new(&device).map_err(|e| GpuUnavailable(e.to_string()))?;
+        let kernels =
+            Kernels::load(&device).map_err(|e| GpuUnavailable(format!("GPU kernels: {e}")))?;
+        tracing::info!(
+            "GPU backend on {} ({}, wave {}, {} CUs, kernels {:?})",
+            device.props().name,
+            device.props().arch,
+            device.props().wave_size,
+            device.props().compute_units,
+            kernels.origins()
+        );
+        Ok(HipBackend {
+            device,
+            stream,
+            kernels,
+        })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Arc<Device> {
+        &self.device
+    }
+
+    /// The backend's stream (all its work goes there).
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// The loaded kernels.
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+
+    /// `(free, total)` device memory in bytes.
+    pub fn mem_info(&self) -> Result<(usize, usize)> {
+        self.device.mem_info().map_err(dev_err)
+    }
+
+    /// Wait until all submitted work has finished.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().map_err(dev_err)
+    }
+
+    fn upload_u32(&self, v: &[u32]) -> Result<DeviceBuffer<u32>> {
+        DeviceBuffer::from_host(&self.stream, v).map_err(dev_err)
+    }
+
+    fn vector<'a>(
+        &self,
+        op: &'static str,
+        w: &'a HipWeight,
+        len: usize,
+    ) -> Result<&'a DeviceBuffer<f32>> {
+        match &w.vector {
+            Some(v) if v.len() == len => Ok(v),
+            _ => Err(shape(
+                op,
+                format!(
+                    "{} must be a single row of {len} (dims {:?})",
+                    w.name, w.dims
+                ),
+            )),
+        }
+    }
+}
+
+fn check_same(op: &'static str, a: &HipTensor, b: &HipTensor) -> Result<()> {
+    if (a.rows, a.cols) != (b.rows, b.cols) {
+        return Err(shape(
+            op,
+            format!("{}x{} vs {}x{}", a.rows, a.cols, b.rows, b.cols),
+        ));
+    }
+    Ok(())
+}
+
+/// ggml's YaRN correction dims `[low, high]`.
+fn yarn_corr_dims(
+    n_dims: usize,
+    n_ctx_orig: usize,
+    base: f32,
+    beta_fast: f32,
+    beta_slow: f32,
+) -> [f32; 2] {
+    let corr = |n_rot: f32| {
+        n_dims as f32 * (n_ctx_orig as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln()
+            / (2.0 * base.ln())
+    };
+    let start = corr(beta_fast).floor();
+    let end = corr(beta_slow).ceil();
+    [start.max(0.0), end.min(n_dims as f32 - 1.0)]
+}
+
+impl Backend for HipBackend {
+    type Tensor = HipTensor;
+    type Weight = HipWeight;
+    type KvCache = HipKvCache;
+
+    fn name(&self) -> String {
+        let p = self.device.props();
+        format!(
+            "{}:{} {} {}",
+            self.device.runtime().vendor().name(),
+            self.device.ordinal(),
+            p.name,
+            p.arch
+        )
+    }
+
+    fn load_weight(&self, view: &WeightView<'_>) -> Result<HipWeight> {
+        convert::load_weight(&self.stream, view)
+    }
+
+    fn zeros(&self, rows: usize, cols: usize) -> Result<HipTensor> {
+        let buf = DeviceBuffer::zeroed(&self.stream, rows * cols).map_err(dev_err)?;
+        Ok(HipTensor { buf, rows, cols })
+    }
+
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<HipTensor> {
+        if data.len() != rows * cols {
+            return Err(shape(
+                "upload",
+                format!("{} values for {rows}x{cols}", data.len()),
+            ));
+        }
+        let buf = DeviceBuffer::from_host(&self.stream, data).map_err(dev_err)?;
+        Ok(HipTensor { buf, rows, cols })
+    }
+
+    fn download(&self, t: &HipTensor) -> Result<Vec<f32>> {
+        t.buf.to_host(&self.stream).map_err(dev_err)
+    }
+
+    fn shape(&self, t: &HipTensor) -> (usize, usize) {
+        (t.rows, t.cols)
+    }
+
+    fn get_rows(&self, table: &HipWeight, ids: &[u32], out: &mut HipTensor) -> Result<()> {
+        let (n_rows, k) = (table.rows(), table.cols());
+        if out.rows != ids.len() || out.cols != k {
+            return Err(shape(
+                "get_rows",
+                format!(
+                    "{} ids of rows of {k} into {}x{}",
+                    ids.len(),
+                    out.rows,
+                    out.cols
+                ),
+            ));
+        }
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= n_rows) {
+            return Err(shape(
+                "get_rows",
+                format!(
+                    "id {bad} is out of range for {} ({n_rows} rows)",
+                    table.name
+                ),
+            ));
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids_dev = self.upload_u32(ids)?;
+        self.kernels
+            .get_rows(
+                &self.stream,
+                table.format,
+                &table.data,
+                n_rows,
+                k,
+                &ids_dev,
+                &mut out.buf,
+            )
+            .map_err(dev_err)
+    }
+
+    fn matmul(&self, w: &HipWeight, x: &HipTensor, out: &mut HipTensor) -> Result<()> {
+        let (n, k) = (w.rows(), w.cols());
+        if x.cols != k || out.rows != x.rows || out.cols != n {
+            return Err(shape(
+                "matmul",
+                format!(
+                    "{} is {n}x{k}, input {}x{}, output {}x{}",
+                    w.name, x.rows, x.cols, out.rows, out.cols
+                ),
+            ));
+        }
+        self.kernels
+            .matmul(
+                &self.stream,
+                w.format,
+                &w.data,
+                n,
+                k,
+                &x.buf,
+                x.rows,
+                &mut out.buf,
+            )
+            .map_err(dev_err)
+    }
+
+    fn add_bias(&self, x: &mut HipTensor, bias: &HipWeight) -> Result<()> {
+        let b = self.vector("add_bias", bias, x.cols)?;
+        self.kernels
+            .add(&self.stream, &mut x.buf, b, x.cols)
+            .map_err(dev_err)
+    }
+
+    fn rms_norm(
+        &self,
+        x: &HipTensor,
+        weight: Option<&HipWeight>,
+        group: usize,
+        eps: f32,
+        out: &mut HipTensor,
+    ) -> Result<()> {
+        check_same("rms_norm", x, out)?;
+        if group == 0 || x.cols % group != 0 {
+            return Err(shape(
+                "rms_norm",
+                format!("rows of {} in groups of {group}", x.cols),
+            ));
+        }
+        let w = weight
+            .map(|w| self.vector("rms_norm", w, group))
+            .transpose()?;
+        self.kernels
+            .rms_norm(&self.stream, &x.buf, w, group, eps, &mut out.buf)
+            .map_err(dev_err)
+    }
+
+    fn layer_norm(
+        &self,
+        x: &HipTensor,
+        weight: Option<&HipWeight>,
+        bias: Option<&HipWeight>,
+        eps: f32,
+        out: &mut HipTensor,
+    ) -> Result<()> {
+        check_same("layer_norm", x, out)?;
+        let w = weight
+            .map(|w| self.vector("layer_norm", w, x.cols))
+            .transpose()?;
+        let b = bias
+            .map(|b| self.vector("layer_norm", b, x.cols))
+            .transpose()?;
+        self.kernels
+            .layer_norm(&self.stream, &x.buf, w, b, x.cols, eps, &mut out.buf)
+            .map_err(dev_err)
+    }
+
+    fn rope(
+        &self,
+        x: &mut HipTensor,
+        n_heads: usize,
+        positions: &[u32],
+        spec: &RopeSpec,
+    ) -> Result<()> {
+        if n_heads == 0 || x.cols % n_heads != 0 || positions.len() != x.rows {
+            return Err(shape(
+                "rope",
+                format!(
+                    "{}x{} in {n_heads} heads with {} positions",
+                    x.rows,
+                    x.cols,
+                    positions.len()
+                ),
+            ));
+        }
+        let head_dim = x.cols / n_heads;
+        if spec.n_dims > head_dim || spec.n_dims % 2 != 0 {
+            return Err(shape(
+                "rope",
+                format!("{} rotated dims of heads of {head_dim}", spec.n_dims),
+            ));
+        }
+        if x.rows == 0 || spec.n_dims == 0 {
+            return Ok(());
+        }
+        let (ext_factor, attn_factor, corr_dims) = match spec.yarn {
+            Some(y) => (
+                y.ext_factor,
+                y.attn_factor,
+                yarn_corr_dims(
+                    spec.n_dims,
+                    y.n_ctx_orig,
+                    spec.freq_base,
+                    y.beta_fast,
+                    y.beta_slow,
+                ),
+            ),
+            None => (0.0, 1.0, [0.0, 0.0]),
+        };
+        let p = RopeParams {
+            rows: x.rows,
+            n_heads,
+            head_dim,
+            n_dims: spec.n_dims,
+            neox: spec.mode == RopeMode::Neox,
+            theta_scale: spec.freq_base.powf(-2.0 / spec.n_dims as f32),
+            freq_scale: spec.freq_scale,
+            ext_factor,
+            attn_factor,
+            corr_dims,
+        };
+        let pos = self.upload_u32(positions)?;
+        self.kernels
+            .rope(&self.stream, &mut x.buf, &pos, &p)
+            .map_err(dev_err)
+    }
+
+    fn kv_cache(
+        &self,
+        n_layers: usize,
+        n_ctx: usize,
+        n_head_kv: usize,
+        head_dim: usize,
+    ) -> Result<HipKvCache> {
+        HipKvCache::new(&self.stream, n_layers, n_ctx, n_head_kv, head_dim)
+    }
+
+    fn kv_store(
+        &self,
+        cache: &mut HipKvCache,
+        layer: usize,
+        k: &HipTensor,
+        v: &HipTensor,
+        rows: Range<usize>,
+        start_pos: usize,
+    ) -> Result<()> {
+        cache.store(&self.stream, layer, k, v, rows, start_pos)
+    }
+
+    fn attention(
+        &self,
+        q: &HipTensor,
+        cache: &HipKvCache,
+        layer: usize,
+        rows: Range<usize>,
+        start_pos: usize,
+        spec: &AttnSpec,
+        out: &mut HipTensor,
+    ) -> Result<()> {
+        check_same("attention", q, out)?;
+        if q.cols != spec.n_head * spec.head_dim
+            || spec.n_head_kv != cache.n_head_kv
+            || spec.head_dim != cache.head_dim
+            || rows.end > q.rows
+            || rows.start > rows.end
+        {
+            return Err(shape(
+                "attention",
+                format!(
+                    "query {}x{} rows {rows:?} for {} heads of {} over a cache of {} KV heads of {}",
+                    q.rows, q.cols, spec.n_head, spec.head_dim, cache.n_head_kv, cache.head_dim
+                ),
+            ));
+        }
+        let n = rows.end - rows.start;
+        if n == 0 {
+            return Ok(());
+        }
+        if start_pos + n > cache.n_ctx {
+            return Err(BackendError::ContextOverflow {
+                pos: start_pos + n - 1,
+                n_ctx: cache.n_ctx,
+            });
+        }
+        let (kb, vb) = cache.layer(layer)?;
+        let p = AttnParams {
+            rows: n,
+            start_pos,
+            n_head: spec.n_head,
+            n_kv: spec.n_head_kv,
+            head_dim: spec.head_dim,
+            scale: spec.scale,
+            window: spec.sliding_window,
+            softcap: spec.softcap,
+        };
+        self.kernels
+            .attention(
+                &self.stream,
+                &q.buf,
+                rows.start * q.cols,
+                kb,
+                vb,
+                0,
+                &p,
+                &mut out.buf,
+            )
+            .map_err(dev_err)
+    }
+
+    fn glu(
+        &self,
+        gate: &HipTensor,
+        up: &HipTensor,
+        kind: GluKind,
+        out: &mut HipTensor,
+    ) -> Result<()> {
+        check_same("glu", gate, up)?;
+        check_same("glu", gate, out)?;
+        self.kernels
+            .glu(
+                &self.stream,
+                &gate.buf,
+                &up.buf,
+                kind == GluKind::GeluTanh,
+                &mut out.buf,
+            )
+            .map_err(dev_err)
+    }
+
+    fn add(&self, a: &mut HipTensor, b: &HipTensor) -> Result<()> {
+        check_same("add", a, b)?;
+        let n = a.buf.len();
+        if n == 0 {
+            return Ok(());
+        }
+        self.kernels
+            .add(&self.stream, &mut a.buf, &b.buf, n)
+            .map_err(dev_err)
+    }
+
+    fn mul(&self, a: &mut HipTensor, b: &HipTensor) -> Result<()> {
+        let nb = if (a.rows, a.cols) == (b.rows, b.cols) {
+            a.buf.len()
+        } else if b.rows == 1 && b.cols == a.cols {
+            a.cols
+        } else {
+            return Err(shape(
+                "mul",
+                format!("{}x{} by {}x{}", a.rows, a.cols, b.rows, b.cols),
+            ));
+        };
+        if a.buf.is_empty() {
+            return Ok(());
+        }
+        self.kernels
+            .mul(&self.stream, &mut a.buf, &b.buf, nb)
+            .map_err(dev_err)
+    }
+
+    fn scale(&self, a: &mut HipTensor, s: f32) -> Result<()> {
+        self.kernels
+            .scale(&self.stream, &mut a.buf, s)
+            .map_err(dev_err)
+    }
+
+    fn softmax(&self, a: &mut HipTensor) -> Result<()> {
+        if a.buf.is_empty() {
+            return Ok(());
+        }
+        let cols = a.cols;
+        self.kernels
+            .softmax(&self.stream, &mut a.buf, cols)
+            .map_err(dev_err)
+    }
+
+    fn argmax(&self, a: &HipTensor) -> Result<Vec<u32>> {
+        if a.rows == 0 {
+            return Ok(Vec::new());
+        }
+        if a.cols == 0 {
+            return Err(shape("argmax", "rows of 0 columns".into()));
+        }
+        let mut out = DeviceBuffer::<u32>::alloc(&self.device, a.rows).map_err(dev_err)?;
+        self.kernels
+            .argmax(&self.stream, &a.buf, a.cols, &mut out)
+            .map_err(dev_err)?;
+        out.to_host(&self.stream).map_err(dev_err)
+    }
+}

@@ -1,0 +1,54 @@
+//! Embeds the code objects `cargo xtask kernels` wrote, if any. No GPU
+//! compiler is needed or called here: this only lists files.
+//!
+//! Directory: `$ROCMFORGE_KERNEL_OBJECTS`, else `<workspace>/target/kernel-objects`.
+//! File names: `<family>.<arch>.<hsaco|cubin>`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=ROCMFORGE_KERNEL_OBJECTS");
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let dir = std::env::var_os("ROCMFORGE_KERNEL_OBJECTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../../target/kernel-objects"));
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut entries = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let path = e.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let parts: Vec<&str> = name.split('.').collect();
+            if parts.len() != 3 || !(parts[2] == "hsaco" || parts[2] == "cubin") {
+                continue;
+            }
+            let Ok(abs) = path.canonicalize() else {
+                continue;
+            };
+            println!("cargo:rerun-if-changed={}", abs.display());
+            entries.push((
+                parts[0].to_string(),
+                parts[1].to_string(),
+                parts[2].to_string(),
+                abs,
+            ));
+        }
+    }
+    entries.sort();
+    let mut out = String::from("/// Prebuilt code objects: (family, arch, kind, bytes).\npub static PREBUILT: &[(&str, &str, &str, &[u8])] = &[\n");
+    for (family, arch, kind, path) in entries {
+        writeln!(
+            out,
+            "    ({family:?}, {arch:?}, {kind:?}, include_bytes!({:?})),",
+            path.display().to_string()
+        )
+        .expect("write to String");
+    }
+    out.push_str("];\n");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out_dir.join("prebuilt.rs"), out).expect("write prebuilt.rs");
+}

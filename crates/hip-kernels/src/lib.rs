@@ -1,0 +1,614 @@
+//! `hip-kernels`: rocmforge's GPU kernels and their safe launchers.
+//!
+//! The sources live in the top-level `kernels/` directory, written once in
+//! the HIP dialect against `kernels/compat.h` (the only vendor-aware file),
+//! and are embedded here. [`Kernels::load`] gets a code object for each
+//! kernel family for the device at hand: a prebuilt one embedded by the last
+//! `cargo xtask kernels` run when one matches the device's architecture, or
+//! else the embedded source compiled at run time (NVRTC / hiprtc) through the
+//! on-disk cache of [`gpu_runtime::rtc`].
+//!
+//! Every launcher checks buffer lengths and shapes before launching, so the
+//! safe API cannot make a kernel read or write out of bounds.
+
+#![warn(missing_docs)]
+
+mod format;
+pub mod sources;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use format::GpuFormat;
+use gpu_runtime::{
+    rtc::Compiler, Device, DeviceBuffer, Function, KernelArgs, LaunchConfig, Module, Result,
+    RuntimeError, Stream, Vendor,
+};
+
+mod prebuilt {
+    include!(concat!(env!("OUT_DIR"), "/prebuilt.rs"));
+}
+
+/// How a family's code object was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeOrigin {
+    /// Embedded at build time by `cargo xtask kernels`.
+    Prebuilt,
+    /// Compiled at run time (possibly read back from the disk cache).
+    Runtime,
+}
+
+/// All kernels, loaded on one device.
+pub struct Kernels {
+    device: Arc<Device>,
+    functions: HashMap<String, Function>,
+    origins: Vec<(String, CodeOrigin)>,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernels")
+            .field("origins", &self.origins)
+            .finish()
+    }
+}
+
+fn invalid(msg: String) -> RuntimeError {
+    RuntimeError::Invalid(msg)
+}
+
+fn need(what: &str, have: usize, want: usize) -> Result<()> {
+    if have < want {
+        return Err(invalid(format!(
+            "{what}: buffer of {have} elements, the op needs {want}"
+        )));
+    }
+    Ok(())
+}
+
+fn to_i32(what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| {
+        invalid(format!(
+            "{what} = {v} does not fit the kernels' 32-bit indices"
+        ))
+    })
+}
+
+fn blocks(n: usize, per: usize) -> Result<u32> {
+    u32::try_from(n.div_ceil(per))
+        .map_err(|_| invalid(format!("grid of {n} elements is too large")))
+}
+
+const BLOCK_1D: usize = 256;
+const ATT_THREADS: u32 = 128;
+const ATT_MAX_HEAD_DIM: usize = 4 * ATT_THREADS as usize;
+const MM_TOKENS: usize = 8;
+
+impl Kernels {
+    /// Load every kernel family on `device` (prebuilt when available for its
+    /// architecture, else compiled at run time and cached).
+    pub fn load(device: &Arc<Device>) -> Result<Kernels> {
+        let props = device.props();
+        let arch = props.arch.clone();
+        let vendor = device.runtime().vendor();
+        let want_kind = match vendor {
+            Vendor::Cuda => "cubin",
+            Vendor::Hip => "hsaco",
+        };
+        let mut compiler: Option<Compiler> = None;
+        let mut functions = HashMap::new();
+        let mut origins = Vec::new();
+        for (family, _) in sources::FAMILIES {
+            let pre = prebuilt::PREBUILT
+                .iter()
+                .find(|(f, a, k, _)| f == family && *a == arch && *k == want_kind);
+            let (module, origin) = match pre.map(|p| Module::load(device, p.3)) {
+                Some(Ok(m)) => (m, CodeOrigin::Prebuilt),
+                other => {
+                    if let Some(Err(e)) = other {
+                        tracing::warn!("prebuilt {family} for {arch} did not load ({e}); compiling at run time");
+                    }
+                    if compiler.is_none() {
+                        compiler = Some(Compiler::load(vendor)?);
+                    }
+                    let c = compiler.as_ref().expect("set above");
+                    let src = sources::expanded(family).expect("family from FAMILIES");
+                    let code = c.compile_cached(
+                        family,
+                        &src,
+                        &arch,
+                        device.runtime().driver_version(),
+                        &["-O3"],
+                    )?;
+                    (Module::load(device, &code)?, CodeOrigin::Runtime)
+                }
+            };
+            for name in kernel_names(family) {
+                functions.insert(name.clone(), module.function(&name)?);
+            }
+            origins.push((family.to_string(), origin));
+        }
+        Ok(Kernels {
+            device: device.clone(),
+            functions,
+            origins,
+        })
+    }
+
+    /// Where each family's code came from.
+    pub fn origins(&self) -> &[(String, CodeOrigin)] {
+        &self.origins
+    }
+
+    /// The device the kernels are loaded on.
+    pub fn device(&self) -> &Arc<Device> {
+        &self.device
+    }
+
+    fn f(&self, name: &str) -> Result<&Function> {
+        self.functions
+            .get(name)
+            .ok_or_else(|| invalid(format!("kernel {name} is not loaded")))
+    }
+
+    fn wave(&self) -> u32 {
+        self.device.props().wave_size.max(1)
+    }
+
+    /// `y[t][r] = Σ_k w[r][k] · x[t][k]` for `n` rows of `k` elements in
+    /// `format` and `t` activation rows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        stream: &Stream,
+        format: GpuFormat,
+        w: &DeviceBuffer<u8>,
+        n: usize,
+        k: usize,
+        x: &DeviceBuffer<f32>,
+        t: usize,
+        y: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        let row_bytes = format.row_bytes(k).ok_or_else(|| {
+            invalid(format!(
+                "matmul: row of {k} is not whole blocks of {format:?}"
+            ))
+        })?;
+        need("matmul weight", w.len(), n * row_bytes)?;
+        need("matmul input", x.len(), t * k)?;
+        need("matmul output", y.len(), t * n)?;
+        if (format == GpuFormat::F32 && w.device_ptr() % 4 != 0) || w.device_ptr() % 2 != 0 {
+            return Err(invalid("matmul: misaligned weight".into()));
+        }
+        let waves = 4u32;
+        let cfg = LaunchConfig {
+            grid: (blocks(n, waves as usize)?, blocks(t, MM_TOKENS)?, 1),
+            block: (waves * self.wave(), 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(w.device_ptr())
+            .i32(to_i32("row bytes", row_bytes)?)
+            .i32(to_i32("k", k)?)
+            .i32(to_i32("n", n)?)
+            .ptr(x.device_ptr())
+            .i32(to_i32("t", t)?)
+            .ptr(y.device_ptr());
+        let f = self.f(&format!("matmul_{}", format.kernel_suffix()))?;
+        // SAFETY: the argument list matches `matmul_<fmt>` in kernels/matmul.hip;
+        // the lengths were checked above against what the kernel touches.
+        unsafe { f.launch(stream, cfg, &args) }
+    }
+
+    /// `out[i] = row ids[i] of a table of `n_rows` rows of `k` elements`,
+    /// dequantized. Ids out of range give zero rows (check them first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn get_rows(
+        &self,
+        stream: &Stream,
+        format: GpuFormat,
+        table: &DeviceBuffer<u8>,
+        n_rows: usize,
+        k: usize,
+        ids: &DeviceBuffer<u32>,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        let row_bytes = format.row_bytes(k).ok_or_else(|| {
+            invalid(format!(
+                "get_rows: row of {k} is not whole blocks of {format:?}"
+            ))
+        })?;
+        need("get_rows table", table.len(), n_rows * row_bytes)?;
+        need("get_rows output", out.len(), ids.len() * k)?;
+        let cfg = LaunchConfig {
+            grid: (to_i32("ids", ids.len())? as u32, 1, 1),
+            block: (128, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(table.device_ptr())
+            .i32(to_i32("row bytes", row_bytes)?)
+            .i32(to_i32("k", k)?)
+            .ptr(ids.device_ptr())
+            .i32(to_i32("rows", n_rows)?)
+            .ptr(out.device_ptr());
+        let f = self.f(&format!("get_rows_{}", format.kernel_suffix()))?;
+        // SAFETY: matches `get_rows_<fmt>`; the kernel bounds-checks ids and
+        // the buffer lengths were checked above.
+        unsafe { f.launch(stream, cfg, &args) }
+    }
+
+    /// RMS-normalise `x` as groups of `group` values (`x.len()` a multiple of
+    /// `group`), times `w` (length `group`) when given.
+    pub fn rms_norm(
+        &self,
+        stream: &Stream,
+        x: &DeviceBuffer<f32>,
+        w: Option<&DeviceBuffer<f32>>,
+        group: usize,
+        eps: f32,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        if group == 0 || x.len() % group != 0 {
+            return Err(invalid(format!(
+                "rms_norm: {} values are not groups of {group}",
+                x.len()
+            )));
+        }
+        need("rms_norm output", out.len(), x.len())?;
+        if let Some(w) = w {
+            need("rms_norm weight", w.len(), group)?;
+        }
+        let cfg = LaunchConfig {
+            grid: (to_i32("groups", x.len() / group)? as u32, 1, 1),
+            block: (BLOCK_1D as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(x.device_ptr())
+            .ptr(w.map_or(0, |w| w.device_ptr()))
+            .i32(to_i32("group", group)?)
+            .f32(eps)
+            .ptr(out.device_ptr());
+        // SAFETY: matches `rms_norm_f32`; lengths checked above.
+        unsafe { self.f("rms_norm_f32")?.launch(stream, cfg, &args) }
+    }
+
+    /// Layer-normalise rows of `cols`, then `* w + b` where given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layer_norm(
+        &self,
+        stream: &Stream,
+        x: &DeviceBuffer<f32>,
+        w: Option<&DeviceBuffer<f32>>,
+        b: Option<&DeviceBuffer<f32>>,
+        cols: usize,
+        eps: f32,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        if cols == 0 || x.len() % cols != 0 {
+            return Err(invalid(format!(
+                "layer_norm: {} values are not rows of {cols}",
+                x.len()
+            )));
+        }
+        need("layer_norm output", out.len(), x.len())?;
+        for v in [w, b].into_iter().flatten() {
+            need("layer_norm weight", v.len(), cols)?;
+        }
+        let cfg = LaunchConfig {
+            grid: (to_i32("rows", x.len() / cols)? as u32, 1, 1),
+            block: (BLOCK_1D as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(x.device_ptr())
+            .ptr(w.map_or(0, |w| w.device_ptr()))
+            .ptr(b.map_or(0, |b| b.device_ptr()))
+            .i32(to_i32("cols", cols)?)
+            .f32(eps)
+            .ptr(out.device_ptr());
+        // SAFETY: matches `layer_norm_f32`; lengths checked above.
+        unsafe { self.f("layer_norm_f32")?.launch(stream, cfg, &args) }
+    }
+
+    /// RoPE in place on `rows` rows of `n_heads × head_dim`.
+    pub fn rope(
+        &self,
+        stream: &Stream,
+        x: &mut DeviceBuffer<f32>,
+        pos: &DeviceBuffer<u32>,
+        p: &RopeParams,
+    ) -> Result<()> {
+        if p.n_dims > p.head_dim || p.n_dims % 2 != 0 {
+            return Err(invalid(format!(
+                "rope: {} rotated dims for heads of {}",
+                p.n_dims, p.head_dim
+            )));
+        }
+        need("rope input", x.len(), p.rows * p.n_heads * p.head_dim)?;
+        need("rope positions", pos.len(), p.rows)?;
+        let pairs = p.rows * p.n_heads * (p.n_dims / 2);
+        let cfg = LaunchConfig {
+            grid: (blocks(pairs, BLOCK_1D)?, 1, 1),
+            block: (BLOCK_1D as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(x.device_ptr())
+            .ptr(pos.device_ptr())
+            .i32(to_i32("rows", p.rows)?)
+            .i32(to_i32("heads", p.n_heads)?)
+            .i32(to_i32("head_dim", p.head_dim)?)
+            .i32(to_i32("n_dims", p.n_dims)?)
+            .i32(p.neox as i32)
+            .f32(p.theta_scale)
+            .f32(p.freq_scale)
+            .f32(p.ext_factor)
+            .f32(p.attn_factor)
+            .f32(p.corr_dims[0])
+            .f32(p.corr_dims[1]);
+        // SAFETY: matches `rope_f32`; lengths checked above.
+        unsafe { self.f("rope_f32")?.launch(stream, cfg, &args) }
+    }
+
+    /// Causal attention of `p.rows` query rows (row i at position
+    /// `p.start_pos + i`) over one layer's K/V (`[n_ctx][n_kv × head_dim]`).
+    pub fn attention(
+        &self,
+        stream: &Stream,
+        q: &DeviceBuffer<f32>,
+        q_offset: usize,
+        k: &DeviceBuffer<f32>,
+        v: &DeviceBuffer<f32>,
+        kv_offset: usize,
+        p: &AttnParams,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        if p.n_kv == 0 || p.n_head % p.n_kv != 0 || p.head_dim == 0 || p.head_dim > ATT_MAX_HEAD_DIM
+        {
+            return Err(invalid(format!(
+                "attention: {} heads over {} KV heads of {}",
+                p.n_head, p.n_kv, p.head_dim
+            )));
+        }
+        let q_len = p.rows * p.n_head * p.head_dim;
+        need("attention query", q.len(), q_offset + q_len)?;
+        need("attention output", out.len(), q_offset + q_len)?;
+        let kv_len = (p.start_pos + p.rows) * p.n_kv * p.head_dim;
+        need("attention keys", k.len(), kv_offset + kv_len)?;
+        need("attention values", v.len(), kv_offset + kv_len)?;
+        let cfg = LaunchConfig {
+            grid: (
+                to_i32("heads", p.n_head)? as u32,
+                to_i32("rows", p.rows)? as u32,
+                1,
+            ),
+            block: (ATT_THREADS, 1, 1),
+            shared_bytes: ((p.head_dim + ATT_THREADS as usize) * 4) as u32,
+        };
+        let args = KernelArgs::new()
+            .ptr(q.device_ptr() + (q_offset * 4) as u64)
+            .ptr(k.device_ptr() + (kv_offset * 4) as u64)
+            .ptr(v.device_ptr() + (kv_offset * 4) as u64)
+            .ptr(out.device_ptr() + (q_offset * 4) as u64)
+            .i32(to_i32("start_pos", p.start_pos)?)
+            .i32(to_i32("heads", p.n_head)?)
+            .i32(to_i32("kv heads", p.n_kv)?)
+            .i32(to_i32("head_dim", p.head_dim)?)
+            .f32(p.scale)
+            .i32(to_i32("window", p.window.unwrap_or(0))?)
+            .f32(p.softcap.unwrap_or(0.0));
+        // SAFETY: matches `attention_f32`; lengths (with offsets) checked above,
+        // and the shared memory size is what the kernel indexes.
+        unsafe { self.f("attention_f32")?.launch(stream, cfg, &args) }
+    }
+
+    fn launch_1d(&self, stream: &Stream, name: &str, n: usize, args: KernelArgs) -> Result<()> {
+        let cfg = LaunchConfig {
+            grid: (blocks(n, BLOCK_1D)?, 1, 1),
+            block: (BLOCK_1D as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        // SAFETY: only called by the wrappers below, which build `args` in
+        // the kernel's parameter order and check the lengths.
+        unsafe { self.f(name)?.launch(stream, cfg, &args) }
+    }
+
+    /// `out = act(gate) * up` element-wise; `gelu` selects GELU-tanh over SiLU.
+    pub fn glu(
+        &self,
+        stream: &Stream,
+        gate: &DeviceBuffer<f32>,
+        up: &DeviceBuffer<f32>,
+        gelu: bool,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        let n = gate.len();
+        need("glu up", up.len(), n)?;
+        need("glu output", out.len(), n)?;
+        let args = KernelArgs::new()
+            .ptr(gate.device_ptr())
+            .ptr(up.device_ptr())
+            .ptr(out.device_ptr())
+            .i32(to_i32("n", n)?)
+            .i32(gelu as i32);
+        self.launch_1d(stream, "glu_f32", n, args)
+    }
+
+    fn binary(
+        &self,
+        stream: &Stream,
+        name: &str,
+        a: &mut DeviceBuffer<f32>,
+        b: &DeviceBuffer<f32>,
+        nb: usize,
+    ) -> Result<()> {
+        if nb == 0 || a.len() % nb != 0 {
+            return Err(invalid(format!(
+                "{name}: {} values do not repeat {nb}",
+                a.len()
+            )));
+        }
+        need(name, b.len(), nb)?;
+        let n = a.len();
+        let args = KernelArgs::new()
+            .ptr(a.device_ptr())
+            .ptr(b.device_ptr())
+            .i32(to_i32("n", n)?)
+            .i32(to_i32("nb", nb)?);
+        self.launch_1d(stream, name, n, args)
+    }
+
+    /// `a[i] += b[i % nb]` (nb = a.len() for a plain add, = cols to broadcast a row).
+    pub fn add(
+        &self,
+        stream: &Stream,
+        a: &mut DeviceBuffer<f32>,
+        b: &DeviceBuffer<f32>,
+        nb: usize,
+    ) -> Result<()> {
+        self.binary(stream, "add_f32", a, b, nb)
+    }
+
+    /// `a[i] *= b[i % nb]`.
+    pub fn mul(
+        &self,
+        stream: &Stream,
+        a: &mut DeviceBuffer<f32>,
+        b: &DeviceBuffer<f32>,
+        nb: usize,
+    ) -> Result<()> {
+        self.binary(stream, "mul_f32", a, b, nb)
+    }
+
+    /// `a *= s`.
+    pub fn scale(&self, stream: &Stream, a: &mut DeviceBuffer<f32>, s: f32) -> Result<()> {
+        let n = a.len();
+        let args = KernelArgs::new()
+            .ptr(a.device_ptr())
+            .f32(s)
+            .i32(to_i32("n", n)?);
+        self.launch_1d(stream, "scale_f32", n, args)
+    }
+
+    /// Softmax of each row of `cols`, in place.
+    pub fn softmax(&self, stream: &Stream, a: &mut DeviceBuffer<f32>, cols: usize) -> Result<()> {
+        if cols == 0 || a.len() % cols != 0 {
+            return Err(invalid(format!(
+                "softmax: {} values are not rows of {cols}",
+                a.len()
+            )));
+        }
+        let cfg = LaunchConfig {
+            grid: (to_i32("rows", a.len() / cols)? as u32, 1, 1),
+            block: (BLOCK_1D as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(a.device_ptr())
+            .i32(to_i32("cols", cols)?);
+        // SAFETY: matches `softmax_f32`; whole rows checked above.
+        unsafe { self.f("softmax_f32")?.launch(stream, cfg, &args) }
+    }
+
+    /// Index of the largest value of each row of `cols` into `out`.
+    pub fn argmax(
+        &self,
+        stream: &Stream,
+        a: &DeviceBuffer<f32>,
+        cols: usize,
+        out: &mut DeviceBuffer<u32>,
+    ) -> Result<()> {
+        if cols == 0 || a.len() % cols != 0 {
+            return Err(invalid(format!(
+                "argmax: {} values are not rows of {cols}",
+                a.len()
+            )));
+        }
+        let rows = a.len() / cols;
+        need("argmax output", out.len(), rows)?;
+        let cfg = LaunchConfig {
+            grid: (to_i32("rows", rows)? as u32, 1, 1),
+            block: (BLOCK_1D as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(a.device_ptr())
+            .i32(to_i32("cols", cols)?)
+            .ptr(out.device_ptr());
+        // SAFETY: matches `argmax_f32`; lengths checked above.
+        unsafe { self.f("argmax_f32")?.launch(stream, cfg, &args) }
+    }
+}
+
+/// Parameters of [`Kernels::rope`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeParams {
+    /// Rows (tokens).
+    pub rows: usize,
+    /// Heads per row.
+    pub n_heads: usize,
+    /// Values per head.
+    pub head_dim: usize,
+    /// Rotated values per head (even, ≤ head_dim).
+    pub n_dims: usize,
+    /// NeoX pairing (halves) instead of adjacent pairs.
+    pub neox: bool,
+    /// `freq_base^(-2 / n_dims)`.
+    pub theta_scale: f32,
+    /// Linear position scaling.
+    pub freq_scale: f32,
+    /// YaRN extrapolation mix (0 = off).
+    pub ext_factor: f32,
+    /// Magnitude scale.
+    pub attn_factor: f32,
+    /// YaRN ramp boundaries.
+    pub corr_dims: [f32; 2],
+}
+
+/// Parameters of [`Kernels::attention`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttnParams {
+    /// Query rows.
+    pub rows: usize,
+    /// Position of the first query row.
+    pub start_pos: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// KV heads.
+    pub n_kv: usize,
+    /// Values per head.
+    pub head_dim: usize,
+    /// Score multiplier.
+    pub scale: f32,
+    /// Sliding window (positions visible including the current one).
+    pub window: Option<usize>,
+    /// Soft-capping of scores.
+    pub softcap: Option<f32>,
+}
+
+/// The `extern "C"` kernel names a family's source defines.
+pub fn kernel_names(family: &str) -> Vec<String> {
+    match family {
+        "matmul" | "get_rows" => GpuFormat::ALL
+            .iter()
+            .map(|f| format!("{family}_{}", f.kernel_suffix()))
+            .collect(),
+        "norm" => vec!["rms_norm_f32".into(), "layer_norm_f32".into()],
+        "rope" => vec!["rope_f32".into()],
+        "attention" => vec!["attention_f32".into()],
+        "elementwise" => [
+            "glu_f32",
+            "add_f32",
+            "mul_f32",
+            "scale_f32",
+            "softmax_f32",
+            "argmax_f32",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        _ => Vec::new(),
+    }
+}
