@@ -78,7 +78,11 @@ fn check_lengths(format: Format, bytes: usize, elements: usize) -> Result<(), Qu
 
 /// Dequantize `src` (whole blocks of `format`) into `dst`; `dst.len()` is the
 /// element count and `src.len()` must be exactly the bytes those elements take.
-pub fn dequantize(format: impl Into<Format>, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+pub fn dequantize(
+    format: impl Into<Format>,
+    src: &[u8],
+    dst: &mut [f32],
+) -> Result<(), QuantError> {
     let format = format.into();
     check_lengths(format, src.len(), dst.len())?;
     let k = kernels::lookup(format).ok_or(QuantError::Unsupported {
