@@ -91,6 +91,28 @@ macro_rules! kernels {
                 _mm_cvtph_ps(_mm_cvtsi64_si128(v as i64))
             }
 
+            /// Four E8M0 scales at `p + i·stride`, halved (see `scalar::e8m0_half`).
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn e8m0_half4(p: *const u8, stride: usize) -> __m128 {
+                let mut v = 0u32;
+                for i in 0..4 {
+                    v |= (*p.add(i * stride) as u32) << (8 * i);
+                }
+                let e = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(v as i32));
+                // e ≥ 2: the bits (e − 1) << 23; e < 2: the subnormals 0x0020_0000 << e.
+                let big = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
+                let small = _mm_sllv_epi32(_mm_set1_epi32(0x0020_0000), e);
+                let is_big = _mm_cmpgt_epi32(e, _mm_set1_epi32(1));
+                _mm_castsi128_ps(_mm_blendv_epi8(small, big, is_big))
+            }
+
+            /// Test access to [`e8m0_half4`].
+            #[cfg(test)]
+            pub(crate) unsafe fn e8m0_half4_for_test(p: *const u8, stride: usize) -> __m128 {
+                e8m0_half4(p, stride)
+            }
+
             #[inline]
             #[target_feature(enable = $features)]
             unsafe fn hsum(v: __m256) -> f32 {
@@ -258,10 +280,7 @@ macro_rules! kernels {
                     34,
                     2,
                     |xb, yv| sdot(_mm256_shuffle_epi8(table, nibbles32(xb.add(1))), yv),
-                    |xb, yb| {
-                        let e = |k: usize| super::super::scalar::e8m0_half(*xb.add(17 * k));
-                        _mm_mul_ps(_mm_set_ps(e(3), e(2), e(1), e(0)), h2f4(yb, 34))
-                    },
+                    |xb, yb| _mm_mul_ps(e8m0_half4(xb, 17), h2f4(yb, 34)),
                 );
                 hsum(acc)
             }
@@ -541,4 +560,31 @@ pub(crate) fn kernel_vnni(weight: GgmlType) -> Option<DotFn> {
         return None;
     }
     table!(vnni, weight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_e8m0_scales_equal_the_scalar_ones_for_every_exponent() {
+        if !has_avx2() {
+            return;
+        }
+        for base in (0..256).step_by(4) {
+            let bytes: Vec<u8> = (0..4).map(|i| (base + i) as u8).collect();
+            let mut out = [0f32; 4];
+            // SAFETY: AVX2 was detected; `bytes` holds the four bytes read.
+            unsafe {
+                _mm_storeu_ps(
+                    out.as_mut_ptr(),
+                    avx2::e8m0_half4_for_test(bytes.as_ptr(), 1),
+                )
+            };
+            for (i, o) in out.iter().enumerate() {
+                let want = crate::dot::scalar::e8m0_half(bytes[i]);
+                assert_eq!(o.to_bits(), want.to_bits(), "e = {}", bytes[i]);
+            }
+        }
+    }
 }
