@@ -190,7 +190,24 @@ fn floats_dequantize() {
 /// by the crate's unit tests.
 #[test]
 fn f16_quantize() {
-    check_quantize(GgmlType::F16, &float_cases(8, false));
+    let mut v = float_cases(8, false);
+    // every rounding decision: for each pair of adjacent finite halves, the
+    // exact midpoint (a tie) and the f32 values just below and above it
+    for h in 0u16..0x7bff {
+        let lo = half::f16::from_bits(h).to_f32();
+        let hi = half::f16::from_bits(h + 1).to_f32();
+        let mid = (f64::from(lo) + f64::from(hi)) / 2.0;
+        let mid = mid as f32; // exact: 12 significant bits
+        for m in [
+            mid,
+            f32::from_bits(mid.to_bits() - 1),
+            f32::from_bits(mid.to_bits() + 1),
+        ] {
+            v.push(m);
+            v.push(-m);
+        }
+    }
+    check_quantize(GgmlType::F16, &v);
 }
 
 #[test]
