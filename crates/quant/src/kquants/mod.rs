@@ -172,24 +172,20 @@ fn pack2(l: &[u8; QK_K]) -> [u8; QK_K / 4] {
     qs
 }
 
-/// The 2-bit code of element `e` in Q2_K/Q3_K `qs`.
-#[inline]
-fn code2(qs: &[u8; QK_K / 4], e: usize) -> u8 {
-    let (h, r) = (e / 128, e % 128);
-    (qs[32 * h + r % 32] >> (2 * (r / 32))) & 3
-}
-
 impl BlockQ2K {
     /// Dequantize this super-block into 256 values.
     pub fn to_f32(&self, y: &mut [f32; QK_K]) {
         let d = self.d.to_f32();
         let min = self.dmin.to_f32();
+        // sub-block `sb` = 8h + 2s + k: bits 2s of qs[32h + 16k ..][..16]
         for (sb, ys) in y.chunks_exact_mut(16).enumerate() {
             let sc = self.scales[sb];
             let dl = d * f32::from(sc & 0x0f);
             let ml = min * f32::from(sc >> 4);
-            for (l, v) in ys.iter_mut().enumerate() {
-                *v = dl * f32::from(code2(&self.qs, 16 * sb + l)) - ml;
+            let (h, s, k) = (sb / 8, (sb / 2) % 4, sb % 2);
+            let q = &self.qs[32 * h + 16 * k..32 * h + 16 * k + 16];
+            for (v, &b) in ys.iter_mut().zip(q) {
+                *v = dl * f32::from((b >> (2 * s)) & 3) - ml;
             }
         }
     }
@@ -270,10 +266,13 @@ impl BlockQ3K {
         let scales = q3k_scales(&self.scales);
         for (sb, ys) in y.chunks_exact_mut(16).enumerate() {
             let dl = d_all * f32::from(scales[sb]);
-            for (l, v) in ys.iter_mut().enumerate() {
-                let e = 16 * sb + l;
-                let high = self.hmask[e % 32] & (1 << (e / 32)) != 0;
-                let q = i32::from(code2(&self.qs, e)) - if high { 0 } else { 4 };
+            let (h, s, k) = (sb / 8, (sb / 2) % 4, sb % 2);
+            let q = &self.qs[32 * h + 16 * k..32 * h + 16 * k + 16];
+            let hm = &self.hmask[16 * k..16 * k + 16];
+            let bit = 1u8 << (4 * h + s);
+            for ((v, &b), &m) in ys.iter_mut().zip(q).zip(hm) {
+                let low = i32::from((b >> (2 * s)) & 3);
+                let q = low - if m & bit != 0 { 0 } else { 4 };
                 *v = dl * q as f32;
             }
         }
