@@ -581,6 +581,14 @@ mod tests {
                     avx2::e8m0_half4_for_test(bytes.as_ptr(), 1),
                 )
             };
+            if has_avx512vnni() {
+                let mut v = [0f32; 4];
+                // SAFETY: the VNNI feature set was detected; same four bytes.
+                unsafe {
+                    _mm_storeu_ps(v.as_mut_ptr(), vnni::e8m0_half4_for_test(bytes.as_ptr(), 1))
+                };
+                assert_eq!(v.map(f32::to_bits), out.map(f32::to_bits));
+            }
             for (i, o) in out.iter().enumerate() {
                 let want = crate::dot::scalar::e8m0_half(bytes[i]);
                 assert_eq!(o.to_bits(), want.to_bits(), "e = {}", bytes[i]);
