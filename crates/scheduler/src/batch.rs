@@ -6,6 +6,10 @@ pub struct SeqInput<'a, S> {
     pub seq: &'a mut S,
     /// Tokens to append at the sequence's current end.
     pub tokens: &'a [u32],
+    /// Whether the logits after the last token are needed (false for a
+    /// prompt chunk that is not the prompt's last; the model may then
+    /// return an empty vector for this input).
+    pub wants_logits: bool,
 }
 
 /// A model that can evaluate several sequences in one forward pass.

@@ -314,14 +314,18 @@ impl<M: BatchModel> Worker<M> {
                 self.running.iter_mut().map(Some).collect();
             for (k, &(i, from, n)) in plan.iter().enumerate() {
                 let r = slots[i].take().expect("each sequence is planned once");
-                let tokens: &[u32] = if r.next.is_some() {
-                    &decode_tokens[k]
+                let (tokens, wants_logits): (&[u32], bool) = if r.next.is_some() {
+                    (&decode_tokens[k], true)
                 } else {
-                    &r.req.prompt[from..from + n]
+                    (
+                        &r.req.prompt[from..from + n],
+                        from + n == r.req.prompt.len(),
+                    )
                 };
                 inputs.push(SeqInput {
                     seq: &mut r.seq,
                     tokens,
+                    wants_logits,
                 });
             }
             self.model.step(&mut inputs)

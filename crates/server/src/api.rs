@@ -138,6 +138,7 @@ impl<'a> Fields<'a> {
                 Some(r) => Some(r),
                 None => self.f32("repeat_penalty")?,
             },
+            ignore_eos: self.bool("ignore_eos")?.unwrap_or(false),
         };
         check_range("temperature", sampling.temperature, 0.0, 100.0)?;
         check_range("top_p", sampling.top_p, 0.0, 1.0)?;

@@ -67,11 +67,16 @@ pub fn start(
         .min(n_ctx - prompt.len());
     let (tx, rx) = mpsc::unbounded_channel();
     let prompt_tokens = prompt.len();
+    let sampler = service.sampler(&params.sampling, &prompt)?;
     let request = Request {
         prompt,
         max_tokens,
-        sampler: service.sampler(&params.sampling)?,
-        is_eog: service.eog(),
+        sampler,
+        is_eog: if params.sampling.ignore_eos {
+            Box::new(|_| false)
+        } else {
+            service.eog()
+        },
         top_logprobs: params.top_logprobs,
         sink: Box::new(move |e| tx.send(e).is_ok()),
     };

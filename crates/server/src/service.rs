@@ -23,6 +23,9 @@ pub struct SamplingParams {
     pub frequency_penalty: Option<f32>,
     /// llama.cpp-style repetition penalty.
     pub repetition_penalty: Option<f32>,
+    /// Keep generating after end-of-generation tokens (llama.cpp's
+    /// `ignore_eos` extension, used by benchmarks).
+    pub ignore_eos: bool,
 }
 
 /// Turns generated token ids into text, never splitting a UTF-8 character.
@@ -47,8 +50,12 @@ pub trait ModelService: Send + Sync + 'static {
     fn token_text(&self, id: u32) -> String;
     /// A fresh streaming detokenizer.
     fn detokenizer(&self) -> Box<dyn Detokenizer>;
-    /// A sampler for one request.
-    fn sampler(&self, params: &SamplingParams) -> Result<Box<dyn TokenSampler>, ApiError>;
+    /// A sampler for one request; `prompt` seeds its repetition-penalty window.
+    fn sampler(
+        &self,
+        params: &SamplingParams,
+        prompt: &[u32],
+    ) -> Result<Box<dyn TokenSampler>, ApiError>;
     /// The end-of-generation test.
     fn eog(&self) -> Box<dyn Fn(u32) -> bool + Send>;
     /// The scheduler that runs this model.

@@ -76,7 +76,11 @@ impl ModelService for Toy {
     fn detokenizer(&self) -> Box<dyn Detokenizer> {
         Box::new(Bytes)
     }
-    fn sampler(&self, _p: &SamplingParams) -> Result<Box<dyn TokenSampler>, ApiError> {
+    fn sampler(
+        &self,
+        _p: &SamplingParams,
+        _prompt: &[u32],
+    ) -> Result<Box<dyn TokenSampler>, ApiError> {
         Ok(Box::new(|l: &[f32]| {
             let mut best = 0;
             for (i, &v) in l.iter().enumerate() {
