@@ -20,10 +20,21 @@ pub(crate) fn fp16(x: f32) -> f16 {
     f16::from_bits(f32_to_f16_bits(x))
 }
 
-/// IEEE half bits to `f32` (exact).
+/// IEEE half bits to `f32` (exact; NaN payloads are kept, as ggml keeps them).
 #[inline]
 pub(crate) fn f16_bits_to_f32(h: u16) -> f32 {
-    f16::from_bits(h).to_f32()
+    let sign = u32::from(h & 0x8000) << 16;
+    let em = u32::from(h & 0x7fff);
+    if em >= 0x7c00 {
+        // infinity or NaN: all-ones exponent, mantissa moved up
+        f32::from_bits(sign | 0x7f80_0000 | ((em & 0x03ff) << 13))
+    } else if em >= 0x0400 {
+        // normal: rebias the exponent from 15 to 127
+        f32::from_bits(sign | ((em << 13) + ((127 - 15) << 23)))
+    } else {
+        // zero or subnormal: mantissa · 2^-24, exact in f32
+        f32::from_bits(sign | (em as f32 * (1.0 / 16_777_216.0)).to_bits())
+    }
 }
 
 /// `f32` to bfloat16 bits as `ggml_compute_fp32_to_bf16`: NaNs keep their top
@@ -89,6 +100,23 @@ mod tests {
         // smallest subnormal half is 2^-24; half of it ties to even (zero)
         assert_eq!(f32_to_f16_bits(2f32.powi(-25)), 0);
         assert_eq!(f32_to_f16_bits(2f32.powi(-25) * 1.0001), 1);
+    }
+
+    #[test]
+    fn f16_decode_is_exact_for_every_half() {
+        for h in 0..=u16::MAX {
+            let ours = f16_bits_to_f32(h);
+            let reference = f16::from_bits(h).to_f32();
+            if reference.is_nan() {
+                assert!(ours.is_nan(), "{h:#06x}");
+                assert_eq!(
+                    ours.to_bits() & 0x807f_e000 & !0x0040_0000,
+                    reference.to_bits() & 0x807f_e000 & !0x0040_0000
+                );
+            } else {
+                assert_eq!(ours.to_bits(), reference.to_bits(), "{h:#06x}");
+            }
+        }
     }
 
     #[test]
