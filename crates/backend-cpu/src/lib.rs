@@ -6,11 +6,15 @@
 //! - Activations are [`CpuTensor`]s, dense row-major `f32`.
 //! - Every op runs on the backend's own rayon thread pool
 //!   ([`CpuBackend::new`]); arithmetic follows ggml's CPU backend.
+//! - Q4_0/Q4_1/Q8_0 matmuls use multi-token SIMD kernels; other types use
+//!   `quant::dot`. `ROCMFORGE_CPU_KERNELS=vec_dot` forces `quant::dot` for
+//!   every type (for comparisons).
 
 #![warn(missing_docs)]
 
 mod attention;
 mod elementwise;
+mod gemm;
 mod kv;
 mod matmul;
 mod norm;
@@ -82,6 +86,13 @@ impl CpuBackend {
     pub fn with_kv_type(mut self, ty: KvType) -> CpuBackend {
         self.kv_type = ty;
         self
+    }
+
+    /// Make the multi-token Q4_0/Q4_1/Q8_0 kernels use their AVX2 variant
+    /// even where AVX-512 VNNI exists, process-wide (to test that path).
+    #[doc(hidden)]
+    pub fn force_avx2_kernels(on: bool) {
+        gemm::FORCE_AVX2.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Physical cores of this machine (the default thread count).

@@ -67,12 +67,26 @@ pub(crate) fn matmul(
     threads: usize,
 ) -> Result<()> {
     check_shapes(w, x, out)?;
+    // One token: the single-row dot kernels are faster (no tile set-up).
+    if x.rows() >= 2 && crate::gemm::supports(w.ggml_type()) && !force_vec_dot() {
+        return ACT.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => crate::gemm::matmul(w, x, out, threads, &mut buf),
+            Err(_) => crate::gemm::matmul(w, x, out, threads, &mut Vec::new()),
+        });
+    }
     match quant::dot::kernel_for(w.ggml_type()) {
         Some(kernel) if quant::bytes_for(kernel.activation_type(), w.cols()).is_ok() => {
             matmul_dot(kernel, w, x, out, threads)
         }
         _ => matmul_dequant(w, x, out, threads),
     }
+}
+
+/// Whether `ROCMFORGE_CPU_KERNELS=vec_dot` asks to skip the multi-token
+/// kernels (for comparisons).
+fn force_vec_dot() -> bool {
+    static FORCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCE.get_or_init(|| std::env::var("ROCMFORGE_CPU_KERNELS").is_ok_and(|v| v == "vec_dot"))
 }
 
 thread_local! {

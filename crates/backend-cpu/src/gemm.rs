@@ -1,0 +1,395 @@
+//! Multi-token matmul micro-kernels for the 32-element legacy formats
+//! (Q4_0, Q4_1, Q8_0 weights against Q8_0/Q8_1 activations).
+//!
+//! A weight block is unpacked once and multiplied with the activation blocks
+//! of up to [`TILE`] tokens, so a batch pays the unpacking once per weight
+//! row and token tile instead of once per token. The integer block sums are
+//! exactly ggml's; only the order of the `f32` accumulation differs:
+//!
+//! - Q4_0: `Σ_b d_w·d_a·(Σ nib·a − 8·Σa)`, computed as `Σ_b d_w·d_a·Σ nib·a`
+//!   plus the correction `Σ_b d_w·(−8·d_a·Σa)`.
+//! - Q4_1: `Σ_b d_w·d_a·Σ nib·a + m_w·s_a` (`s_a` the Q8_1 block's stored sum).
+//! - Q8_0: `Σ_b d_w·d_a·Σ w·a` (via `|w| · sign(a, w)`).
+//!
+//! The scalar reference is [`quant::dot`]; the tests compare the two.
+
+use backend_core::{BackendError, GgmlType, Result};
+use rayon::prelude::*;
+
+use crate::matmul::rows_per_task;
+use crate::sync_ptr::SyncPtr;
+use crate::tensor::CpuTensor;
+use crate::weight::CpuWeight;
+
+/// Tokens per micro-kernel call.
+pub(crate) const TILE: usize = 4;
+
+/// The weight formats these kernels handle.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Q4_0,
+    Q4_1,
+    Q8_0,
+}
+
+impl Kind {
+    fn of(t: GgmlType) -> Option<Kind> {
+        match t {
+            GgmlType::Q4_0 => Some(Kind::Q4_0),
+            GgmlType::Q4_1 => Some(Kind::Q4_1),
+            GgmlType::Q8_0 => Some(Kind::Q8_0),
+            _ => None,
+        }
+    }
+    /// The kind numbered `k` (0, 1, 2 as declared), for const generics.
+    const fn from_u8(k: u8) -> Kind {
+        match k {
+            0 => Kind::Q4_0,
+            1 => Kind::Q4_1,
+            _ => Kind::Q8_0,
+        }
+    }
+    /// Bytes of one weight block.
+    fn w_block(self) -> usize {
+        match self {
+            Kind::Q4_0 => 18,
+            Kind::Q4_1 => 20,
+            Kind::Q8_0 => 34,
+        }
+    }
+    /// The activation format.
+    fn act_type(self) -> GgmlType {
+        match self {
+            Kind::Q4_1 => GgmlType::Q8_1,
+            _ => GgmlType::Q8_0,
+        }
+    }
+    /// Bytes of one activation block, and the offset of its 32 values.
+    fn a_block(self) -> (usize, usize) {
+        match self {
+            Kind::Q4_1 => (36, 4),
+            _ => (34, 2),
+        }
+    }
+}
+
+/// Which SIMD level runs the kernels.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Level {
+    Vnni,
+    Avx2,
+}
+
+/// Set by [`crate::CpuBackend::force_avx2_kernels`] (tests of the AVX2 path).
+pub(crate) static FORCE_AVX2: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(target_arch = "x86_64")]
+fn level() -> Option<Level> {
+    use std::arch::is_x86_feature_detected as has;
+    if !(has!("avx2") && has!("fma") && has!("f16c")) {
+        return None;
+    }
+    let force_avx2 = FORCE_AVX2.load(std::sync::atomic::Ordering::Relaxed);
+    if !force_avx2 && has!("avx512vnni") && has!("avx512vl") && has!("avx512bw") {
+        Some(Level::Vnni)
+    } else {
+        Some(Level::Avx2)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn level() -> Option<Level> {
+    None
+}
+
+/// Whether these kernels handle `t` on this CPU.
+pub(crate) fn supports(t: GgmlType) -> bool {
+    Kind::of(t).is_some() && level().is_some()
+}
+
+#[inline]
+fn f16_at(b: &[u8], off: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([b[off], b[off + 1]])).to_f32()
+}
+
+/// `out = x · Wᵀ` for a Q4_0/Q4_1/Q8_0 weight (see [`supports`]); shapes
+/// already checked by the caller.
+pub(crate) fn matmul(
+    w: &CpuWeight,
+    x: &CpuTensor,
+    out: &mut CpuTensor,
+    threads: usize,
+    act: &mut Vec<u8>,
+) -> Result<()> {
+    let (Some(kind), Some(lvl)) = (Kind::of(w.ggml_type()), level()) else {
+        return Err(BackendError::UnsupportedType {
+            op: "matmul (legacy kernels)",
+            ggml_type: w.ggml_type(),
+            tensor: w.name().to_string(),
+        });
+    };
+    let (k, n, t) = (w.cols(), w.rows(), x.rows());
+    if n == 0 || t == 0 {
+        return Ok(());
+    }
+    let nb = k / 32;
+    let (a_bs, a_qoff) = kind.a_block();
+    let act_row = nb * a_bs;
+    act.resize(act_row * t, 0);
+    let quantize = |(dst, src): (&mut [u8], &[f32])| {
+        quant::dot::quantize_activations(kind.act_type(), src, dst)
+            .map_err(|e| BackendError::Device(e.to_string()))
+    };
+    if t >= 4 {
+        act.par_chunks_mut(act_row)
+            .zip(x.as_slice().par_chunks(k))
+            .try_for_each(quantize)?;
+    } else {
+        act.chunks_mut(act_row)
+            .zip(x.as_slice().chunks(k))
+            .try_for_each(quantize)?;
+    }
+    // Per token and block: the activation scale and the correction term.
+    let mut da = vec![0.0f32; t * nb];
+    let mut corr = vec![0.0f32; t * nb];
+    for tok in 0..t {
+        let row = &act[tok * act_row..(tok + 1) * act_row];
+        for b in 0..nb {
+            let blk = &row[b * a_bs..(b + 1) * a_bs];
+            let d = f16_at(blk, 0);
+            da[tok * nb + b] = d;
+            corr[tok * nb + b] = match kind {
+                Kind::Q4_0 => {
+                    let s: i32 = blk[a_qoff..a_qoff + 32]
+                        .iter()
+                        .map(|&v| v as i8 as i32)
+                        .sum();
+                    -8.0 * d * s as f32
+                }
+                Kind::Q4_1 => f16_at(blk, 2),
+                Kind::Q8_0 => 0.0,
+            };
+        }
+    }
+    let act: &[u8] = act;
+    let (da, corr) = (&da[..], &corr[..]);
+    let row_bytes = w.row_bytes();
+    let bytes = w.bytes();
+    let chunk = rows_per_task(n, threads, row_bytes);
+    let out_ptr = SyncPtr(out.as_mut_slice().as_mut_ptr());
+    (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(n));
+        for r in r0..r1 {
+            let wrow = &bytes[r * row_bytes..(r + 1) * row_bytes];
+            let mut t0 = 0;
+            while t0 < t {
+                let tn = (t - t0).min(TILE);
+                let mut res = [0.0f32; TILE];
+                let acts: [usize; TILE] = std::array::from_fn(|i| (t0 + i.min(tn - 1)) * act_row);
+                // SAFETY: `wrow` holds `nb` weight blocks of `kind`; each
+                // activation offset starts a row of `nb` blocks of
+                // `kind.act_type()` inside `act`; `da` and `corr` hold `nb`
+                // values per token from `t0`; the CPU supports `lvl`.
+                unsafe {
+                    kernel(
+                        lvl,
+                        kind,
+                        tn,
+                        nb,
+                        wrow.as_ptr(),
+                        act.as_ptr(),
+                        &acts,
+                        &da[t0 * nb..],
+                        &corr[t0 * nb..],
+                        &mut res,
+                    );
+                }
+                for (i, &v) in res.iter().enumerate().take(tn) {
+                    // SAFETY: `t0 + i < t`, `r < n`: inside the `t × n`
+                    // output; only this task writes column `r`.
+                    unsafe { out_ptr.write((t0 + i) * n + r, v) };
+                }
+                t0 += tn;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Dispatch to the kernel for `lvl` and the tile width `tn`.
+///
+/// # Safety
+/// See the caller: pointers cover `nb` blocks per row, `lvl` is supported.
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel(
+    lvl: Level,
+    kind: Kind,
+    tn: usize,
+    nb: usize,
+    w: *const u8,
+    act: *const u8,
+    acts: &[usize; TILE],
+    da: &[f32],
+    corr: &[f32],
+    res: &mut [f32; TILE],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! go {
+            ($f:ident, $k:expr) => {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe {
+                    match tn {
+                        1 => x86::$f::<1, { $k }>(nb, w, act, acts, da, corr, res),
+                        2 => x86::$f::<2, { $k }>(nb, w, act, acts, da, corr, res),
+                        3 => x86::$f::<3, { $k }>(nb, w, act, acts, da, corr, res),
+                        _ => x86::$f::<4, { $k }>(nb, w, act, acts, da, corr, res),
+                    }
+                }
+            };
+        }
+        match (lvl, kind) {
+            (Level::Vnni, Kind::Q4_0) => go!(tile_vnni, 0),
+            (Level::Vnni, Kind::Q4_1) => go!(tile_vnni, 1),
+            (Level::Vnni, Kind::Q8_0) => go!(tile_vnni, 2),
+            (Level::Avx2, Kind::Q4_0) => go!(tile_avx2, 0),
+            (Level::Avx2, Kind::Q4_1) => go!(tile_avx2, 1),
+            (Level::Avx2, Kind::Q8_0) => go!(tile_avx2, 2),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (lvl, kind, tn, nb, w, act, acts, da, corr, res);
+        unreachable!("legacy kernels are only selected on x86_64");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Kind, TILE};
+    use std::arch::x86_64::*;
+
+    macro_rules! tile_fn {
+        ($name:ident, $features:literal, $dot:ident) => {
+            /// `res[i] = Σ_b d_w·da[i][b]·(integer block dot) + c_w·corr[i][b]` for `T` tokens.
+            ///
+            /// # Safety
+            /// `w` holds `nb` blocks of `kind`; `act + acts[i]` holds `nb`
+            /// activation blocks for each `i < T`; `da` holds `T·nb` scales;
+            /// the CPU has the target features.
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) unsafe fn $name<const T: usize, const K: u8>(
+                nb: usize,
+                w: *const u8,
+                act: *const u8,
+                acts: &[usize; TILE],
+                da: &[f32],
+                corr: &[f32],
+                res: &mut [f32; TILE],
+            ) {
+                let kind = Kind::from_u8(K);
+                let (a_bs, a_q) = kind.a_block();
+                let w_bs = kind.w_block();
+                let m4 = _mm256_set1_epi8(0x0F);
+                let mut acc = [_mm256_setzero_ps(); T];
+                let mut cacc = [0.0f32; T];
+                for b in 0..nb {
+                    // SAFETY (all pointer reads): `b < nb` keeps every block
+                    // access inside the rows the caller vouched for.
+                    let wb = w.add(b * w_bs);
+                    let (wv, signed) = match kind {
+                        Kind::Q4_0 | Kind::Q4_1 => {
+                            let off = if kind == Kind::Q4_0 { 2 } else { 4 };
+                            let q = _mm_loadu_si128(wb.add(off) as *const __m128i);
+                            let lo = _mm_and_si128(q, _mm256_castsi256_si128(m4));
+                            let hi =
+                                _mm_and_si128(_mm_srli_epi16(q, 4), _mm256_castsi256_si128(m4));
+                            (_mm256_set_m128i(hi, lo), false)
+                        }
+                        Kind::Q8_0 => (_mm256_loadu_si256(wb.add(2) as *const __m256i), true),
+                    };
+                    let wabs = if signed { _mm256_sign_epi8(wv, wv) } else { wv };
+                    let dwb = h2f(wb);
+                    // The weight factor of the correction: m for Q4_1, d for Q4_0.
+                    let cwb = match kind {
+                        Kind::Q4_1 => h2f(wb.add(2)),
+                        Kind::Q4_0 => dwb,
+                        Kind::Q8_0 => 0.0,
+                    };
+                    for i in 0..T {
+                        let ab = act.add(acts[i] + b * a_bs + a_q);
+                        let mut av = _mm256_loadu_si256(ab as *const __m256i);
+                        if signed {
+                            av = _mm256_sign_epi8(av, wv);
+                        }
+                        let p = $dot(wabs, av);
+                        let s = _mm256_set1_ps(dwb * *da.get_unchecked(i * nb + b));
+                        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc[i]);
+                        if K != 2 {
+                            cacc[i] += cwb * *corr.get_unchecked(i * nb + b);
+                        }
+                    }
+                }
+                for i in 0..T {
+                    res[i] = hsum(acc[i]) + cacc[i];
+                }
+            }
+        };
+    }
+
+    tile_fn!(
+        tile_vnni,
+        "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni",
+        dot_vnni
+    );
+    tile_fn!(tile_avx2, "avx2,fma,f16c", dot_avx2);
+
+    /// The f16 at `p` as f32 (F16C).
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn h2f(p: *const u8) -> f32 {
+        // SAFETY: the caller's block holds two bytes at `p`.
+        let bits = unsafe { (p as *const u16).read_unaligned() };
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    /// Σ of u8·i8 products in groups of four, as eight i32 (VNNI). Inline
+    /// assembly (EVEX `vpdpbusd` on ymm registers): the AVX-512 intrinsics
+    /// need a newer compiler than the workspace's minimum Rust version.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn dot_vnni(u: __m256i, s: __m256i) -> __m256i {
+        let mut acc = _mm256_setzero_si256();
+        // SAFETY: only reached when `level()` found AVX-512 VL + VNNI; the
+        // instruction reads and writes registers only.
+        unsafe {
+            std::arch::asm!(
+                "vpdpbusd {acc}, {a}, {b}",
+                acc = inout(ymm_reg) acc,
+                a = in(ymm_reg) u,
+                b = in(ymm_reg) s,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
+
+    /// Σ of u8·i8 products in groups of four, as eight i32 (AVX2; the u8
+    /// side is at most 128, so the i16 pair sums cannot saturate).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn dot_avx2(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+}
