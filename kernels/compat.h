@@ -15,6 +15,10 @@
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 
 #define RF_CUDA 1
+#if defined(__CUDACC_RTC__)
+// NVRTC has no <cstddef>; this names the same type as the built-in size_t.
+typedef decltype(sizeof(0)) size_t;
+#endif
 #define RF_WAVE 32
 #define RF_SHFL_XOR(v, m) __shfl_xor_sync(0xffffffffu, (v), (m))
 #define RF_DEVICE __device__ __forceinline__

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_quant;
 mod fixtures;
+mod kernels;
 
 use anyhow::{bail, Result};
 
@@ -15,8 +16,9 @@ fn main() -> Result<()> {
         "fixtures" => fixtures::run(rest),
         "bench" if rest.iter().any(|a| a == "--quant") => bench_quant::run(rest),
         "bench" => bench::run(rest),
+        "kernels" => kernels::run(rest),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <command>\n\ncommands:\n  fixtures   fetch the test models into $ROCMFORGE_FIXTURES (default target/fixtures)\n  bench      side-by-side benchmarks against llama.cpp: [--cpu] (default), --server; --quick");
+            println!("usage: cargo xtask <command>\n\ncommands:\n  fixtures   fetch the test models into $ROCMFORGE_FIXTURES (default target/fixtures)\n  bench      side-by-side benchmarks against llama.cpp: [--cpu] (default), --server; --quick\n  kernels    build GPU code objects: --platform amd|nvidia --arch gfx90a,…|sm_90,… [--out DIR]");
             Ok(())
         }
         other => bail!("unknown xtask command `{other}` (try `cargo xtask help`)"),

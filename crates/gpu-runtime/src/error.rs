@@ -5,7 +5,7 @@
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     /// No usable GPU runtime library could be loaded.
-    #[error("no GPU runtime library could be loaded: {0}")]
+    #[error("GPU runtime unavailable: {0}")]
     LibraryNotFound(String),
     /// A symbol the runtime needs is missing from the library.
     #[error("{library} lacks the symbol {symbol}")]

@@ -118,7 +118,8 @@ impl Kernels {
                         &src,
                         &arch,
                         device.runtime().driver_version(),
-                        &["-O3"],
+                        // NVRTC optimises by default and rejects -O flags.
+                        if vendor == Vendor::Hip { &["-O3"] } else { &[] },
                     )?;
                     (Module::load(device, &code)?, CodeOrigin::Runtime)
                 }
@@ -352,6 +353,7 @@ impl Kernels {
         unsafe { self.f("rope_f32")?.launch(stream, cfg, &args) }
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// Causal attention of `p.rows` query rows (row i at position
     /// `p.start_pos + i`) over one layer's K/V (`[n_ctx][n_kv × head_dim]`).
     pub fn attention(

@@ -1,0 +1,568 @@
+//! Every GPU op against the CPU backend on random inputs at SmolLM2 shapes
+//! (hidden 576, 9 heads of 64 over 3 KV heads, FFN 1536, vocabulary 49152).
+//!
+//! Without a usable GPU each test prints why it is skipped (on the real
+//! stderr, so that `cargo test` shows it) and returns.
+
+use std::io::Write as _;
+use std::sync::OnceLock;
+
+use backend_core::{
+    AttnSpec, Backend, GgmlType, GluKind, RopeMode, RopeSpec, WeightView, YarnSpec,
+};
+use backend_cpu::{CpuBackend, KvType};
+use backend_hip::HipBackend;
+
+const HIDDEN: usize = 576;
+const FFN: usize = 1536;
+const HEADS: usize = 9;
+const KV_HEADS: usize = 3;
+const HEAD_DIM: usize = 64;
+const VOCAB: usize = 49152;
+
+fn gpu() -> Option<&'static HipBackend> {
+    static GPU: OnceLock<Result<HipBackend, String>> = OnceLock::new();
+    // No device is a skip; a device whose backend fails to start is a failure.
+    match GPU.get_or_init(|| match backend_hip::probe(0) {
+        Ok(_) => Ok(HipBackend::try_new(0).expect("a GPU is present but the backend failed")),
+        Err(e) => Err(e.to_string()),
+    }) {
+        Ok(b) => Some(b),
+        Err(why) => {
+            // Written to the process's stderr directly: the test harness does
+            // not capture it, so the skip is always visible.
+            let _ = writeln!(std::io::stderr(), "SKIPPED (no usable GPU): {why}");
+            None
+        }
+    }
+}
+
+fn cpu() -> &'static CpuBackend {
+    static CPU: OnceLock<CpuBackend> = OnceLock::new();
+    CPU.get_or_init(|| {
+        CpuBackend::new(0)
+            .expect("cpu backend")
+            .with_kv_type(KvType::F32)
+    })
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+/// Max |a-b| relative to max |b|; panics above `tol`, prints the numbers.
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let mut max_diff = 0f32;
+    let mut max_ref = 0f32;
+    for (g, w) in got.iter().zip(want) {
+        assert!(g.is_finite(), "{what}: non-finite output {g}");
+        max_diff = max_diff.max((g - w).abs());
+        max_ref = max_ref.max(w.abs());
+    }
+    let rel = max_diff / max_ref.max(1e-6);
+    let _ = writeln!(
+        std::io::stderr(),
+        "{what}: max |gpu-cpu| = {max_diff:.3e}, relative {rel:.3e} (max |cpu| {max_ref:.3})"
+    );
+    assert!(rel <= tol, "{what}: relative error {rel:e} > {tol:e}");
+}
+
+fn quantized(ty: GgmlType, vals: &[f32]) -> Option<Vec<u8>> {
+    if !quant::can_quantize(ty) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "  ({} skipped: no quantizer in `quant`)",
+            ty.name()
+        );
+        return None;
+    }
+    let mut bytes = vec![0u8; quant::bytes_for(ty, vals.len()).ok()?];
+    quant::quantize(ty, vals, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+fn view<'a>(
+    name: &'a str,
+    ty: GgmlType,
+    cols: usize,
+    rows: usize,
+    data: &'a [u8],
+) -> WeightView<'a> {
+    WeightView {
+        name,
+        ggml_type: ty,
+        dims: [cols, rows, 1, 1],
+        data,
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn run_matmul<B: Backend>(b: &B, w: &WeightView<'_>, x: &[f32], t: usize) -> Vec<f32> {
+    let wt = b.load_weight(w).unwrap();
+    let xt = b.upload(x, t, w.cols()).unwrap();
+    let mut out = b.zeros(t, w.rows()).unwrap();
+    b.matmul(&wt, &xt, &mut out).unwrap();
+    b.download(&out).unwrap()
+}
+
+const TYPES: &[GgmlType] = &[
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+    GgmlType::MXFP4,
+    // Not read by GPU kernels: converted to f16 at upload.
+    GgmlType::Q8_1,
+    GgmlType::IQ2_XXS,
+];
+
+#[test]
+fn matmul_every_type_decode_and_prefill() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(0x1234_5678);
+    // K = 1536 is a whole number of 256-element super-blocks (k-quants).
+    let (k, n) = (FFN, HIDDEN);
+    let w = rng.vec(n * k, 1.0);
+    for &ty in TYPES {
+        if !quant::can_dequantize(ty) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "  ({} skipped: `quant` cannot dequantize it)",
+                ty.name()
+            );
+            continue;
+        }
+        let Some(bytes) = quantized(ty, &w) else {
+            continue;
+        };
+        let v = view("w", ty, k, n, &bytes);
+        for t in [1usize, 37] {
+            let x = rng.vec(t * k, 1.0);
+            let got = run_matmul(g, &v, &x, t);
+            // Exact reference: the dequantized weight times x, in f64.
+            let mut wd = vec![0f32; n * k];
+            quant::dequantize(ty, &bytes, &mut wd).unwrap();
+            let exact: Vec<f32> = (0..t * n)
+                .map(|i| {
+                    let (tt, r) = (i / n, i % n);
+                    (0..k)
+                        .map(|j| wd[r * k + j] as f64 * x[tt * k + j] as f64)
+                        .sum::<f64>() as f32
+                })
+                .collect();
+            let name = format!("matmul {} {n}x{k} T={t}", ty.name());
+            // Converted types are f16-rounded at upload.
+            let tol = if hip_kernels::GpuFormat::from_ggml(ty).is_some() {
+                1e-5
+            } else {
+                2e-3
+            };
+            assert_close(&format!("{name} vs exact"), &got, &exact, tol);
+            // The CPU rounds activations as ggml does (f16, bf16 or 8-bit
+            // blocks, by weight type), so it is within that rounding.
+            let want = run_matmul(cpu(), &v, &x, t);
+            assert_close(&format!("{name} vs cpu"), &got, &want, 2e-2);
+        }
+    }
+}
+
+#[test]
+fn get_rows_every_type() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(99);
+    let (k, n) = (1024, 300);
+    let table = rng.vec(n * k, 1.0);
+    let ids = [0u32, 5, 299, 17, 17, 123];
+    for &ty in TYPES {
+        if !quant::can_dequantize(ty) {
+            continue;
+        }
+        let Some(bytes) = quantized(ty, &table) else {
+            continue;
+        };
+        let v = view("emb", ty, k, n, &bytes);
+        let c = cpu();
+        let cw = c.load_weight(&v).unwrap();
+        let mut co = c.zeros(ids.len(), k).unwrap();
+        c.get_rows(&cw, &ids, &mut co).unwrap();
+        let want = c.download(&co).unwrap();
+        let wt = g.load_weight(&v).unwrap();
+        let mut o = g.zeros(ids.len(), k).unwrap();
+        g.get_rows(&wt, &ids, &mut o).unwrap();
+        let got = g.download(&o).unwrap();
+        // Native formats dequantize exactly as the CPU; converted ones are f16-rounded.
+        let tol = if hip_kernels::GpuFormat::from_ggml(ty).is_some() {
+            1e-6
+        } else {
+            1e-3
+        };
+        assert_close(&format!("get_rows {}", ty.name()), &got, &want, tol);
+    }
+    // Out-of-range ids are an error, not a read out of bounds.
+    let v = view("emb", GgmlType::F32, k, n, &[]);
+    let bytes = f32_bytes(&table);
+    let v = WeightView { data: &bytes, ..v };
+    let wt = g.load_weight(&v).unwrap();
+    let mut o = g.zeros(1, k).unwrap();
+    assert!(g.get_rows(&wt, &[n as u32], &mut o).is_err());
+}
+
+fn norm_case<B: Backend>(
+    b: &B,
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    group: usize,
+    layer: bool,
+) -> Vec<f32> {
+    let wb = f32_bytes(w);
+    let wt = b
+        .load_weight(&view("norm", GgmlType::F32, w.len(), 1, &wb))
+        .unwrap();
+    let xt = b.upload(x, rows, x.len() / rows).unwrap();
+    let mut out = b.zeros(rows, x.len() / rows).unwrap();
+    if layer {
+        b.layer_norm(&xt, Some(&wt), Some(&wt), 1e-5, &mut out)
+            .unwrap();
+    } else {
+        b.rms_norm(&xt, Some(&wt), group, 1e-5, &mut out).unwrap();
+    }
+    b.download(&out).unwrap()
+}
+
+#[test]
+fn norms() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(7);
+    let rows = 13;
+    let x = rng.vec(rows * HIDDEN, 3.0);
+    let w = rng.vec(HIDDEN, 1.0);
+    assert_close(
+        "rms_norm row",
+        &norm_case(g, &x, rows, &w, HIDDEN, false),
+        &norm_case(cpu(), &x, rows, &w, HIDDEN, false),
+        1e-5,
+    );
+    let wh = rng.vec(HEAD_DIM, 1.0);
+    assert_close(
+        "rms_norm per head",
+        &norm_case(g, &x, rows, &wh, HEAD_DIM, false),
+        &norm_case(cpu(), &x, rows, &wh, HEAD_DIM, false),
+        1e-5,
+    );
+    assert_close(
+        "layer_norm",
+        &norm_case(g, &x, rows, &w, HIDDEN, true),
+        &norm_case(cpu(), &x, rows, &w, HIDDEN, true),
+        1e-5,
+    );
+}
+
+fn rope_case<B: Backend>(b: &B, x: &[f32], rows: usize, pos: &[u32], spec: &RopeSpec) -> Vec<f32> {
+    let mut t = b.upload(x, rows, x.len() / rows).unwrap();
+    b.rope(&mut t, HEADS, pos, spec).unwrap();
+    b.download(&t).unwrap()
+}
+
+#[test]
+fn rope_normal_neox_yarn() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(11);
+    let rows = 20;
+    let x = rng.vec(rows * HEADS * HEAD_DIM, 2.0);
+    let pos: Vec<u32> = (0..rows as u32).map(|i| i * 37 + 3).collect();
+    let base = RopeSpec {
+        mode: RopeMode::Normal,
+        n_dims: HEAD_DIM,
+        freq_base: 10000.0,
+        freq_scale: 1.0,
+        yarn: None,
+    };
+    let specs = [
+        ("rope normal", base),
+        (
+            "rope neox",
+            RopeSpec {
+                mode: RopeMode::Neox,
+                ..base
+            },
+        ),
+        ("rope partial", RopeSpec { n_dims: 32, ..base }),
+        (
+            "rope yarn",
+            RopeSpec {
+                mode: RopeMode::Neox,
+                freq_base: 1_000_000.0,
+                freq_scale: 0.25,
+                yarn: Some(YarnSpec {
+                    ext_factor: 1.0,
+                    attn_factor: 1.0,
+                    beta_fast: 32.0,
+                    beta_slow: 1.0,
+                    n_ctx_orig: 4096,
+                }),
+                ..base
+            },
+        ),
+    ];
+    for (name, spec) in specs {
+        assert_close(
+            name,
+            &rope_case(g, &x, rows, &pos, &spec),
+            &rope_case(cpu(), &x, rows, &pos, &spec),
+            1e-5,
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attention_case<B: Backend>(
+    b: &B,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n_ctx: usize,
+    cached: usize,
+    rows: usize,
+    spec: &AttnSpec,
+) -> Vec<f32> {
+    let kvw = KV_HEADS * HEAD_DIM;
+    let mut cache = b.kv_cache(2, n_ctx, KV_HEADS, HEAD_DIM).unwrap();
+    // Earlier positions first, then the new rows, as a model does.
+    let total = cached + rows;
+    let kt = b.upload(k, total, kvw).unwrap();
+    let vt = b.upload(v, total, kvw).unwrap();
+    b.kv_store(&mut cache, 1, &kt, &vt, 0..cached, 0).unwrap();
+    b.kv_store(&mut cache, 1, &kt, &vt, cached..total, cached)
+        .unwrap();
+    let qt = b.upload(q, rows + 2, HEADS * HEAD_DIM).unwrap();
+    let mut out = b.zeros(rows + 2, HEADS * HEAD_DIM).unwrap();
+    // Query rows 1..=rows of the tensor (row 0 and the last are another sequence's).
+    b.attention(&qt, &cache, 1, 1..rows + 1, cached, spec, &mut out)
+        .unwrap();
+    let all = b.download(&out).unwrap();
+    all[HEADS * HEAD_DIM..(rows + 1) * HEADS * HEAD_DIM].to_vec()
+}
+
+#[test]
+fn attention_decode_and_prefill() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(5);
+    let n_ctx = 1024;
+    let spec = AttnSpec {
+        n_head: HEADS,
+        n_head_kv: KV_HEADS,
+        head_dim: HEAD_DIM,
+        scale: 1.0 / (HEAD_DIM as f32).sqrt(),
+        sliding_window: None,
+        softcap: None,
+    };
+    let cases = [
+        ("attention decode pos 700", 700, 1, spec),
+        ("attention prefill 64 from 0", 0, 64, spec),
+        ("attention prefill 100 after 300", 300, 100, spec),
+        (
+            "attention window 128",
+            500,
+            9,
+            AttnSpec {
+                sliding_window: Some(128),
+                ..spec
+            },
+        ),
+        (
+            "attention softcap 50",
+            200,
+            3,
+            AttnSpec {
+                softcap: Some(50.0),
+                ..spec
+            },
+        ),
+    ];
+    for (name, cached, rows, spec) in cases {
+        let total = cached + rows;
+        let q = rng.vec((rows + 2) * HEADS * HEAD_DIM, 1.0);
+        let k = rng.vec(total * KV_HEADS * HEAD_DIM, 1.0);
+        let v = rng.vec(total * KV_HEADS * HEAD_DIM, 1.0);
+        let got = attention_case(g, &q, &k, &v, n_ctx, cached, rows, &spec);
+        let want = attention_case(cpu(), &q, &k, &v, n_ctx, cached, rows, &spec);
+        assert_close(name, &got, &want, 1e-4);
+    }
+    // Past the end of the cache is an error.
+    let mut cache = g.kv_cache(1, 4, KV_HEADS, HEAD_DIM).unwrap();
+    let kt = g.zeros(5, KV_HEADS * HEAD_DIM).unwrap();
+    assert!(g.kv_store(&mut cache, 0, &kt, &kt, 0..5, 0).is_err());
+}
+
+#[test]
+fn elementwise_ops() {
+    let Some(g) = gpu() else { return };
+    let c = cpu();
+    let mut rng = Rng(3);
+    let rows = 7;
+    let a = rng.vec(rows * FFN, 6.0);
+    let b = rng.vec(rows * FFN, 2.0);
+    for (name, kind, tol) in [
+        ("glu silu", GluKind::Silu, 1e-5),
+        ("glu gelu", GluKind::GeluTanh, 2e-3),
+    ] {
+        let run = |be: &dyn Fn() -> Vec<f32>| be();
+        let got = run(&|| {
+            let (x, y) = (
+                g.upload(&a, rows, FFN).unwrap(),
+                g.upload(&b, rows, FFN).unwrap(),
+            );
+            let mut o = g.zeros(rows, FFN).unwrap();
+            g.glu(&x, &y, kind, &mut o).unwrap();
+            g.download(&o).unwrap()
+        });
+        let want = run(&|| {
+            let (x, y) = (
+                c.upload(&a, rows, FFN).unwrap(),
+                c.upload(&b, rows, FFN).unwrap(),
+            );
+            let mut o = c.zeros(rows, FFN).unwrap();
+            c.glu(&x, &y, kind, &mut o).unwrap();
+            c.download(&o).unwrap()
+        });
+        assert_close(name, &got, &want, tol);
+    }
+    fn binop<B: Backend>(be: &B, a: &[f32], b: &[f32], brows: usize, op: u8) -> Vec<f32> {
+        let cols = FFN;
+        let mut x = be.upload(a, a.len() / cols, cols).unwrap();
+        let y = be.upload(&b[..brows * cols], brows, cols).unwrap();
+        match op {
+            0 => be.add(&mut x, &y).unwrap(),
+            1 => be.mul(&mut x, &y).unwrap(),
+            2 => be.scale(&mut x, 0.37).unwrap(),
+            _ => be.softmax(&mut x).unwrap(),
+        }
+        be.download(&x).unwrap()
+    }
+    assert_close(
+        "add",
+        &binop(g, &a, &b, rows, 0),
+        &binop(c, &a, &b, rows, 0),
+        0.0,
+    );
+    assert_close(
+        "mul",
+        &binop(g, &a, &b, rows, 1),
+        &binop(c, &a, &b, rows, 1),
+        0.0,
+    );
+    assert_close(
+        "mul broadcast row",
+        &binop(g, &a, &b, 1, 1),
+        &binop(c, &a, &b, 1, 1),
+        0.0,
+    );
+    assert_close(
+        "scale",
+        &binop(g, &a, &b, rows, 2),
+        &binop(c, &a, &b, rows, 2),
+        0.0,
+    );
+    assert_close(
+        "softmax",
+        &binop(g, &a, &b, rows, 3),
+        &binop(c, &a, &b, rows, 3),
+        1e-5,
+    );
+
+    // Bias: a 1-D weight broadcast over rows.
+    let bias = rng.vec(FFN, 1.0);
+    let bb = f32_bytes(&bias);
+    let bv = view("bias", GgmlType::F32, FFN, 1, &bb);
+    let with_bias = |be_gpu: bool| {
+        if be_gpu {
+            let w = g.load_weight(&bv).unwrap();
+            let mut x = g.upload(&a, rows, FFN).unwrap();
+            g.add_bias(&mut x, &w).unwrap();
+            g.download(&x).unwrap()
+        } else {
+            let w = c.load_weight(&bv).unwrap();
+            let mut x = c.upload(&a, rows, FFN).unwrap();
+            c.add_bias(&mut x, &w).unwrap();
+            c.download(&x).unwrap()
+        }
+    };
+    assert_close("add_bias", &with_bias(true), &with_bias(false), 0.0);
+
+    // Argmax over the vocabulary, with a planted tie (lowest index wins).
+    let mut logits = rng.vec(3 * VOCAB, 10.0);
+    logits[VOCAB + 100] = 50.0;
+    logits[VOCAB + 40000] = 50.0;
+    let gt = g.upload(&logits, 3, VOCAB).unwrap();
+    let ct = c.upload(&logits, 3, VOCAB).unwrap();
+    let got = g.argmax(&gt).unwrap();
+    assert_eq!(got, c.argmax(&ct).unwrap());
+    assert_eq!(got[1], 100);
+}
+
+#[test]
+fn shape_errors_are_errors() {
+    let Some(g) = gpu() else { return };
+    let a = g.zeros(2, 3).unwrap();
+    let mut b = g.zeros(3, 2).unwrap();
+    assert!(g.add(&mut b, &a).is_err());
+    let wb = f32_bytes(&[0.0; 6]);
+    let w = g.load_weight(&view("w", GgmlType::F32, 3, 2, &wb)).unwrap();
+    let mut out = g.zeros(2, 5).unwrap();
+    assert!(g.matmul(&w, &a, &mut out).is_err());
+    // Truncated weight data is rejected at load.
+    assert!(g
+        .load_weight(&view("w", GgmlType::Q4_0, 32, 2, &[0u8; 20]))
+        .is_err());
+}
+
+#[test]
+fn several_threads_share_one_backend() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(77);
+    let (k, n) = (HIDDEN, FFN);
+    let w = rng.vec(n * k, 1.0);
+    let bytes = quantized(GgmlType::Q8_0, &w).unwrap();
+    let v = view("w", GgmlType::Q8_0, k, n, &bytes);
+    let wt = g.load_weight(&v).unwrap();
+    let xs: Vec<Vec<f32>> = (0..8).map(|_| rng.vec(3 * k, 1.0)).collect();
+    let wants: Vec<Vec<f32>> = xs.iter().map(|x| run_matmul(g, &v, x, 3)).collect();
+    std::thread::scope(|s| {
+        for (x, want) in xs.iter().zip(&wants) {
+            let wt = &wt;
+            s.spawn(move || {
+                for _ in 0..25 {
+                    let xt = g.upload(x, 3, k).unwrap();
+                    let mut out = g.zeros(3, n).unwrap();
+                    g.matmul(wt, &xt, &mut out).unwrap();
+                    assert_eq!(&g.download(&out).unwrap(), want);
+                }
+            });
+        }
+    });
+}
