@@ -49,18 +49,16 @@ pub fn quantize_activations(
     crate::quantize(format, src, dst)
 }
 
-/// Quantize with the reference quantizer only (used by tests and as the
-/// fallback for blocks with NaNs).
-pub(crate) fn reference(act_type: GgmlType, src: &[f32], dst: &mut [u8]) {
-    // Lengths were validated by the caller; the reference cannot fail then.
-    let _ = crate::quantize(Format::Ggml(act_type), src, dst);
-}
-
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::reference;
-    use crate::GgmlType;
+    use crate::{Format, GgmlType};
     use std::arch::x86_64::*;
+
+    /// Quantize with the reference quantizer (the fallback for blocks with NaNs).
+    fn reference(act_type: GgmlType, src: &[f32], dst: &mut [u8]) {
+        // Lengths were validated by the caller; the reference cannot fail then.
+        let _ = crate::quantize(Format::Ggml(act_type), src, dst);
+    }
 
     /// # Safety
     /// AVX2+FMA+F16C must be available; `dst` must have exactly the bytes
