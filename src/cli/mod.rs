@@ -1,7 +1,7 @@
 //! Command-line parsing and dispatch. Every subcommand lives in its own file
 //! and returns `anyhow::Result`; errors are printed here as one line.
 
-mod tokenize;
+mod inspect;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,8 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the token ids of a text as a JSON array (like `llama-tokenize --ids`).
-    Tokenize(tokenize::TokenizeArgs),
+    /// Summarize a GGUF file, print it as JSON, or dump one tensor as f32.
+    Inspect(inspect::InspectArgs),
 }
 
 /// Parse the command line, run the subcommand, and turn errors into one line
@@ -25,7 +25,7 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
-        Command::Tokenize(args) => tokenize::run(args),
+        Command::Inspect(args) => inspect::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

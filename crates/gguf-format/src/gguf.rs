@@ -44,9 +44,9 @@ impl Gguf<memmap2::Mmap> {
     /// lives (the usual contract of memory-mapped model files).
     pub fn open(path: impl AsRef<Path>) -> Result<MappedGguf, GgufError> {
         let path = path.as_ref();
-        let io = |source| GgufError::Io {
+        let io = |error| GgufError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only and we never hand out a mutable view.

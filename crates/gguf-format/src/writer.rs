@@ -173,9 +173,9 @@ impl<'a> GgufWriter<'a> {
     /// Writes the file to `path` (created or truncated).
     pub fn write_file(&self, path: impl AsRef<Path>) -> Result<u64, GgufError> {
         let path = path.as_ref();
-        let io = |source| GgufError::Io {
+        let io = |error| GgufError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let f = std::fs::File::create(path).map_err(io)?;
         let n = self.write_to(std::io::BufWriter::new(f))?;
