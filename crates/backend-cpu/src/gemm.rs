@@ -1,5 +1,5 @@
 //! Multi-token matmul micro-kernels for the 32-element legacy formats
-//! (Q4_0, Q4_1, Q8_0 weights against Q8_0/Q8_1 activations).
+//! (Q4_0, Q4_1, Q5_0, Q8_0 weights against Q8_0/Q8_1 activations).
 //!
 //! A weight block is unpacked once and multiplied with the activation blocks
 //! of up to [`TILE`] tokens, so a batch pays the unpacking once per weight
@@ -9,6 +9,7 @@
 //! - Q4_0: `Σ_b d_w·d_a·(Σ nib·a − 8·Σa)`, computed as `Σ_b d_w·d_a·Σ nib·a`
 //!   plus the correction `Σ_b d_w·(−8·d_a·Σa)`.
 //! - Q4_1: `Σ_b d_w·d_a·Σ nib·a + m_w·s_a` (`s_a` the Q8_1 block's stored sum).
+//! - Q5_0: as Q4_0 with 5-bit values: `Σ_b d_w·d_a·(Σ u·a − 16·Σa)`.
 //! - Q8_0: `Σ_b d_w·d_a·Σ w·a` (via `|w| · sign(a, w)`).
 //!
 //! The scalar reference is [`quant::dot`]; the tests compare the two.
@@ -30,6 +31,7 @@ enum Kind {
     Q4_0,
     Q4_1,
     Q8_0,
+    Q5_0,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
             GgmlType::Q4_0 => Some(Kind::Q4_0),
             GgmlType::Q4_1 => Some(Kind::Q4_1),
             GgmlType::Q8_0 => Some(Kind::Q8_0),
+            GgmlType::Q5_0 => Some(Kind::Q5_0),
             _ => None,
         }
     }
@@ -46,7 +49,8 @@ impl Kind {
         match k {
             0 => Kind::Q4_0,
             1 => Kind::Q4_1,
-            _ => Kind::Q8_0,
+            2 => Kind::Q8_0,
+            _ => Kind::Q5_0,
         }
     }
     /// Bytes of one weight block.
@@ -55,6 +59,7 @@ impl Kind {
             Kind::Q4_0 => 18,
             Kind::Q4_1 => 20,
             Kind::Q8_0 => 34,
+            Kind::Q5_0 => 22,
         }
     }
     /// The activation format.
@@ -113,7 +118,7 @@ fn f16_at(b: &[u8], off: usize) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[off], b[off + 1]])).to_f32()
 }
 
-/// `out = x · Wᵀ` for a Q4_0/Q4_1/Q8_0 weight (see [`supports`]); shapes
+/// `out = x · Wᵀ` for a Q4_0/Q4_1/Q5_0/Q8_0 weight (see [`supports`]); shapes
 /// already checked by the caller.
 pub(crate) fn matmul(
     w: &CpuWeight,
@@ -160,12 +165,12 @@ pub(crate) fn matmul(
             let d = f16_at(blk, 0);
             da[tok * nb + b] = d;
             corr[tok * nb + b] = match kind {
-                Kind::Q4_0 => {
+                Kind::Q4_0 | Kind::Q5_0 => {
                     let s: i32 = blk[a_qoff..a_qoff + 32]
                         .iter()
                         .map(|&v| v as i8 as i32)
                         .sum();
-                    -8.0 * d * s as f32
+                    d * s as f32
                 }
                 Kind::Q4_1 => f16_at(blk, 2),
                 Kind::Q8_0 => 0.0,
@@ -253,9 +258,11 @@ unsafe fn kernel(
             (Level::Vnni, Kind::Q4_0) => go!(tile_vnni, 0),
             (Level::Vnni, Kind::Q4_1) => go!(tile_vnni, 1),
             (Level::Vnni, Kind::Q8_0) => go!(tile_vnni, 2),
+            (Level::Vnni, Kind::Q5_0) => go!(tile_vnni, 3),
             (Level::Avx2, Kind::Q4_0) => go!(tile_avx2, 0),
             (Level::Avx2, Kind::Q4_1) => go!(tile_avx2, 1),
             (Level::Avx2, Kind::Q8_0) => go!(tile_avx2, 2),
+            (Level::Avx2, Kind::Q5_0) => go!(tile_avx2, 3),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -309,13 +316,25 @@ mod x86 {
                             (_mm256_set_m128i(hi, lo), false)
                         }
                         Kind::Q8_0 => (_mm256_loadu_si256(wb.add(2) as *const __m256i), true),
+                        Kind::Q5_0 => {
+                            let q = _mm_loadu_si128(wb.add(6) as *const __m128i);
+                            let lo = _mm_and_si128(q, _mm256_castsi256_si128(m4));
+                            let hi =
+                                _mm_and_si128(_mm_srli_epi16(q, 4), _mm256_castsi256_si128(m4));
+                            let qh = (wb.add(2) as *const u32).read_unaligned();
+                            (
+                                _mm256_or_si256(_mm256_set_m128i(hi, lo), fifth_bits(qh)),
+                                false,
+                            )
+                        }
                     };
                     let wabs = if signed { _mm256_sign_epi8(wv, wv) } else { wv };
                     let dwb = h2f(wb);
                     // The weight factor of the correction: m for Q4_1, d for Q4_0.
                     let cwb = match kind {
                         Kind::Q4_1 => h2f(wb.add(2)),
-                        Kind::Q4_0 => dwb,
+                        Kind::Q4_0 => -8.0 * dwb,
+                        Kind::Q5_0 => -16.0 * dwb,
                         Kind::Q8_0 => 0.0,
                     };
                     for i in 0..T {
@@ -345,6 +364,23 @@ mod x86 {
         dot_vnni
     );
     tile_fn!(tile_avx2, "avx2,fma,f16c", dot_avx2);
+
+    /// Bit `i` of `qh` as `0x10` in byte `i` (Q5_0's fifth bits).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fifth_bits(qh: u32) -> __m256i {
+        // Byte i takes byte i/8 of qh, then keeps bit i%8 of it.
+        let spread = _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        );
+        let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), spread);
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
 
     /// The f16 at `p` as f32 (F16C).
     #[inline]

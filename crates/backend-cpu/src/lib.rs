@@ -6,7 +6,7 @@
 //! - Activations are [`CpuTensor`]s, dense row-major `f32`.
 //! - Every op runs on the backend's own rayon thread pool
 //!   ([`CpuBackend::new`]); arithmetic follows ggml's CPU backend.
-//! - Q4_0/Q4_1/Q8_0 matmuls use multi-token SIMD kernels; other types use
+//! - Q4_0/Q4_1/Q5_0/Q8_0 matmuls use multi-token SIMD kernels; other types use
 //!   `quant::dot`. `ROCMFORGE_CPU_KERNELS=vec_dot` forces `quant::dot` for
 //!   every type (for comparisons).
 
@@ -88,7 +88,7 @@ impl CpuBackend {
         self
     }
 
-    /// Make the multi-token Q4_0/Q4_1/Q8_0 kernels use their AVX2 variant
+    /// Make the multi-token Q4_0/Q4_1/Q5_0/Q8_0 kernels use their AVX2 variant
     /// even where AVX-512 VNNI exists, process-wide (to test that path).
     #[doc(hidden)]
     pub fn force_avx2_kernels(on: bool) {

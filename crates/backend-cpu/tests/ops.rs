@@ -97,7 +97,7 @@ fn bad_weight_views_are_errors() {
     assert!(b.name().starts_with("cpu ("));
 }
 
-/// The multi-token Q4_0/Q4_1/Q8_0 kernels agree with `quant::dot` row by
+/// The multi-token Q4_0/Q4_1/Q5_0/Q8_0 kernels agree with `quant::dot` row by
 /// row (same integer block sums; only the f32 summation order differs:
 /// tolerance 1e-5 of Σ|w·x| + 1e-6).
 #[test]
@@ -107,10 +107,15 @@ fn multi_token_kernels_agree_with_vec_dot() {
     // Both SIMD levels (the AVX2 one forced; on an AVX2-only CPU both runs
     // take it). The switch is process-wide, but either level is correct for
     // the tests running at the same time.
-    for (force_avx2, ty) in [false, true]
-        .into_iter()
-        .flat_map(|f| [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0].map(|t| (f, t)))
-    {
+    for (force_avx2, ty) in [false, true].into_iter().flat_map(|f| {
+        [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+        ]
+        .map(|t| (f, t))
+    }) {
         CpuBackend::force_avx2_kernels(force_avx2);
         let (k, n, t) = (576, 97, 11);
         let w = TestWeight::random(&mut rng, ty, k, n, 0.05);
