@@ -16,9 +16,14 @@ fn main() {
     let threads: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1);
     let b = CpuBackend::new(threads).unwrap();
     let mut rng = Rng::new(1);
-    let w = TestWeight::random(&mut rng, ty, 576, 1536, 0.05).load(&b);
-    let x = b.upload(&rng.vec(576 * t, 1.0), t, 576).unwrap();
-    let mut out = b.zeros(t, 1536).unwrap();
+    let (k, n) = if ty.block_size() == 256 {
+        (1536, 576)
+    } else {
+        (576, 1536)
+    };
+    let w = TestWeight::random(&mut rng, ty, k, n, 0.05).load(&b);
+    let x = b.upload(&rng.vec(k * t, 1.0), t, k).unwrap();
+    let mut out = b.zeros(t, n).unwrap();
     // The fastest call approximates an unloaded machine.
     let mut el = f64::MAX;
     for _ in 0..iters {

@@ -67,15 +67,22 @@ pub(crate) fn matmul(
     threads: usize,
 ) -> Result<()> {
     check_shapes(w, x, out)?;
-    // One token: the single-row dot kernels are faster (no tile set-up).
-    if x.rows() >= 2 && crate::gemm::supports(w.ggml_type()) && !force_vec_dot() {
+    // One token: `quant`'s single-row SIMD kernels are faster (no tile
+    // set-up); where it only has a scalar kernel, the tiles still win.
+    let ty = w.ggml_type();
+    let simd_vec_dot =
+        quant::dot::kernel_for(ty).is_some_and(|k| k.isa_level() != quant::dot::Isa::Scalar);
+    if crate::gemm::supports(ty) && (x.rows() >= 2 || !simd_vec_dot) && !force_vec_dot() {
         return ACT.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => crate::gemm::matmul(w, x, out, threads, &mut buf),
             Err(_) => crate::gemm::matmul(w, x, out, threads, &mut Vec::new()),
         });
     }
     match quant::dot::kernel_for(w.ggml_type()) {
-        Some(kernel) if quant::bytes_for(kernel.activation_type(), w.cols()).is_ok() => {
+        Some(kernel)
+            if quant::bytes_for(kernel.activation_type(), w.cols()).is_ok()
+                && (kernel.isa_level() != quant::dot::Isa::Scalar || force_vec_dot()) =>
+        {
             matmul_dot(kernel, w, x, out, threads)
         }
         _ => matmul_dequant(w, x, out, threads),
