@@ -288,29 +288,51 @@ macro_rules! kernels {
             /// Q4_1 (d, m: f16, 16 × nibble pairs) · Q8_1 (d, s: f16, 32 × i8).
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn q4_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
-                let acc = blocks32(
-                    nb,
-                    x,
-                    20,
-                    y,
-                    36,
-                    4,
-                    |xb, yv| udot(_mm256_setzero_si256(), nibbles32(xb.add(4)), yv),
-                    |xb, yb| _mm_mul_ps(h2f4(xb, 20), h2f4(yb, 36)),
-                );
-                // Σ m·s over the blocks, four at a time.
-                let mut ms = _mm_setzero_ps();
+                // Per four blocks, one conversion gives [d0 m0 d1 m1 …] and
+                // [dy0 s0 dy1 s1 …]: even lanes of the product are the block
+                // scales, odd lanes the m·s terms (summed in `ms`).
+                let pairs8 = |p: *const u8, stride: usize| {
+                    let w = |k: usize| (p.add(k * stride) as *const u32).read_unaligned() as u64;
+                    let lo = w(0) | (w(1) << 32);
+                    let hi = w(2) | (w(3) << 32);
+                    _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
+                };
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut ms = _mm256_setzero_ps();
+                let mut sc = [0f32; 8];
                 let mut i = 0;
                 while i + 4 <= nb {
-                    ms = _mm_fmadd_ps(h2f4(x.add(i * 20 + 2), 20), h2f4(y.add(i * 36 + 2), 36), ms);
+                    let xb = x.add(i * 20);
+                    let yb = y.add(i * 36);
+                    let prod = _mm256_mul_ps(pairs8(xb, 20), pairs8(yb, 36));
+                    ms = _mm256_add_ps(ms, prod);
+                    _mm256_storeu_ps(sc.as_mut_ptr(), prod);
+                    for k in 0..4 {
+                        let yv = _mm256_loadu_si256(yb.add(k * 36 + 4) as *const __m256i);
+                        let t = udot(_mm256_setzero_si256(), nibbles32(xb.add(k * 20 + 4)), yv);
+                        acc[k] = _mm256_fmadd_ps(
+                            _mm256_cvtepi32_ps(t),
+                            _mm256_broadcast_ss(&sc[2 * k]),
+                            acc[k],
+                        );
+                    }
                     i += 4;
                 }
+                let odd = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
                 let mut tail = 0f32;
                 while i < nb {
-                    tail += h2f(x.add(i * 20 + 2)) * h2f(y.add(i * 36 + 2));
+                    let xb = x.add(i * 20);
+                    let yb = y.add(i * 36);
+                    let yv = _mm256_loadu_si256(yb.add(4) as *const __m256i);
+                    let t = udot(_mm256_setzero_si256(), nibbles32(xb.add(4)), yv);
+                    let d = h2f(xb) * h2f(yb);
+                    acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_set1_ps(d), acc[0]);
+                    tail += h2f(xb.add(2)) * h2f(yb.add(2));
                     i += 1;
                 }
-                hsum(acc) + hsum128(ms) + tail
+                let acc =
+                    _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+                hsum(acc) + hsum(_mm256_and_ps(ms, odd)) + tail
             }
 
             /// Q4_K (d, dmin: f16, 12 scale bytes, 128 × nibble pairs) · Q8_K.
