@@ -1,8 +1,9 @@
 //! Causal attention over the KV cache, tiled with an online softmax: memory
 //! stays O(tile) whatever the context length.
 //!
-//! One task handles one query head for a block of consecutive query rows,
-//! so each K/V tile is read (and converted from f16) once per block.
+//! One task handles the query heads of one KV head (all of them, or a part
+//! when there are fewer tasks than threads) for a block of consecutive query
+//! rows, so each K/V tile is read (and converted from f16) once per task.
 
 use std::ops::Range;
 
@@ -11,7 +12,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::kv::{CpuKvCache, KvType};
-use crate::simd::{axpy_f32, dot_f32};
+use crate::simd::{accumulate_rows, dot_many};
 use crate::sync_ptr::SyncPtr;
 use crate::tensor::CpuTensor;
 
@@ -77,87 +78,107 @@ pub(crate) fn attention(
     let lkv = &cache.layers[layer];
     let group = nh / nkv;
     let n_blocks = n.div_ceil(BLOCK_Q);
+    // Units share the K/V tile conversion across the query heads of one KV
+    // head; when that leaves fewer units than threads, split the group.
+    let split = if nkv * n_blocks >= rayon::current_num_threads() {
+        1
+    } else {
+        group
+    };
+    let per_unit = group / split;
     let cols = q.cols();
     let out_ptr = SyncPtr(out.as_mut_slice().as_mut_ptr());
     let round_q = cache.ty == KvType::F16;
-    (0..nh * n_blocks).into_par_iter().for_each(|unit| {
-        let (h, b) = (unit % nh, unit / nh);
-        let hkv = h / group;
-        let r0 = rows.start + b * BLOCK_Q;
-        let r1 = (r0 + BLOCK_Q).min(rows.end);
-        let pos_of = |r: usize| start_pos + (r - rows.start);
-        let first_visible = |p: usize| match spec.sliding_window {
-            Some(w) => (p + 1).saturating_sub(w.max(1)),
-            None => 0,
-        };
-        // Query rows of this head (rounded to f16 like ggml when K is f16).
-        let mut qs: Vec<f32> = Vec::with_capacity((r1 - r0) * hd);
-        for r in r0..r1 {
-            let src = &q.row(r)[h * hd..(h + 1) * hd];
-            if round_q {
-                qs.extend(src.iter().map(|&v| f16::from_f32(v).to_f32()));
-            } else {
-                qs.extend_from_slice(src);
-            }
-        }
-        let mut st: Vec<RowState> = (r0..r1)
-            .map(|_| RowState {
-                m: f32::NEG_INFINITY,
-                l: 0.0,
-                acc: vec![0.0; hd],
-            })
-            .collect();
-        let (mut kbuf, mut vbuf) = (Vec::new(), Vec::new());
-        let mut scores = [0.0f32; TILE_K];
-        let k_lo = first_visible(pos_of(r0));
-        let k_hi = pos_of(r1 - 1) + 1;
-        let base = hkv * cache.n_ctx;
-        let mut t0 = k_lo;
-        while t0 < k_hi {
-            let t1 = (t0 + TILE_K).min(k_hi);
-            let kt = lkv.k.read((base + t0) * hd..(base + t1) * hd, &mut kbuf);
-            let vt = lkv.v.read((base + t0) * hd..(base + t1) * hd, &mut vbuf);
-            for (i, s) in st.iter_mut().enumerate() {
-                let p = pos_of(r0 + i);
-                let lo = first_visible(p).max(t0);
-                let hi = (p + 1).min(t1);
-                if lo >= hi {
-                    continue;
-                }
-                let qrow = &qs[i * hd..(i + 1) * hd];
-                let mut tile_max = f32::NEG_INFINITY;
-                for j in lo..hi {
-                    let kj = &kt[(j - t0) * hd..(j - t0 + 1) * hd];
-                    let mut x = dot_f32(qrow, kj) * spec.scale;
-                    if let Some(c) = spec.softcap {
-                        x = c * (x / c).tanh();
+    (0..nkv * split * n_blocks)
+        .into_par_iter()
+        .for_each(|unit| {
+            let (hs, b) = (unit % (nkv * split), unit / (nkv * split));
+            let (hkv, sub) = (hs / split, hs % split);
+            let heads = hkv * group + sub * per_unit..hkv * group + (sub + 1) * per_unit;
+            let r0 = rows.start + b * BLOCK_Q;
+            let r1 = (r0 + BLOCK_Q).min(rows.end);
+            let pos_of = |r: usize| start_pos + (r - rows.start);
+            let first_visible = |p: usize| match spec.sliding_window {
+                Some(w) => (p + 1).saturating_sub(w.max(1)),
+                None => 0,
+            };
+            // Queries of this unit, `[row][head][dim]`, rounded to f16 like
+            // ggml when K is f16.
+            let nq = (r1 - r0) * per_unit;
+            let mut qs: Vec<f32> = Vec::with_capacity(nq * hd);
+            for r in r0..r1 {
+                for h in heads.clone() {
+                    let src = &q.row(r)[h * hd..(h + 1) * hd];
+                    if round_q {
+                        qs.extend(src.iter().map(|&v| f16::from_f32(v).to_f32()));
+                    } else {
+                        qs.extend_from_slice(src);
                     }
-                    scores[j - t0] = x;
-                    tile_max = tile_max.max(x);
-                }
-                if tile_max > s.m {
-                    let f = (s.m - tile_max).exp();
-                    s.l *= f;
-                    s.acc.iter_mut().for_each(|a| *a *= f);
-                    s.m = tile_max;
-                }
-                for j in lo..hi {
-                    let e = (scores[j - t0] - s.m).exp();
-                    s.l += e;
-                    axpy_f32(&mut s.acc, e, &vt[(j - t0) * hd..(j - t0 + 1) * hd]);
                 }
             }
-            t0 = t1;
-        }
-        for (i, s) in st.iter().enumerate() {
-            let inv = if s.l > 0.0 { 1.0 / s.l } else { 0.0 };
-            let at = (r0 + i) * cols + h * hd;
-            for (d, &a) in s.acc.iter().enumerate() {
-                // SAFETY: row `r0 + i` < `out.rows()` and head `h` columns are
-                // written only by this task (units are distinct (head, block)).
-                unsafe { out_ptr.write(at + d, a * inv) };
+            let mut st: Vec<RowState> = (0..nq)
+                .map(|_| RowState {
+                    m: f32::NEG_INFINITY,
+                    l: 0.0,
+                    acc: vec![0.0; hd],
+                })
+                .collect();
+            let (mut kbuf, mut vbuf) = (Vec::new(), Vec::new());
+            let mut scores = [0.0f32; TILE_K];
+            let k_lo = first_visible(pos_of(r0));
+            let k_hi = pos_of(r1 - 1) + 1;
+            let base = hkv * cache.n_ctx;
+            let mut t0 = k_lo;
+            while t0 < k_hi {
+                let t1 = (t0 + TILE_K).min(k_hi);
+                let kt = lkv.k.read((base + t0) * hd..(base + t1) * hd, &mut kbuf);
+                let vt = lkv.v.read((base + t0) * hd..(base + t1) * hd, &mut vbuf);
+                for (iq, s) in st.iter_mut().enumerate() {
+                    let p = pos_of(r0 + iq / per_unit);
+                    let lo = first_visible(p).max(t0);
+                    let hi = (p + 1).min(t1);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let sc = &mut scores[..hi - lo];
+                    dot_many(
+                        &qs[iq * hd..(iq + 1) * hd],
+                        &kt[(lo - t0) * hd..(hi - t0) * hd],
+                        sc,
+                    );
+                    let mut tile_max = f32::NEG_INFINITY;
+                    for x in sc.iter_mut() {
+                        *x *= spec.scale;
+                        if let Some(c) = spec.softcap {
+                            *x = c * (*x / c).tanh();
+                        }
+                        tile_max = tile_max.max(*x);
+                    }
+                    if tile_max > s.m {
+                        let f = (s.m - tile_max).exp();
+                        s.l *= f;
+                        s.acc.iter_mut().for_each(|a| *a *= f);
+                        s.m = tile_max;
+                    }
+                    for x in sc.iter_mut() {
+                        *x = (*x - s.m).exp();
+                        s.l += *x;
+                    }
+                    accumulate_rows(&mut s.acc, sc, &vt[(lo - t0) * hd..(hi - t0) * hd]);
+                }
+                t0 = t1;
             }
-        }
-    });
+            for (iq, s) in st.iter().enumerate() {
+                let inv = if s.l > 0.0 { 1.0 / s.l } else { 0.0 };
+                let h = heads.start + iq % per_unit;
+                let at = (r0 + iq / per_unit) * cols + h * hd;
+                for (d, &a) in s.acc.iter().enumerate() {
+                    // SAFETY: row `r0 + iq / per_unit` < `out.rows()`; the columns
+                    // of head `h` in that row are written only by this unit
+                    // (units own distinct (heads, row block) pairs).
+                    unsafe { out_ptr.write(at + d, a * inv) };
+                }
+            }
+        });
     Ok(())
 }

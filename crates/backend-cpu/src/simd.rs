@@ -14,17 +14,41 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     dot_f32_scalar(&a[..n], &b[..n])
 }
 
-/// `y[i] += s·x[i]` (the shorter length wins).
+/// `out[j] = q · keys[j·hd .. (j+1)·hd]` for `j < out.len()`.
 #[inline]
-pub fn axpy_f32(y: &mut [f32], s: f32, x: &[f32]) {
-    let n = y.len().min(x.len());
+pub fn dot_many(q: &[f32], keys: &[f32], out: &mut [f32]) {
+    let hd = q.len();
+    assert!(keys.len() >= out.len() * hd, "dot_many: keys too short");
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA; both slices hold `n` elements.
-        unsafe { x86::axpy(&mut y[..n], s, &x[..n]) };
+    if has_avx2_fma() && hd % 8 == 0 && hd <= 256 {
+        // SAFETY: AVX2+FMA available; `keys` holds `out.len()` rows of `hd`
+        // (asserted above); `hd` is a multiple of 8 no larger than 256.
+        unsafe { x86::dot_many(q, keys, out) };
         return;
     }
-    axpy_f32_scalar(&mut y[..n], s, &x[..n]);
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot_f32_scalar(q, &keys[j * hd..(j + 1) * hd]);
+    }
+}
+
+/// `acc += Σ_j w[j] · vals[j·hd .. (j+1)·hd]` with `hd = acc.len()`.
+#[inline]
+pub fn accumulate_rows(acc: &mut [f32], w: &[f32], vals: &[f32]) {
+    let hd = acc.len();
+    assert!(
+        vals.len() >= w.len() * hd,
+        "accumulate_rows: vals too short"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() && hd % 8 == 0 {
+        // SAFETY: AVX2+FMA available; `vals` holds `w.len()` rows of `hd`
+        // (asserted above); `hd` is a multiple of 8.
+        unsafe { x86::accumulate_rows(acc, w, vals) };
+        return;
+    }
+    for (j, &wj) in w.iter().enumerate() {
+        axpy_f32_scalar(acc, wj, &vals[j * hd..(j + 1) * hd]);
+    }
 }
 
 /// Portable dot product with 8 independent partial sums.
@@ -106,22 +130,63 @@ mod x86 {
     }
 
     /// # Safety
-    /// AVX2 and FMA must be available; `y.len() == x.len()`.
+    /// AVX2 and FMA available; `hd = q.len()` is a multiple of 8, at most
+    /// 256; `keys` holds `out.len()` rows of `hd`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn axpy(y: &mut [f32], s: f32, x: &[f32]) {
-        let n = y.len();
-        let (py, px) = (y.as_mut_ptr(), x.as_ptr());
-        let vs = _mm256_set1_ps(s);
-        let mut i = 0;
-        // SAFETY (all accesses): `i + 8 <= n` / `i < n` bound them.
-        while i + 8 <= n {
-            let r = _mm256_fmadd_ps(vs, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
-            _mm256_storeu_ps(py.add(i), r);
-            i += 8;
+    pub unsafe fn dot_many(q: &[f32], keys: &[f32], out: &mut [f32]) {
+        let hd = q.len();
+        let nv = hd / 8;
+        let mut qv = [_mm256_setzero_ps(); 32];
+        // SAFETY (all loads): `v < nv` keeps `v * 8 + 8 <= hd` inside `q`
+        // and row `j < out.len()` of `keys`.
+        for (v, r) in qv.iter_mut().enumerate().take(nv) {
+            *r = _mm256_loadu_ps(q.as_ptr().add(v * 8));
         }
-        while i < n {
-            *py.add(i) += s * *px.add(i);
-            i += 1;
+        for (j, o) in out.iter_mut().enumerate() {
+            let k = keys.as_ptr().add(j * hd);
+            let mut a0 = _mm256_setzero_ps();
+            let mut a1 = _mm256_setzero_ps();
+            let mut v = 0;
+            while v + 2 <= nv {
+                a0 = _mm256_fmadd_ps(qv[v], _mm256_loadu_ps(k.add(v * 8)), a0);
+                a1 = _mm256_fmadd_ps(qv[v + 1], _mm256_loadu_ps(k.add(v * 8 + 8)), a1);
+                v += 2;
+            }
+            if v < nv {
+                a0 = _mm256_fmadd_ps(qv[v], _mm256_loadu_ps(k.add(v * 8)), a0);
+            }
+            *o = hsum(_mm256_add_ps(a0, a1));
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA available; `hd = acc.len()` is a multiple of 8; `vals`
+    /// holds `w.len()` rows of `hd`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn accumulate_rows(acc: &mut [f32], w: &[f32], vals: &[f32]) {
+        let hd = acc.len();
+        let pa = acc.as_mut_ptr();
+        // 64 dims (eight registers) at a time stay in registers over all rows.
+        let mut d0 = 0;
+        while d0 < hd {
+            let nv = ((hd - d0) / 8).min(8);
+            let mut r = [_mm256_setzero_ps(); 8];
+            // SAFETY (all accesses): `d0 + v * 8 + 8 <= hd` for `v < nv`,
+            // and row `j < w.len()` of `vals` exists.
+            for (v, reg) in r.iter_mut().enumerate().take(nv) {
+                *reg = _mm256_loadu_ps(pa.add(d0 + v * 8));
+            }
+            for (j, &wj) in w.iter().enumerate() {
+                let s = _mm256_set1_ps(wj);
+                let p = vals.as_ptr().add(j * hd + d0);
+                for (v, reg) in r.iter_mut().enumerate().take(nv) {
+                    *reg = _mm256_fmadd_ps(s, _mm256_loadu_ps(p.add(v * 8)), *reg);
+                }
+            }
+            for (v, reg) in r.iter().enumerate().take(nv) {
+                _mm256_storeu_ps(pa.add(d0 + v * 8), *reg);
+            }
+            d0 += nv * 8;
         }
     }
 
@@ -141,6 +206,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn attention_kernels_agree_with_scalar() {
+        for hd in [8usize, 64, 80, 128, 256] {
+            let n = 37;
+            let q: Vec<f32> = (0..hd)
+                .map(|i| ((i * 31) % 17) as f32 / 9.0 - 1.0)
+                .collect();
+            let k: Vec<f32> = (0..n * hd)
+                .map(|i| ((i * 13) % 23) as f32 / 11.0 - 1.0)
+                .collect();
+            let mut out = vec![0.0; n];
+            dot_many(&q, &k, &mut out);
+            for j in 0..n {
+                let want = dot_f32_scalar(&q, &k[j * hd..(j + 1) * hd]);
+                assert!(
+                    (out[j] - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "hd {hd} j {j}"
+                );
+            }
+            let w: Vec<f32> = (0..n).map(|j| j as f32 / n as f32).collect();
+            let mut acc: Vec<f32> = q.clone();
+            let mut want = q.clone();
+            accumulate_rows(&mut acc, &w, &k);
+            for j in 0..n {
+                axpy_f32_scalar(&mut want, w[j], &k[j * hd..(j + 1) * hd]);
+            }
+            for (a, b) in acc.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "hd {hd}");
+            }
+        }
+    }
+
+    #[test]
     fn simd_agrees_with_scalar() {
         for n in [0usize, 1, 7, 8, 31, 32, 33, 64, 100, 576] {
             let a: Vec<f32> = (0..n)
@@ -153,13 +250,6 @@ mod tests {
             let tol = 1e-5 * (n as f64 + 1.0);
             assert!((dot_f32(&a, &b) as f64 - exact).abs() < tol, "n={n}");
             assert!((dot_f32_scalar(&a, &b) as f64 - exact).abs() < tol, "n={n}");
-            let mut y1 = b.clone();
-            let mut y2 = b.clone();
-            axpy_f32(&mut y1, 0.37, &a);
-            axpy_f32_scalar(&mut y2, 0.37, &a);
-            for (p, q) in y1.iter().zip(&y2) {
-                assert!((p - q).abs() <= 1e-6 * (1.0 + q.abs()));
-            }
         }
     }
 }
