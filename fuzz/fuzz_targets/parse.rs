@@ -45,10 +45,19 @@ fuzz_target!(|data: &[u8]| {
     let again = Gguf::from_bytes(bytes.as_slice()).expect("a written file parses");
     assert_eq!(again.tensors().len(), file.tensors().len());
     for (a, b) in file.tensors().iter().zip(again.tensors()) {
-        assert_eq!((&a.name, a.ggml_type, &a.shape), (&b.name, b.ggml_type, &b.shape));
+        assert_eq!(
+            (&a.name, a.ggml_type, &a.shape),
+            (&b.name, b.ggml_type, &b.shape)
+        );
         assert_eq!(file.tensor_data(a), again.tensor_data(b));
     }
-    let left: Vec<_> = file.metadata().map(|(k, v)| (k, v.to_owned_value())).collect();
-    let right: Vec<_> = again.metadata().map(|(k, v)| (k, v.to_owned_value())).collect();
+    let left: Vec<_> = file
+        .metadata()
+        .map(|(k, v)| (k, v.to_owned_value()))
+        .collect();
+    let right: Vec<_> = again
+        .metadata()
+        .map(|(k, v)| (k, v.to_owned_value()))
+        .collect();
     assert_eq!(format!("{left:?}"), format!("{right:?}"));
 });
