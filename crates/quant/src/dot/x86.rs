@@ -288,6 +288,64 @@ macro_rules! kernels {
             /// Q4_1 (d, m: f16, 16 × nibble pairs) · Q8_1 (d, s: f16, 32 × i8).
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn q4_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                blocks32_q8_1(nb, x, y, 20, |xb| nibbles32(xb.add(4)))
+            }
+
+            /// Q5_0 (d: f16, qh: 32 high bits, 16 × nibble pairs) · Q8_0.
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn q5_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                let sixteen = _mm256_set1_epi8(16);
+                let acc = blocks32(
+                    nb,
+                    x,
+                    22,
+                    y,
+                    34,
+                    2,
+                    |xb, yv| {
+                        let v = five_bit_codes(xb.add(2), xb.add(6));
+                        let t = udot(_mm256_setzero_si256(), v, yv);
+                        _mm256_sub_epi32(t, udot(_mm256_setzero_si256(), sixteen, yv))
+                    },
+                    |xb, yb| _mm_mul_ps(h2f4(xb, 22), h2f4(yb, 34)),
+                );
+                hsum(acc)
+            }
+
+            /// Q5_1 (d, m: f16, qh: 32 high bits, 16 × nibble pairs) · Q8_1.
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn q5_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                blocks32_q8_1(nb, x, y, 24, |xb| five_bit_codes(xb.add(4), xb.add(8)))
+            }
+
+            /// 32 five-bit codes: nibbles at `qs` plus bit 4 from the 32 bits at `qh`.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn five_bit_codes(qh: *const u8, qs: *const u8) -> __m256i {
+                let h = (qh as *const u32).read_unaligned();
+                let spread = _mm256_shuffle_epi8(
+                    _mm256_set1_epi32(h as i32),
+                    _mm256_setr_epi8(
+                        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
+                        3, 3, 3, 3, 3, 3, 3,
+                    ),
+                );
+                let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+                let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+                _mm256_or_si256(nibbles32(qs), _mm256_and_si256(set, _mm256_set1_epi8(16)))
+            }
+
+            /// Q4_1/Q5_1 (d, m: f16 first, `xs` bytes per block) · Q8_1:
+            /// `codes(block)` gives the 32 unsigned codes.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn blocks32_q8_1(
+                nb: usize,
+                x: *const u8,
+                y: *const u8,
+                xs: usize,
+                codes: impl Fn(*const u8) -> __m256i,
+            ) -> f32 {
                 // Per four blocks, one conversion gives [d0 m0 d1 m1 …] and
                 // [dy0 s0 dy1 s1 …]: even lanes of the product are the block
                 // scales, odd lanes the m·s terms (summed in `ms`).
@@ -302,14 +360,14 @@ macro_rules! kernels {
                 let mut sc = [0f32; 8];
                 let mut i = 0;
                 while i + 4 <= nb {
-                    let xb = x.add(i * 20);
+                    let xb = x.add(i * xs);
                     let yb = y.add(i * 36);
-                    let prod = _mm256_mul_ps(pairs8(xb, 20), pairs8(yb, 36));
+                    let prod = _mm256_mul_ps(pairs8(xb, xs), pairs8(yb, 36));
                     ms = _mm256_add_ps(ms, prod);
                     _mm256_storeu_ps(sc.as_mut_ptr(), prod);
                     for k in 0..4 {
                         let yv = _mm256_loadu_si256(yb.add(k * 36 + 4) as *const __m256i);
-                        let t = udot(_mm256_setzero_si256(), nibbles32(xb.add(k * 20 + 4)), yv);
+                        let t = udot(_mm256_setzero_si256(), codes(xb.add(k * xs)), yv);
                         acc[k] = _mm256_fmadd_ps(
                             _mm256_cvtepi32_ps(t),
                             _mm256_broadcast_ss(&sc[2 * k]),
@@ -321,10 +379,10 @@ macro_rules! kernels {
                 let odd = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
                 let mut tail = 0f32;
                 while i < nb {
-                    let xb = x.add(i * 20);
+                    let xb = x.add(i * xs);
                     let yb = y.add(i * 36);
                     let yv = _mm256_loadu_si256(yb.add(4) as *const __m256i);
-                    let t = udot(_mm256_setzero_si256(), nibbles32(xb.add(4)), yv);
+                    let t = udot(_mm256_setzero_si256(), codes(xb), yv);
                     let d = h2f(xb) * h2f(yb);
                     acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_set1_ps(d), acc[0]);
                     tail += h2f(xb.add(2)) * h2f(yb.add(2));
@@ -556,6 +614,8 @@ macro_rules! table {
         Some(match $weight {
             T::Q4_0 => wrap!($m::q4_0, 18),
             T::Q4_1 => wrap!($m::q4_1, 20),
+            T::Q5_0 => wrap!($m::q5_0, 22),
+            T::Q5_1 => wrap!($m::q5_1, 24),
             T::Q8_0 => wrap!($m::q8_0, 34),
             T::IQ4_NL => wrap!($m::iq4_nl, 18),
             T::MXFP4 => wrap!($m::mxfp4, 17),
