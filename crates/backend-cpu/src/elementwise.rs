@@ -7,9 +7,7 @@ use rayon::prelude::*;
 
 use crate::tensor::CpuTensor;
 use crate::weight::CpuWeight;
-
-/// Element count above which element-wise ops run in parallel.
-const PAR_MIN: usize = 1 << 15;
+use crate::PAR_MIN;
 
 fn shape_err(op: &'static str, detail: String) -> BackendError {
     BackendError::Shape { op, detail }
@@ -51,14 +49,22 @@ pub(crate) fn get_rows(table: &CpuWeight, ids: &[u32], out: &mut CpuTensor) -> R
     let rb = table.row_bytes();
     let bytes = table.bytes();
     let ty = table.ggml_type();
-    out.as_mut_slice()
-        .par_chunks_mut(cols)
-        .zip(ids.par_iter())
-        .try_for_each(|(dst, &id)| {
-            let id = id as usize;
-            quant::dequantize(ty, &bytes[id * rb..(id + 1) * rb], dst)
-                .map_err(|e| BackendError::Device(format!("get_rows on {}: {e}", table.name())))
-        })
+    let body = |(dst, &id): (&mut [f32], &u32)| {
+        let id = id as usize;
+        quant::dot::dequantize_row(ty, &bytes[id * rb..(id + 1) * rb], dst)
+            .map_err(|e| BackendError::Device(format!("get_rows on {}: {e}", table.name())))
+    };
+    if ids.len() * cols < PAR_MIN {
+        out.as_mut_slice()
+            .chunks_mut(cols)
+            .zip(ids)
+            .try_for_each(body)
+    } else {
+        out.as_mut_slice()
+            .par_chunks_mut(cols)
+            .zip(ids.par_iter())
+            .try_for_each(body)
+    }
 }
 
 /// `x[t][c] += bias[c]`.

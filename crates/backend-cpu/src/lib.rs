@@ -40,6 +40,10 @@ pub use tensor::CpuTensor;
 pub use threads::physical_cores;
 pub use weight::{CpuWeight, HostMapping};
 
+/// Element count below which ops run on the calling thread (the pool's
+/// hand-off costs more than the work).
+pub(crate) const PAR_MIN: usize = 1 << 15;
+
 /// The CPU backend: a rayon thread pool plus the registered host mappings
 /// that weights point into.
 pub struct CpuBackend {
@@ -127,6 +131,18 @@ impl CpuBackend {
     }
 }
 
+impl CpuBackend {
+    /// Run `f` on the pool when `elems` is worth it, else right here (`f`
+    /// then must not use rayon: ops check [`PAR_MIN`] the same way).
+    fn run<R: Send>(&self, elems: usize, f: impl FnOnce() -> R + Send) -> R {
+        if elems < PAR_MIN {
+            f()
+        } else {
+            self.pool.install(f)
+        }
+    }
+}
+
 fn small_f32<'a>(op: &'static str, w: &'a CpuWeight) -> Result<&'a [f32]> {
     w.small_f32().ok_or_else(|| BackendError::Shape {
         op,
@@ -172,7 +188,9 @@ impl Backend for CpuBackend {
     }
 
     fn get_rows(&self, table: &CpuWeight, ids: &[u32], out: &mut CpuTensor) -> Result<()> {
-        self.pool.install(|| elementwise::get_rows(table, ids, out))
+        self.run(ids.len() * table.cols(), || {
+            elementwise::get_rows(table, ids, out)
+        })
     }
 
     fn matmul(&self, w: &CpuWeight, x: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
@@ -193,7 +211,7 @@ impl Backend for CpuBackend {
         out: &mut CpuTensor,
     ) -> Result<()> {
         let w = weight.map(|w| small_f32("rms_norm", w)).transpose()?;
-        self.pool.install(|| norm::rms_norm(x, w, group, eps, out))
+        self.run(x.as_slice().len(), || norm::rms_norm(x, w, group, eps, out))
     }
 
     fn layer_norm(
@@ -206,7 +224,7 @@ impl Backend for CpuBackend {
     ) -> Result<()> {
         let w = weight.map(|w| small_f32("layer_norm", w)).transpose()?;
         let b = bias.map(|b| small_f32("layer_norm", b)).transpose()?;
-        self.pool.install(|| norm::layer_norm(x, w, b, eps, out))
+        self.run(x.as_slice().len(), || norm::layer_norm(x, w, b, eps, out))
     }
 
     fn rope(
@@ -216,8 +234,9 @@ impl Backend for CpuBackend {
         positions: &[u32],
         spec: &RopeSpec,
     ) -> Result<()> {
-        self.pool
-            .install(|| rope::rope(x, n_heads, positions, spec))
+        self.run(x.as_slice().len(), || {
+            rope::rope(x, n_heads, positions, spec)
+        })
     }
 
     fn kv_cache(
@@ -263,7 +282,9 @@ impl Backend for CpuBackend {
         kind: GluKind,
         out: &mut CpuTensor,
     ) -> Result<()> {
-        self.pool.install(|| elementwise::glu(gate, up, kind, out))
+        self.run(out.as_slice().len(), || {
+            elementwise::glu(gate, up, kind, out)
+        })
     }
 
     fn add(&self, a: &mut CpuTensor, b: &CpuTensor) -> Result<()> {
@@ -280,7 +301,7 @@ impl Backend for CpuBackend {
     }
 
     fn softmax(&self, a: &mut CpuTensor) -> Result<()> {
-        self.pool.install(|| elementwise::softmax(a))
+        self.run(a.as_slice().len(), || elementwise::softmax(a))
     }
 
     fn argmax(&self, a: &CpuTensor) -> Result<Vec<u32>> {

@@ -5,6 +5,7 @@ use backend_core::{BackendError, Result};
 use rayon::prelude::*;
 
 use crate::tensor::CpuTensor;
+use crate::PAR_MIN;
 
 /// Check that `out` has `x`'s shape.
 pub(crate) fn same_shape(op: &'static str, x: &CpuTensor, out: &CpuTensor) -> Result<()> {
@@ -48,14 +49,22 @@ pub(crate) fn rms_norm(
     }
     let src = x.as_slice();
     let per_task = (16384 / group).max(1) * group;
-    out.as_mut_slice()
-        .par_chunks_mut(per_task)
-        .zip(src.par_chunks(per_task))
-        .for_each(|(o, s)| {
-            for (og, sg) in o.chunks_exact_mut(group).zip(s.chunks_exact(group)) {
-                rms_norm_group(sg, weight, eps, og);
-            }
-        });
+    let body = |(o, s): (&mut [f32], &[f32])| {
+        for (og, sg) in o.chunks_exact_mut(group).zip(s.chunks_exact(group)) {
+            rms_norm_group(sg, weight, eps, og);
+        }
+    };
+    if src.len() < PAR_MIN {
+        out.as_mut_slice()
+            .chunks_mut(per_task)
+            .zip(src.chunks(per_task))
+            .for_each(body);
+    } else {
+        out.as_mut_slice()
+            .par_chunks_mut(per_task)
+            .zip(src.par_chunks(per_task))
+            .for_each(body);
+    }
     Ok(())
 }
 
@@ -102,33 +111,41 @@ pub(crate) fn layer_norm(
         return Ok(());
     }
     let src = x.as_slice();
-    out.as_mut_slice()
-        .par_chunks_mut(cols)
-        .zip(src.par_chunks(cols))
-        .for_each(|(y, x)| {
-            let sum: f64 = x.iter().map(|&v| v as f64).sum();
-            let mean = (sum / cols as f64) as f32;
-            let mut sum2 = 0.0f64;
-            for (yi, &xi) in y.iter_mut().zip(x) {
-                let d = xi - mean;
-                *yi = d;
-                sum2 += (d * d) as f64;
+    let body = |(y, x): (&mut [f32], &[f32])| {
+        let sum: f64 = x.iter().map(|&v| v as f64).sum();
+        let mean = (sum / cols as f64) as f32;
+        let mut sum2 = 0.0f64;
+        for (yi, &xi) in y.iter_mut().zip(x) {
+            let d = xi - mean;
+            *yi = d;
+            sum2 += (d * d) as f64;
+        }
+        let var = (sum2 / cols as f64) as f32;
+        let scale = 1.0 / (var + eps).sqrt();
+        for yi in y.iter_mut() {
+            *yi *= scale;
+        }
+        if let Some(w) = weight {
+            for (yi, wi) in y.iter_mut().zip(w) {
+                *yi *= wi;
             }
-            let var = (sum2 / cols as f64) as f32;
-            let scale = 1.0 / (var + eps).sqrt();
-            for yi in y.iter_mut() {
-                *yi *= scale;
+        }
+        if let Some(b) = bias {
+            for (yi, bi) in y.iter_mut().zip(b) {
+                *yi += bi;
             }
-            if let Some(w) = weight {
-                for (yi, wi) in y.iter_mut().zip(w) {
-                    *yi *= wi;
-                }
-            }
-            if let Some(b) = bias {
-                for (yi, bi) in y.iter_mut().zip(b) {
-                    *yi += bi;
-                }
-            }
-        });
+        }
+    };
+    if src.len() < PAR_MIN {
+        out.as_mut_slice()
+            .chunks_mut(cols)
+            .zip(src.chunks(cols))
+            .for_each(body);
+    } else {
+        out.as_mut_slice()
+            .par_chunks_mut(cols)
+            .zip(src.par_chunks(cols))
+            .for_each(body);
+    }
     Ok(())
 }

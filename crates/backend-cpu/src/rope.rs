@@ -6,6 +6,7 @@ use backend_core::{BackendError, Result, RopeMode, RopeSpec};
 use rayon::prelude::*;
 
 use crate::tensor::CpuTensor;
+use crate::PAR_MIN;
 
 /// ggml's `ggml_rope_yarn_corr_dim`: the dimension at which `n_rot`
 /// rotations happen over the original context.
@@ -119,14 +120,23 @@ pub(crate) fn rope(
     if cols == 0 {
         return Ok(());
     }
-    x.as_mut_slice()
-        .par_chunks_mut(cols)
-        .zip(positions.par_iter())
-        .for_each_init(Vec::new, |cache, (row, &p)| {
-            rope_cache(p as f32, spec, head_dim, cache);
-            for head in row.chunks_exact_mut(head_dim) {
-                rope_head(head, spec.mode, spec.n_dims, cache);
-            }
-        });
+    let body = |cache: &mut Vec<(f32, f32)>, (row, &p): (&mut [f32], &u32)| {
+        rope_cache(p as f32, spec, head_dim, cache);
+        for head in row.chunks_exact_mut(head_dim) {
+            rope_head(head, spec.mode, spec.n_dims, cache);
+        }
+    };
+    if x.as_slice().len() < PAR_MIN {
+        let mut cache = Vec::new();
+        x.as_mut_slice()
+            .chunks_mut(cols)
+            .zip(positions)
+            .for_each(|item| body(&mut cache, item));
+    } else {
+        x.as_mut_slice()
+            .par_chunks_mut(cols)
+            .zip(positions.par_iter())
+            .for_each_init(Vec::new, body);
+    }
     Ok(())
 }

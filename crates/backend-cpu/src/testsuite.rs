@@ -149,25 +149,28 @@ pub fn get_rows<B: Backend>(b: &B) {
         let rows = 50;
         let w = TestWeight::random(&mut rng, ty, cols, rows, 1.0);
         let wb = w.load(b);
-        let ids = [0u32, 49, 7, 7, 23];
-        let mut out = b.zeros(ids.len(), cols).unwrap();
-        b.get_rows(&wb, &ids, &mut out).unwrap();
-        let want: Vec<f64> = ids
-            .iter()
-            .flat_map(|&i| {
-                w.values[i as usize * cols..(i as usize + 1) * cols]
-                    .iter()
-                    .map(|&v| v as f64)
-            })
-            .collect();
-        // Dequantization is exact: no tolerance.
-        assert_close(
-            &format!("get_rows {}", ty.name()),
-            &download(b, &out),
-            &want,
-            0.0,
-            0.0,
-        );
+        // Few ids run on the calling thread of a CPU backend, many on its pool.
+        let many: Vec<u32> = (0..80).map(|i| (i * 7 % 50) as u32).collect();
+        for ids in [&[0u32, 49, 7, 7, 23][..], &many[..]] {
+            let mut out = b.zeros(ids.len(), cols).unwrap();
+            b.get_rows(&wb, ids, &mut out).unwrap();
+            let want: Vec<f64> = ids
+                .iter()
+                .flat_map(|&i| {
+                    w.values[i as usize * cols..(i as usize + 1) * cols]
+                        .iter()
+                        .map(|&v| v as f64)
+                })
+                .collect();
+            // Dequantization is exact: no tolerance.
+            assert_close(
+                &format!("get_rows {} x{}", ty.name(), ids.len()),
+                &download(b, &out),
+                &want,
+                0.0,
+                0.0,
+            );
+        }
         let mut bad = b.zeros(1, cols).unwrap();
         assert!(
             b.get_rows(&wb, &[50], &mut bad).is_err(),
@@ -255,9 +258,15 @@ fn rms_ref(x: &[f32], w: Option<&[f32]>, group: usize, eps: f32) -> Vec<f64> {
 
 /// RMSNorm over whole rows and per head, with and without weight.
 /// Tolerance: 2e-6 relative + 1e-6 absolute.
+/// 7 rows run on the calling thread of a CPU backend, 64 on its pool.
 pub fn rms_norm<B: Backend>(b: &B) {
+    rms_norm_rows(b, 7);
+    rms_norm_rows(b, 64);
+}
+
+fn rms_norm_rows<B: Backend>(b: &B, t: usize) {
     let mut rng = Rng::new(4);
-    let (t, c, eps) = (7, 576, 1e-5f32);
+    let (c, eps) = (576, 1e-5f32);
     let x: Vec<f32> = rng.vec(t * c, 2.0);
     for group in [576usize, 64] {
         let wv = rng.vec(group, 1.0);
@@ -280,9 +289,15 @@ pub fn rms_norm<B: Backend>(b: &B) {
 }
 
 /// LayerNorm with weight and bias. Tolerance: 1e-5 relative + 1e-5 absolute.
+/// 4 rows and 64 rows.
 pub fn layer_norm<B: Backend>(b: &B) {
+    layer_norm_rows(b, 4);
+    layer_norm_rows(b, 64);
+}
+
+fn layer_norm_rows<B: Backend>(b: &B, t: usize) {
     let mut rng = Rng::new(5);
-    let (t, c, eps) = (4, 576, 1e-5f32);
+    let (c, eps) = (576, 1e-5f32);
     let x: Vec<f32> = rng.vec(t * c, 3.0).iter().map(|v| v + 0.5).collect();
     let (wv, bv) = (rng.vec(c, 1.0), rng.vec(c, 1.0));
     let xt = upload(b, &x, t, c);
@@ -342,7 +357,19 @@ fn rope_angle(spec: &RopeSpec, pos: f64, i: usize) -> (f64, f64) {
 /// the direct formula. Tolerance: ggml builds `θ` by repeated `f32`
 /// multiplication, so the angle may be off by about `pos·(i+2)·2⁻²²`; the
 /// bound is that angle error times the pair's norm, plus 1e-5.
+/// 8 positions (calling thread) and 72 positions (pool).
 pub fn rope<B: Backend>(b: &B) {
+    let few: Vec<u32> = vec![0, 1, 2, 17, 100, 511, 1000, 4095];
+    let many: Vec<u32> = few
+        .iter()
+        .copied()
+        .chain((0..64).map(|i| i * 61 % 3000))
+        .collect();
+    rope_at(b, &few);
+    rope_at(b, &many);
+}
+
+fn rope_at<B: Backend>(b: &B, positions: &[u32]) {
     let mut rng = Rng::new(6);
     let (n_heads, hd) = (9usize, 64usize);
     let yarn = YarnSpec {
@@ -392,12 +419,11 @@ pub fn rope<B: Backend>(b: &B) {
             }),
         },
     ];
-    let positions: Vec<u32> = vec![0, 1, 2, 17, 100, 511, 1000, 4095];
     let t = positions.len();
     for spec in specs {
         let x = rng.vec(t * n_heads * hd, 1.0);
         let mut xt = upload(b, &x, t, n_heads * hd);
-        b.rope(&mut xt, n_heads, &positions, &spec).unwrap();
+        b.rope(&mut xt, n_heads, positions, &spec).unwrap();
         let got = download(b, &xt);
         for (r, &p) in positions.iter().enumerate() {
             for h in 0..n_heads {
@@ -591,9 +617,15 @@ pub fn context_overflow<B: Backend>(b: &B) {
 
 /// SwiGLU and GeGLU. Tolerances: SiLU 1e-5 relative; GELU 2⁻¹⁰ of `|x|+|gelu|`
 /// (ggml rounds the GELU input and output to f16 on the CPU).
+/// 3 rows and 32 rows.
 pub fn glu<B: Backend>(b: &B) {
+    glu_rows(b, 3);
+    glu_rows(b, 32);
+}
+
+fn glu_rows<B: Backend>(b: &B, t: usize) {
     let mut rng = Rng::new(8);
-    let (t, c) = (3, 1536);
+    let c = 1536;
     let mut g = rng.vec(t * c, 3.0);
     g[0] = -12.0;
     g[1] = 11.0;
