@@ -526,6 +526,59 @@ macro_rules! kernels {
                 hsum(_mm256_add_ps(acc[0], acc[1])) - hsum(accm)
             }
 
+            /// Q3_K (32 high-bit bytes, 64 bytes of 2-bit codes, 12 scale bytes, d: f16) · Q8_K.
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn q3_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                let m3 = _mm256_set1_epi8(3);
+                let four = _mm256_set1_epi8(4);
+                let mut acc = [_mm256_setzero_ps(); 2];
+                for i in 0..nb {
+                    let xb = x.add(i * 110);
+                    let yb = y.add(i * 292);
+                    let d = *(yb as *const f32) * h2f(xb.add(108));
+                    let scales = super::super::scalar::q3k_scales(std::slice::from_raw_parts(
+                        xb.add(96),
+                        12,
+                    ));
+                    let sc16 =
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(scales.as_ptr() as *const __m128i));
+                    // Codes are stored +4 (the high bit set means "no −4"): remove 4·Σ sc·bsum.
+                    let bsums = _mm256_loadu_si256(yb.add(260) as *const __m256i);
+                    let corr = _mm256_madd_epi16(bsums, sc16);
+                    let hm = _mm256_loadu_si256(xb as *const __m256i);
+                    let mut sumi = _mm256_setzero_si256();
+                    for h in 0..2 {
+                        let s = if h == 0 {
+                            _mm256_permute2x128_si256(sc16, sc16, 0x00)
+                        } else {
+                            _mm256_permute2x128_si256(sc16, sc16, 0x11)
+                        };
+                        let q = _mm256_loadu_si256(xb.add(32 + 32 * h) as *const __m256i);
+                        for j in 0..4 {
+                            let low = _mm256_and_si256(
+                                _mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * j as i32)),
+                                m3,
+                            );
+                            let bit = _mm256_set1_epi8((1u8 << (4 * h + j)) as i8);
+                            let set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+                            let codes = _mm256_or_si256(low, _mm256_and_si256(set, four));
+                            let yv =
+                                _mm256_loadu_si256(yb.add(4 + 128 * h + 32 * j) as *const __m256i);
+                            let wl = (4 * j) as i16 | (((4 * j + 1) as i16) << 8);
+                            let wh = (4 * j + 2) as i16 | (((4 * j + 3) as i16) << 8);
+                            let mask = _mm256_set_m128i(_mm_set1_epi16(wh), _mm_set1_epi16(wl));
+                            let sk = _mm256_shuffle_epi8(s, mask);
+                            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, yv), sk);
+                            sumi = _mm256_add_epi32(sumi, p);
+                        }
+                    }
+                    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 2));
+                    acc[i & 1] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc[i & 1]);
+                }
+                hsum(_mm256_add_ps(acc[0], acc[1]))
+            }
+
             /// Q6_K (128 low-nibble bytes, 64 high-bit bytes, 16 × i8 scales, d: f16) · Q8_K.
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn q6_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
@@ -669,6 +722,7 @@ macro_rules! table {
             T::IQ4_NL => wrap!($m::iq4_nl, 18),
             T::MXFP4 => wrap!($m::mxfp4, 17),
             T::Q2_K => wrap!($m::q2_k, 84),
+            T::Q3_K => wrap!($m::q3_k, 110),
             T::Q4_K => wrap!($m::q4_k, 144),
             T::Q5_K => wrap!($m::q5_k, 176),
             T::Q6_K => wrap!($m::q6_k, 210),
