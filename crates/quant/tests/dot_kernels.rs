@@ -143,7 +143,10 @@ const TYPES: &[GgmlType] = &[
 fn every_simd_kernel_matches_the_scalar_reference() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut checked = 0;
-    for &t in TYPES.iter().filter(|t| codecs_ready(**t)) {
+    for &t in TYPES
+        .iter()
+        .inspect(|t| assert!(codecs_ready(**t), "{t:?}: codecs missing"))
+    {
         let reference = dot::kernel_for_isa(t, Isa::Scalar)
             .unwrap_or_else(|| panic!("{t:?}: no scalar kernel"));
         let act = reference.activation_type();
@@ -182,7 +185,10 @@ fn every_simd_kernel_matches_the_scalar_reference() {
 #[test]
 fn scalar_reference_matches_dequantized_f64_dot() {
     let mut rng = Rng(77);
-    for &t in TYPES.iter().filter(|t| codecs_ready(**t)) {
+    for &t in TYPES
+        .iter()
+        .inspect(|t| assert!(codecs_ready(**t), "{t:?}: codecs missing"))
+    {
         let k = dot::kernel_for_isa(t, Isa::Scalar).unwrap();
         let act = k.activation_type();
         let n = 512;
@@ -240,7 +246,7 @@ fn simd_activation_quantization_equals_the_reference_bytes() {
     let mut rng = Rng(99);
     for act in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K]
         .into_iter()
-        .filter(|t| codecs_ready(*t))
+        .inspect(|t| assert!(codecs_ready(*t), "{t:?}: codecs missing"))
     {
         for flavour in 0..4 {
             for n in [256usize, 512, 4096] {
@@ -281,7 +287,10 @@ fn simd_row_dequantization_is_bit_identical() {
         GgmlType::Q5_K,
         GgmlType::IQ4_XS,
     ];
-    for t in types.into_iter().filter(|t| codecs_ready(*t)) {
+    for t in types
+        .into_iter()
+        .inspect(|t| assert!(codecs_ready(*t), "{t:?}: codecs missing"))
+    {
         for n in [256usize, 1024, 4096 + 256] {
             // Raw random bytes: NaN/Inf scales and codes included.
             let src = rng.bytes(quant::bytes_for(t, n).unwrap());
