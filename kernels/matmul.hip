@@ -31,10 +31,11 @@
                 if (t0 + t < T) {                                                              \
                     const float* x = X + (size_t)(t0 + t) * K + c * 32;                        \
                     float s = 0.0f;                                                            \
+                    /* Unrolled with constant indices so that y stays in registers. */         \
                     if (kn == 32) {                                                            \
                         _Pragma("unroll") for (int i = 0; i < 32; i++) s += y[i] * x[i];       \
                     } else {                                                                   \
-                        for (int i = 0; i < kn; i++) s += y[i] * x[i];                         \
+                        _Pragma("unroll") for (int i = 0; i < 32; i++) if (i < kn) s += y[i] * x[i]; \
                     }                                                                          \
                     acc[t] += s;                                                               \
                 }                                                                              \

@@ -2,7 +2,7 @@
 //! compiler is needed or called here: this only lists files.
 //!
 //! Directory: `$ROCMFORGE_KERNEL_OBJECTS`, else `<workspace>/target/kernel-objects`.
-//! File names: `<family>.<arch>.<hsaco|cubin>`.
+//! File names: `<family>.<arch>.<source hash>.<hsaco|cubin>`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ fn main() {
                 continue;
             };
             let parts: Vec<&str> = name.split('.').collect();
-            if parts.len() != 3 || !(parts[2] == "hsaco" || parts[2] == "cubin") {
+            if parts.len() != 4 || !(parts[3] == "hsaco" || parts[3] == "cubin") {
                 continue;
             }
             let Ok(abs) = path.canonicalize() else {
@@ -34,16 +34,17 @@ fn main() {
                 parts[0].to_string(),
                 parts[1].to_string(),
                 parts[2].to_string(),
+                parts[3].to_string(),
                 abs,
             ));
         }
     }
     entries.sort();
-    let mut out = String::from("/// Prebuilt code objects: (family, arch, kind, bytes).\npub static PREBUILT: &[(&str, &str, &str, &[u8])] = &[\n");
-    for (family, arch, kind, path) in entries {
+    let mut out = String::from("/// Prebuilt code objects: (family, arch, source hash, kind, bytes).\npub static PREBUILT: &[(&str, &str, &str, &str, &[u8])] = &[\n");
+    for (family, arch, hash, kind, path) in entries {
         writeln!(
             out,
-            "    ({family:?}, {arch:?}, {kind:?}, include_bytes!({:?})),",
+            "    ({family:?}, {arch:?}, {hash:?}, {kind:?}, include_bytes!({:?})),",
             path.display().to_string()
         )
         .expect("write to String");

@@ -10,7 +10,10 @@
 //! AMD uses `hipcc --genco --offload-arch=<arch>` (`$HIPCC` overrides the
 //! command), NVIDIA `nvcc -cubin -arch=<arch> -x cu` (`$NVCC`). DIR defaults
 //! to `target/kernel-objects` (what `hip-kernels` embeds; override with
-//! `$ROCMFORGE_KERNEL_OBJECTS`); files are named `<family>.<arch>.<hsaco|cubin>`.
+//! `$ROCMFORGE_KERNEL_OBJECTS`); files are named
+//! `<family>.<arch>.<source hash>.<hsaco|cubin>`. What is compiled is each
+//! family's source as `hip-kernels` embeds it (headers inlined), so the hash
+//! in the name is exactly what `hip-kernels` checks before using an object.
 //! Any kernel that fails to compile fails the command (CI uses this as the
 //! compile check of every kernel for AMD).
 
@@ -21,6 +24,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 fn workspace_root() -> PathBuf {
+    // The workspace root (for the default output directory).
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
@@ -77,22 +81,26 @@ pub fn run(args: &[String]) -> Result<()> {
             bail!("`{a}` is not a {platform} architecture name");
         }
     }
-    let kdir = root.join("kernels");
-    let mut families: Vec<PathBuf> = std::fs::read_dir(&kdir)
-        .with_context(|| format!("reading {}", kdir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "hip"))
-        .collect();
-    families.sort();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let src_dir = out.join("src");
+    std::fs::create_dir_all(&src_dir)?;
     let mut failed = Vec::new();
-    for arch in &archs {
-        for src in &families {
-            let family = src
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .context("kernel file name")?;
-            let dst = out.join(format!("{family}.{arch}.{ext}"));
+    for (family, _) in hip_kernels::sources::FAMILIES {
+        let text = hip_kernels::sources::expanded(family).context("family source")?;
+        let hash = hip_kernels::sources::source_hash(family).context("family source")?;
+        let src = src_dir.join(format!("{family}.hip"));
+        std::fs::write(&src, text)?;
+        for arch in &archs {
+            // Objects of older sources of this family and arch are replaced.
+            if let Ok(rd) = std::fs::read_dir(&out) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.starts_with(&format!("{family}.{arch}.")) && name.ends_with(ext) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+            let dst = out.join(format!("{family}.{arch}.{hash}.{ext}"));
             let mut cmd = Command::new(&tool);
             if ext == "hsaco" {
                 cmd.arg("--genco")
@@ -105,7 +113,7 @@ pub fn run(args: &[String]) -> Result<()> {
                     .arg("-x")
                     .arg("cu");
             }
-            cmd.arg("-I").arg(&kdir).arg(src).arg("-o").arg(&dst);
+            cmd.arg(&src).arg("-o").arg(&dst);
             let t0 = Instant::now();
             let status = cmd.status().with_context(|| {
                 format!("running `{tool}` (is the {platform} compiler installed?)")

@@ -403,6 +403,25 @@ fn attention_decode_and_prefill() {
                 ..spec
             },
         ),
+        // Long key ranges with few query rows take the split-key path.
+        (
+            "attention decode window 600 (split)",
+            900,
+            1,
+            AttnSpec {
+                sliding_window: Some(600),
+                ..spec
+            },
+        ),
+        (
+            "attention 3 rows at 800 softcap (split)",
+            800,
+            3,
+            AttnSpec {
+                softcap: Some(30.0),
+                ..spec
+            },
+        ),
     ];
     for (name, cached, rows, spec) in cases {
         let total = cached + rows;

@@ -99,10 +99,17 @@ impl Kernels {
         let mut functions = HashMap::new();
         let mut origins = Vec::new();
         for (family, _) in sources::FAMILIES {
-            let pre = prebuilt::PREBUILT
+            let hash = sources::source_hash(family).expect("family from FAMILIES");
+            let mut candidates = prebuilt::PREBUILT
                 .iter()
-                .find(|(f, a, k, _)| f == family && *a == arch && *k == want_kind);
-            let (module, origin) = match pre.map(|p| Module::load(device, p.3)) {
+                .filter(|(f, a, _, k, _)| f == family && *a == arch && *k == want_kind);
+            let pre = candidates.clone().find(|p| p.2 == hash);
+            if pre.is_none() && candidates.next().is_some() {
+                tracing::warn!(
+                    "prebuilt {family} for {arch} is stale (built from other sources); compiling at run time"
+                );
+            }
+            let (module, origin) = match pre.map(|p| Module::load(device, p.4)) {
                 Some(Ok(m)) => (m, CodeOrigin::Prebuilt),
                 other => {
                     if let Some(Err(e)) = other {
@@ -380,30 +387,93 @@ impl Kernels {
         let kv_len = (p.start_pos + p.rows) * p.n_kv * p.head_dim;
         need("attention keys", k.len(), kv_offset + kv_len)?;
         need("attention values", v.len(), kv_offset + kv_len)?;
+        let last = p.start_pos + p.rows - 1;
+        let span = p.window.map_or(last + 1, |w| w.min(last + 1));
+        let blocks_1 = p.n_head * p.rows;
+        let cus = self.device.props().compute_units.max(1) as usize;
+        // Few blocks (decode) over a long key range: split the keys too.
+        let splits = if span >= 512 && blocks_1 < 2 * cus {
+            span.div_ceil(256)
+                .min((2 * cus).div_ceil(blocks_1))
+                .clamp(1, 64)
+        } else {
+            1
+        };
+        let shared_bytes = ((p.head_dim + ATT_THREADS as usize) * 4) as u32;
+        let grid_hr = (
+            to_i32("heads", p.n_head)? as u32,
+            to_i32("rows", p.rows)? as u32,
+        );
+        let q_ptr = q.device_ptr() + (q_offset * 4) as u64;
+        let o_ptr = out.device_ptr() + (q_offset * 4) as u64;
+        let (k_ptr, v_ptr) = (
+            k.device_ptr() + (kv_offset * 4) as u64,
+            v.device_ptr() + (kv_offset * 4) as u64,
+        );
+        let common = |args: KernelArgs| -> Result<KernelArgs> {
+            Ok(args
+                .i32(to_i32("start_pos", p.start_pos)?)
+                .i32(to_i32("heads", p.n_head)?)
+                .i32(to_i32("kv heads", p.n_kv)?)
+                .i32(to_i32("head_dim", p.head_dim)?)
+                .f32(p.scale)
+                .i32(to_i32("window", p.window.unwrap_or(0))?)
+                .f32(p.softcap.unwrap_or(0.0)))
+        };
+        if splits == 1 {
+            let cfg = LaunchConfig {
+                grid: (grid_hr.0, grid_hr.1, 1),
+                block: (ATT_THREADS, 1, 1),
+                shared_bytes,
+            };
+            let args = common(
+                KernelArgs::new()
+                    .ptr(q_ptr)
+                    .ptr(k_ptr)
+                    .ptr(v_ptr)
+                    .ptr(o_ptr),
+            )?;
+            // SAFETY: matches `attention_f32`; lengths (with offsets) checked
+            // above, and the shared memory size is what the kernel indexes.
+            return unsafe { self.f("attention_f32")?.launch(stream, cfg, &args) };
+        }
+        let chunk = span.div_ceil(splits);
+        let parts = blocks_1 * splits;
+        let part_o = DeviceBuffer::<f32>::alloc(&self.device, parts * p.head_dim)?;
+        let part_ml = DeviceBuffer::<f32>::alloc(&self.device, parts * 2)?;
         let cfg = LaunchConfig {
-            grid: (
-                to_i32("heads", p.n_head)? as u32,
-                to_i32("rows", p.rows)? as u32,
-                1,
-            ),
+            grid: (grid_hr.0, grid_hr.1, splits as u32),
             block: (ATT_THREADS, 1, 1),
-            shared_bytes: ((p.head_dim + ATT_THREADS as usize) * 4) as u32,
+            shared_bytes,
+        };
+        let args = common(
+            KernelArgs::new()
+                .ptr(q_ptr)
+                .ptr(k_ptr)
+                .ptr(v_ptr)
+                .ptr(part_o.device_ptr())
+                .ptr(part_ml.device_ptr()),
+        )?
+        .i32(to_i32("chunk", chunk)?);
+        // SAFETY: matches `attention_split_f32`; the partial buffers hold
+        // rows x heads x splits entries, the rest as for `attention_f32`.
+        unsafe { self.f("attention_split_f32")?.launch(stream, cfg, &args) }?;
+        let cfg = LaunchConfig {
+            grid: (grid_hr.0, grid_hr.1, 1),
+            block: (ATT_THREADS, 1, 1),
+            shared_bytes: 0,
         };
         let args = KernelArgs::new()
-            .ptr(q.device_ptr() + (q_offset * 4) as u64)
-            .ptr(k.device_ptr() + (kv_offset * 4) as u64)
-            .ptr(v.device_ptr() + (kv_offset * 4) as u64)
-            .ptr(out.device_ptr() + (q_offset * 4) as u64)
-            .i32(to_i32("start_pos", p.start_pos)?)
+            .ptr(part_o.device_ptr())
+            .ptr(part_ml.device_ptr())
+            .ptr(o_ptr)
             .i32(to_i32("heads", p.n_head)?)
-            .i32(to_i32("kv heads", p.n_kv)?)
             .i32(to_i32("head_dim", p.head_dim)?)
-            .f32(p.scale)
-            .i32(to_i32("window", p.window.unwrap_or(0))?)
-            .f32(p.softcap.unwrap_or(0.0));
-        // SAFETY: matches `attention_f32`; lengths (with offsets) checked above,
-        // and the shared memory size is what the kernel indexes.
-        unsafe { self.f("attention_f32")?.launch(stream, cfg, &args) }
+            .i32(splits as i32);
+        // SAFETY: matches `attention_combine_f32`; reads the partials written
+        // above and writes the rows checked above. The partial buffers are
+        // freed on return; freeing device memory waits for the work using it.
+        unsafe { self.f("attention_combine_f32")?.launch(stream, cfg, &args) }
     }
 
     fn launch_1d(&self, stream: &Stream, name: &str, n: usize, args: KernelArgs) -> Result<()> {
@@ -599,7 +669,11 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             .collect(),
         "norm" => vec!["rms_norm_f32".into(), "layer_norm_f32".into()],
         "rope" => vec!["rope_f32".into()],
-        "attention" => vec!["attention_f32".into()],
+        "attention" => vec![
+            "attention_f32".into(),
+            "attention_split_f32".into(),
+            "attention_combine_f32".into(),
+        ],
         "elementwise" => [
             "glu_f32",
             "add_f32",

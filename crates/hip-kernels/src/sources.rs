@@ -52,6 +52,15 @@ fn expand_into(src: &str, seen: &mut Vec<&'static str>, out: &mut String) {
     }
 }
 
+/// The identity of a family's expanded source: the first 16 hex digits of
+/// its SHA-256. Prebuilt code objects carry it in their file name and are
+/// used only when it matches the embedded source (stale ones are ignored).
+pub fn source_hash(family: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(expanded(family)?.as_bytes());
+    Some(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
