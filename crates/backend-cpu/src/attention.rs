@@ -12,7 +12,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::kv::{CpuKvCache, KvType};
-use crate::simd::{accumulate_rows, dot_many};
+use crate::simd::{accumulate_rows, dot_many, exp_sub_sum};
 use crate::sync_ptr::SyncPtr;
 use crate::tensor::CpuTensor;
 
@@ -160,10 +160,7 @@ pub(crate) fn attention(
                         s.acc.iter_mut().for_each(|a| *a *= f);
                         s.m = tile_max;
                     }
-                    for x in sc.iter_mut() {
-                        *x = (*x - s.m).exp();
-                        s.l += *x;
-                    }
+                    s.l += exp_sub_sum(sc, s.m);
                     accumulate_rows(&mut s.acc, sc, &vt[(lo - t0) * hd..(hi - t0) * hd]);
                 }
                 t0 = t1;

@@ -137,11 +137,7 @@ pub(crate) fn glu(
     }
     crate::norm::same_shape("glu", gate, out)?;
     let f = |o: &mut [f32], g: &[f32], u: &[f32]| match kind {
-        GluKind::Silu => o
-            .iter_mut()
-            .zip(g)
-            .zip(u)
-            .for_each(|((o, &g), &u)| *o = silu(g) * u),
+        GluKind::Silu => crate::simd::swiglu(o, g, u),
         GluKind::GeluTanh => o
             .iter_mut()
             .zip(g)

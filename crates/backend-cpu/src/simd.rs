@@ -51,6 +51,39 @@ pub fn accumulate_rows(acc: &mut [f32], w: &[f32], vals: &[f32]) {
     }
 }
 
+/// `xs[i] = e^(xs[i] - m)`, returning `Σ xs[i]` (used by the online
+/// softmax). The SIMD `exp` is a degree-6 polynomial after range reduction,
+/// within 2 ulp of `f32::exp` over the normal range.
+#[inline]
+pub fn exp_sub_sum(xs: &mut [f32], m: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: AVX2+FMA available (checked).
+        return unsafe { x86::exp_sub_sum(xs, m) };
+    }
+    let mut sum = 0.0;
+    for x in xs.iter_mut() {
+        *x = (*x - m).exp();
+        sum += *x;
+    }
+    sum
+}
+
+/// `out[i] = silu(g[i]) · u[i]` with `silu(x) = x / (1 + e^-x)`.
+#[inline]
+pub fn swiglu(out: &mut [f32], g: &[f32], u: &[f32]) {
+    let n = out.len().min(g.len()).min(u.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: AVX2+FMA available; all three slices hold `n` elements.
+        unsafe { x86::swiglu(&mut out[..n], &g[..n], &u[..n]) };
+        return;
+    }
+    for i in 0..n {
+        out[i] = g[i] / (1.0 + (-g[i]).exp()) * u[i];
+    }
+}
+
 /// Portable dot product with 8 independent partial sums.
 pub fn dot_f32_scalar(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
@@ -190,6 +223,87 @@ mod x86 {
         }
     }
 
+    /// `e^x` for eight lanes: `x = n·ln2 + r`, `e^r` by a degree-6
+    /// polynomial, `2^n` through the exponent bits. Inputs are clamped to
+    /// `[-87.3, 88.7]` (results stay finite and normal).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exp8(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-87.3)),
+            _mm256_set1_ps(88.7),
+        );
+        let n = _mm256_round_ps(
+            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        // ln 2 = 355/512 (9 bits, so n·hi is exact) + a small correction.
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm256_set1_ps(1.0 / 720.0);
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 120.0));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 24.0));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 6.0));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0));
+        let bits = _mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+            23,
+        );
+        _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
+    }
+
+    /// # Safety
+    /// AVX2 and FMA available.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn exp_sub_sum(xs: &mut [f32], m: f32) -> f32 {
+        let n = xs.len();
+        let p = xs.as_mut_ptr();
+        let vm = _mm256_set1_ps(m);
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY (all accesses): `i + 8 <= n` / `i < n`.
+        while i + 8 <= n {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), vm));
+            _mm256_storeu_ps(p.add(i), e);
+            acc = _mm256_add_ps(acc, e);
+            i += 8;
+        }
+        let mut sum = hsum(acc);
+        while i < n {
+            let e = (*p.add(i) - m).exp();
+            *p.add(i) = e;
+            sum += e;
+            i += 1;
+        }
+        sum
+    }
+
+    /// # Safety
+    /// AVX2 and FMA available; the slices have equal lengths.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn swiglu(out: &mut [f32], g: &[f32], u: &[f32]) {
+        let n = out.len();
+        let one = _mm256_set1_ps(1.0);
+        let mut i = 0;
+        // SAFETY (all accesses): `i + 8 <= n` / `i < n` for all three slices.
+        while i + 8 <= n {
+            let gv = _mm256_loadu_ps(g.as_ptr().add(i));
+            let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+            let s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
+            _mm256_storeu_ps(
+                out.as_mut_ptr().add(i),
+                _mm256_mul_ps(s, _mm256_loadu_ps(u.as_ptr().add(i))),
+            );
+            i += 8;
+        }
+        while i < n {
+            out[i] = g[i] / (1.0 + (-g[i]).exp()) * u[i];
+            i += 1;
+        }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     unsafe fn hsum(v: __m256) -> f32 {
         let lo = _mm256_castps256_ps128(v);
@@ -234,6 +348,44 @@ mod tests {
             for (a, b) in acc.iter().zip(&want) {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "hd {hd}");
             }
+        }
+    }
+
+    #[test]
+    fn simd_exp_is_accurate() {
+        let mut xs: Vec<f32> = (0..20000)
+            .map(|i| -87.0 + i as f32 * (175.0 / 20000.0))
+            .collect();
+        xs.extend([0.0, -0.0, 1e-8, -1e-8, 0.5, -0.5, 88.0]);
+        let want: Vec<f64> = xs.iter().map(|&x| ((x - 0.25) as f64).exp()).collect();
+        let mut got = xs.clone();
+        let sum = exp_sub_sum(&mut got, 0.25);
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                ((g as f64) - w).abs() <= 3e-7 * w,
+                "x = {}: {g} vs {w}",
+                xs[i]
+            );
+        }
+        let _ = sum;
+        let mut ys: Vec<f32> = (0..1001).map(|i| -30.0 + i as f32 * 0.06).collect();
+        let total: f64 = ys.iter().map(|&y| ((y - 1.5) as f64).exp()).sum();
+        let sum = exp_sub_sum(&mut ys, 1.5);
+        assert!(
+            (sum as f64 - total).abs() <= 1e-5 * total,
+            "{sum} vs {total}"
+        );
+        let g: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 25.0).collect();
+        let u: Vec<f32> = (0..1000).map(|i| 1.0 + i as f32 / 1000.0).collect();
+        let mut out = vec![0.0; 1000];
+        swiglu(&mut out, &g, &u);
+        for i in 0..1000 {
+            let x = g[i] as f64;
+            let want = x / (1.0 + (-x).exp()) * u[i] as f64;
+            assert!(
+                (out[i] as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "silu({x})"
+            );
         }
     }
 
