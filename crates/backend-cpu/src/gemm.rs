@@ -185,6 +185,38 @@ pub(crate) fn matmul(
     let out_ptr = SyncPtr(out.as_mut_slice().as_mut_ptr());
     (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
         let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(n));
+        if t == 1 {
+            let mut r = r0;
+            while r < r1 {
+                let rn = (r1 - r).min(4);
+                let mut res = [0.0f32; 4];
+                let wrows = &bytes[r * row_bytes..(r + rn) * row_bytes];
+                // SAFETY: `wrows` holds `rn` whole rows of `nb` blocks of
+                // `kind`; `act` holds one row of `nb` activation blocks; `da`
+                // and `corr` hold `nb` values; the CPU supports `lvl`.
+                unsafe {
+                    rows_kernel(
+                        lvl,
+                        kind,
+                        rn,
+                        nb,
+                        wrows.as_ptr(),
+                        row_bytes,
+                        act.as_ptr(),
+                        da,
+                        corr,
+                        &mut res,
+                    );
+                }
+                for (i, &v) in res.iter().enumerate().take(rn) {
+                    // SAFETY: `r + i < n`: inside the `1 × n` output; only
+                    // this task writes these columns.
+                    unsafe { out_ptr.write(r + i, v) };
+                }
+                r += rn;
+            }
+            return;
+        }
         for r in r0..r1 {
             let wrow = &bytes[r * row_bytes..(r + 1) * row_bytes];
             let mut t0 = 0;
@@ -220,6 +252,56 @@ pub(crate) fn matmul(
         }
     });
     Ok(())
+}
+
+/// Dispatch the one-token kernel over `rn` (1..=4) rows.
+///
+/// # Safety
+/// See `x86::rows_vnni`: `w` covers `rn` rows, `a` one activation row.
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_kernel(
+    lvl: Level,
+    kind: Kind,
+    rn: usize,
+    nb: usize,
+    w: *const u8,
+    row_bytes: usize,
+    a: *const u8,
+    da: &[f32],
+    corr: &[f32],
+    res: &mut [f32; 4],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! go {
+            ($f:ident, $k:expr) => {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe {
+                    match rn {
+                        1 => x86::$f::<1, { $k }>(nb, w, row_bytes, a, da, corr, res),
+                        2 => x86::$f::<2, { $k }>(nb, w, row_bytes, a, da, corr, res),
+                        3 => x86::$f::<3, { $k }>(nb, w, row_bytes, a, da, corr, res),
+                        _ => x86::$f::<4, { $k }>(nb, w, row_bytes, a, da, corr, res),
+                    }
+                }
+            };
+        }
+        match (lvl, kind) {
+            (Level::Vnni, Kind::Q4_0) => go!(rows_vnni, 0),
+            (Level::Vnni, Kind::Q4_1) => go!(rows_vnni, 1),
+            (Level::Vnni, Kind::Q8_0) => go!(rows_vnni, 2),
+            (Level::Vnni, Kind::Q5_0) => go!(rows_vnni, 3),
+            (Level::Avx2, Kind::Q4_0) => go!(rows_avx2, 0),
+            (Level::Avx2, Kind::Q4_1) => go!(rows_avx2, 1),
+            (Level::Avx2, Kind::Q8_0) => go!(rows_avx2, 2),
+            (Level::Avx2, Kind::Q5_0) => go!(rows_avx2, 3),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (lvl, kind, rn, nb, w, row_bytes, a, da, corr, res);
+        unreachable!("legacy kernels are only selected on x86_64");
+    }
 }
 
 /// Dispatch to the kernel for `lvl` and the tile width `tn`.
@@ -362,6 +444,99 @@ mod x86 {
     // so no AVX-512 target feature is needed (nor allowed at the MSRV).
     tile_fn!(tile_vnni, "avx2,fma,f16c", dot_vnni);
     tile_fn!(tile_avx2, "avx2,fma,f16c", dot_avx2);
+
+    /// The 32 weights of a block as bytes: unsigned 4/5-bit values, or the
+    /// signed Q8_0 values (the caller applies `|w| · sign(a, w)`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn unpack(kind: Kind, wb: *const u8) -> __m256i {
+        let m4 = _mm_set1_epi8(0x0F);
+        // SAFETY: `wb` starts a whole block of `kind` (caller's contract).
+        unsafe {
+            match kind {
+                Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 => {
+                    let off = match kind {
+                        Kind::Q4_0 => 2,
+                        Kind::Q4_1 => 4,
+                        _ => 6,
+                    };
+                    let q = _mm_loadu_si128(wb.add(off) as *const __m128i);
+                    let lo = _mm_and_si128(q, m4);
+                    let hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
+                    let v = _mm256_set_m128i(hi, lo);
+                    if kind == Kind::Q5_0 {
+                        let qh = (wb.add(2) as *const u32).read_unaligned();
+                        _mm256_or_si256(v, fifth_bits(qh))
+                    } else {
+                        v
+                    }
+                }
+                Kind::Q8_0 => _mm256_loadu_si256(wb.add(2) as *const __m256i),
+            }
+        }
+    }
+
+    macro_rules! rows_fn {
+        ($name:ident, $features:literal, $dot:ident) => {
+            /// One token against `R` consecutive weight rows (decode): `res[r]
+            /// = Σ_b d_w[r]·da[b]·(integer block dot) + c_w[r]·corr[b]`.
+            ///
+            /// # Safety
+            /// `w` holds `R` rows of `nb` blocks of `kind`, `row_bytes`
+            /// apart; `a` holds one row of `nb` activation blocks; `da` and
+            /// `corr` hold `nb` values; the CPU has the target features.
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) unsafe fn $name<const R: usize, const K: u8>(
+                nb: usize,
+                w: *const u8,
+                row_bytes: usize,
+                a: *const u8,
+                da: &[f32],
+                corr: &[f32],
+                res: &mut [f32; 4],
+            ) {
+                let kind = Kind::from_u8(K);
+                let (a_bs, a_q) = kind.a_block();
+                let w_bs = kind.w_block();
+                let mut acc = [_mm256_setzero_ps(); R];
+                let mut cacc = [0.0f32; R];
+                for b in 0..nb {
+                    // SAFETY (all pointer reads): `b < nb` and `r < R` keep
+                    // every access inside the blocks the caller vouched for.
+                    let av = _mm256_loadu_si256(a.add(b * a_bs + a_q) as *const __m256i);
+                    let dab = *da.get_unchecked(b);
+                    let cb = *corr.get_unchecked(b);
+                    for r in 0..R {
+                        let wb = w.add(r * row_bytes + b * w_bs);
+                        let wv = unpack(kind, wb);
+                        let p = if K == 2 {
+                            $dot(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv))
+                        } else {
+                            $dot(wv, av)
+                        };
+                        let dwb = h2f(wb);
+                        let s = _mm256_set1_ps(dwb * dab);
+                        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc[r]);
+                        if K != 2 {
+                            let cwb = match kind {
+                                Kind::Q4_1 => h2f(wb.add(2)),
+                                Kind::Q4_0 => -8.0 * dwb,
+                                _ => -16.0 * dwb,
+                            };
+                            cacc[r] += cwb * cb;
+                        }
+                    }
+                }
+                for r in 0..R {
+                    res[r] = hsum(acc[r]) + cacc[r];
+                }
+            }
+        };
+    }
+
+    rows_fn!(rows_vnni, "avx2,fma,f16c", dot_vnni);
+    rows_fn!(rows_avx2, "avx2,fma,f16c", dot_avx2);
 
     /// Bit `i` of `qh` as `0x10` in byte `i` (Q5_0's fifth bits).
     #[inline]

@@ -6,9 +6,13 @@
 //! - Activations are [`CpuTensor`]s, dense row-major `f32`.
 //! - Every op runs on the backend's own rayon thread pool
 //!   ([`CpuBackend::new`]); arithmetic follows ggml's CPU backend.
-//! - Q4_0/Q4_1/Q5_0/Q8_0 matmuls use multi-token SIMD kernels; other types use
-//!   `quant::dot`. `ROCMFORGE_CPU_KERNELS=vec_dot` forces `quant::dot` for
-//!   every type (for comparisons).
+//! - Matmul: Q4_0/Q4_1/Q5_0/Q8_0 weights use this crate's SIMD kernels
+//!   (4 tokens per unpacked weight block in a batch, 4 weight rows per
+//!   activation block for one token); types with a SIMD `quant::dot` kernel
+//!   (K-quants, IQ4, MXFP4) use it; the rest (F32, F16, Q5_1, Q2_K, Q3_K, ...)
+//!   dequantize each weight row once and take f32 dots.
+//!   `ROCMFORGE_CPU_KERNELS=vec_dot` forces `quant::dot` for every type (for
+//!   comparisons).
 
 #![warn(missing_docs)]
 

@@ -67,12 +67,10 @@ pub(crate) fn matmul(
     threads: usize,
 ) -> Result<()> {
     check_shapes(w, x, out)?;
-    // One token: `quant`'s single-row SIMD kernels are faster (no tile
-    // set-up); where it only has a scalar kernel, the tiles still win.
+    // Q4_0/Q4_1/Q5_0/Q8_0: this crate's kernels (several tokens per unpacked
+    // weight block in a batch, four rows per activation block for one token).
     let ty = w.ggml_type();
-    let simd_vec_dot =
-        quant::dot::kernel_for(ty).is_some_and(|k| k.isa_level() != quant::dot::Isa::Scalar);
-    if crate::gemm::supports(ty) && (x.rows() >= 2 || !simd_vec_dot) && !force_vec_dot() {
+    if crate::gemm::supports(ty) && !force_vec_dot() {
         return ACT.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => crate::gemm::matmul(w, x, out, threads, &mut buf),
             Err(_) => crate::gemm::matmul(w, x, out, threads, &mut Vec::new()),

@@ -97,7 +97,7 @@ fn bad_weight_views_are_errors() {
     assert!(b.name().starts_with("cpu ("));
 }
 
-/// The multi-token Q4_0/Q4_1/Q5_0/Q8_0 kernels agree with `quant::dot` row by
+/// The multi-token and one-token (4-row) Q4_0/Q4_1/Q5_0/Q8_0 kernels agree with `quant::dot` row by
 /// row (same integer block sums; only the f32 summation order differs:
 /// tolerance 1e-5 of Σ|w·x| + 1e-6).
 #[test]
@@ -117,36 +117,37 @@ fn multi_token_kernels_agree_with_vec_dot() {
         .map(|t| (f, t))
     }) {
         CpuBackend::force_avx2_kernels(force_avx2);
-        let (k, n, t) = (576, 97, 11);
-        let w = TestWeight::random(&mut rng, ty, k, n, 0.05);
-        let x = rng.vec(t * k, 1.0);
-        let wb = w.load(&b);
-        let mut out = b.zeros(t, n).unwrap();
-        b.matmul(&wb, &b.upload(&x, t, k).unwrap(), &mut out)
-            .unwrap();
-        let got = b.download(&out).unwrap();
-        let kern = quant::dot::kernel_for(ty).unwrap();
-        let act_ty = kern.activation_type();
-        let row_bytes = w.bytes.len() / n;
-        for tok in 0..t {
-            let xr = &x[tok * k..(tok + 1) * k];
-            let mut act = vec![0u8; quant::bytes_for(act_ty, k).unwrap()];
-            quant::dot::quantize_activations(act_ty, xr, &mut act).unwrap();
-            for r in 0..n {
-                let want = kern
-                    .dot(&w.bytes[r * row_bytes..(r + 1) * row_bytes], &act)
-                    .unwrap();
-                let scale: f32 = w.values[r * k..(r + 1) * k]
-                    .iter()
-                    .zip(xr)
-                    .map(|(a, c)| (a * c).abs())
-                    .sum();
-                let g = got[tok * n + r];
-                assert!(
-                    (g - want).abs() <= 1e-5 * scale + 1e-6,
-                    "{} (avx2 forced: {force_avx2}) token {tok} row {r}: {g} vs vec_dot {want}",
-                    ty.name()
-                );
+        for (k, n, t) in [(576, 97, 11), (576, 97, 1)] {
+            let w = TestWeight::random(&mut rng, ty, k, n, 0.05);
+            let x = rng.vec(t * k, 1.0);
+            let wb = w.load(&b);
+            let mut out = b.zeros(t, n).unwrap();
+            b.matmul(&wb, &b.upload(&x, t, k).unwrap(), &mut out)
+                .unwrap();
+            let got = b.download(&out).unwrap();
+            let kern = quant::dot::kernel_for(ty).unwrap();
+            let act_ty = kern.activation_type();
+            let row_bytes = w.bytes.len() / n;
+            for tok in 0..t {
+                let xr = &x[tok * k..(tok + 1) * k];
+                let mut act = vec![0u8; quant::bytes_for(act_ty, k).unwrap()];
+                quant::dot::quantize_activations(act_ty, xr, &mut act).unwrap();
+                for r in 0..n {
+                    let want = kern
+                        .dot(&w.bytes[r * row_bytes..(r + 1) * row_bytes], &act)
+                        .unwrap();
+                    let scale: f32 = w.values[r * k..(r + 1) * k]
+                        .iter()
+                        .zip(xr)
+                        .map(|(a, c)| (a * c).abs())
+                        .sum();
+                    let g = got[tok * n + r];
+                    assert!(
+                        (g - want).abs() <= 1e-5 * scale + 1e-6,
+                        "{} (avx2 forced: {force_avx2}) token {tok} row {r}: {g} vs vec_dot {want}",
+                        ty.name()
+                    );
+                }
             }
         }
     }
