@@ -32,7 +32,14 @@
                     const float* x = X + (size_t)(t0 + t) * K + c * 32;                        \
                     float s = 0.0f;                                                            \
                     /* Unrolled with constant indices so that y stays in registers. */         \
-                    if (kn == 32) {                                                            \
+                    if (kn == 32 && (K & 3) == 0) { /* 16-byte aligned: vector loads */    \
+                        const float4* x4 = (const float4*)x;                                   \
+                        _Pragma("unroll") for (int i = 0; i < 8; i++) {                        \
+                            const float4 v4 = x4[i];                                           \
+                            s += y[4 * i] * v4.x + y[4 * i + 1] * v4.y + y[4 * i + 2] * v4.z + \
+                                 y[4 * i + 3] * v4.w;                                          \
+                        }                                                                      \
+                    } else if (kn == 32) {                                                     \
                         _Pragma("unroll") for (int i = 0; i < 32; i++) s += y[i] * x[i];       \
                     } else {                                                                   \
                         _Pragma("unroll") for (int i = 0; i < 32; i++) if (i < kn) s += y[i] * x[i]; \
