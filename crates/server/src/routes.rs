@@ -90,6 +90,16 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
             }
         }
     }
+    // Refuse an announced oversized body at once, before reading any of it.
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > st.0.max_body as u64) {
+        st.0.metrics.error();
+        return ApiError::too_large(st.0.max_body).into_response();
+    }
     let resp = next.run(req).await;
     if resp.status().is_client_error() || resp.status().is_server_error() {
         st.0.metrics.error();
