@@ -3,10 +3,14 @@
 
 mod common;
 
-use common::{ids, load, reference, GEMMA3, SMOLLM2};
+use common::{fixture, ids, load, reference, GEMMA3, SMOLLM2};
+use tokenizer::{Tokenizer, Vocab};
 
 fn check(model: &str, data: &str) {
-    let tok = load(model);
+    check_tokenizer(&load(model), data);
+}
+
+fn check_tokenizer(tok: &Tokenizer, data: &str) {
     let doc = reference(data);
     let mut failures = Vec::new();
     let cases = doc["cases"].as_array().expect("cases");
@@ -42,6 +46,41 @@ fn smollm2_matches_llama_cpp() {
 #[test]
 fn gemma3_matches_llama_cpp() {
     check(GEMMA3, "tokenizer/gemma3.json");
+}
+
+/// The SmolLM2 vocabulary with another `tokenizer.ggml.pre`, against
+/// llama.cpp on the same vocabulary (a vocab-only copy made with gguf-py).
+fn check_pre(pre: &str) {
+    let g = gguf_format::Gguf::open(fixture(SMOLLM2)).expect("fixture parses");
+    let mut vocab = Vocab::from_gguf(&g).expect("vocab");
+    vocab.pre = Some(pre.to_string());
+    let tok = Tokenizer::new(vocab).expect("tokenizer builds");
+    check_tokenizer(&tok, &format!("tokenizer/smollm2-pre-{pre}.json"));
+}
+
+#[test]
+fn llama_bpe_pre_tokenizer_matches_llama_cpp() {
+    check_pre("llama-bpe");
+}
+
+#[test]
+fn qwen2_pre_tokenizer_matches_llama_cpp() {
+    check_pre("qwen2");
+}
+
+#[test]
+fn qwen35_pre_tokenizer_matches_llama_cpp() {
+    check_pre("qwen35");
+}
+
+#[test]
+fn gpt2_pre_tokenizer_matches_llama_cpp() {
+    check_pre("gpt-2");
+}
+
+#[test]
+fn default_pre_tokenizer_matches_llama_cpp() {
+    check_pre("default");
 }
 
 #[test]
