@@ -44,7 +44,7 @@ fn errors_name_the_key() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("tokenizer.ggml.tokens"), "{e}");
-    assert_eq!(f.get_u32_opt("general.architecture").is_err(), true);
+    assert!(f.get_u32_opt("general.architecture").is_err());
     assert_eq!(f.get_u32_opt("missing").unwrap(), None);
 }
 
