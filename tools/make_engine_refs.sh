@@ -11,7 +11,10 @@
 # near tie makes the comparison stop. Prompt ids come from /tokenize with
 # add_special=true, parse_special=false, as the engine test tokenizes.
 #
-# LLAMACPP_BIN overrides the llama.cpp tools directory.
+# LLAMACPP_BIN overrides the llama.cpp tools directory. Flash attention is on
+# (what `auto` picks on the CPU, and what the project's reference set
+# smollm2-q4_1.json was made with: its logits agree with `-fa on` to 1e-4,
+# not with `-fa off`); LLAMA_SERVER_ARGS replaces the extra server flags.
 set -euo pipefail
 model=${1:?usage: make_engine_refs.sh MODEL OUT.json [N_PREDICT] < prompts}
 out=${2:?usage: make_engine_refs.sh MODEL OUT.json [N_PREDICT] < prompts}
@@ -21,7 +24,8 @@ port=$((20000 + RANDOM % 20000))
 prompts=$(mktemp)
 cat > "$prompts"
 
-"$bin/llama-server" -m "$model" -c 512 -t 1 --port "$port" --host 127.0.0.1 -np 1 \
+# shellcheck disable=SC2086
+"$bin/llama-server" -m "$model" -c 512 -t 1 --port "$port" --host 127.0.0.1 -np 1 ${LLAMA_SERVER_ARGS:--fa on} \
     >/tmp/make_engine_refs.$port.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$prompts"' EXIT
@@ -35,6 +39,7 @@ import json, sys, urllib.request, os
 
 port, model, out, n_predict, version, prompts = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
 url = f"http://127.0.0.1:{port}"
+flags = os.environ.get("LLAMA_SERVER_ARGS", "-fa on")
 
 def post(path, body):
     req = urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
@@ -60,7 +65,7 @@ for line in open(prompts, encoding="utf-8"):
         "steps_top1_id_lp_top2_id_lp": steps,
     })
 json.dump({
-    "source": f"llama.cpp llama-server ({version}), greedy, n_ctx 512, 1 thread, prompts tokenized with add_special=true parse_special=false",
+    "source": f"llama.cpp llama-server ({version}), greedy, n_ctx 512, 1 thread, server flags: {flags}, prompts tokenized with add_special=true parse_special=false",
     "model": os.path.basename(model),
     "note": "steps give [top1_id, top1_logprob, top2_id, top2_logprob]; logprob differences equal logit differences; compare strictly only before a step whose margin is below 0.05",
     "cases": cases,

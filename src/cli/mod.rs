@@ -1,7 +1,9 @@
 //! Command-line parsing and dispatch. Every subcommand lives in its own file
 //! and returns `anyhow::Result`; errors are printed here as one line.
 
+mod generate;
 mod inspect;
+mod perplexity;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,6 +18,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate text from a prompt, streaming it to stdout.
+    Generate(generate::GenerateArgs),
+    /// Perplexity of a text file, as llama.cpp's llama-perplexity.
+    Perplexity(perplexity::PerplexityArgs),
     /// Summarize a GGUF file, print it as JSON, or dump one tensor as f32.
     Inspect(inspect::InspectArgs),
 }
@@ -25,6 +31,8 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
+        Command::Generate(args) => generate::run(args),
+        Command::Perplexity(args) => perplexity::run(args),
         Command::Inspect(args) => inspect::run(args),
     };
     match result {

@@ -118,7 +118,7 @@ impl<B: Backend> Engine<B> {
     /// `user` wrapped in the model's chat template as a single user message,
     /// ready for the assistant's answer.
     pub fn chat_prompt(&self, user: &str) -> Result<String> {
-        tok::chat_prompt(self.model.file(), user)
+        tok::chat_prompt(self.model.file(), &self.tokenizer, user)
     }
 
     /// A new, empty session (its own KV cache of [`n_ctx`](Self::n_ctx) positions).

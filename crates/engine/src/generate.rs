@@ -64,7 +64,7 @@ fn rate(n: usize, t: Duration) -> f64 {
 pub struct Generation<'e, B: Backend> {
     session: Session<'e, B>,
     sampler: Sampler,
-    decoder: StreamDecoder,
+    decoder: StreamDecoder<'e>,
     prompt: Vec<u32>,
     last: Option<u32>,
     produced: usize,
@@ -148,7 +148,7 @@ impl<'e, B: Backend> Generation<'e, B> {
         }
         self.last = Some(id);
         self.produced += 1;
-        let text_piece = self.decoder.push(engine.tokenizer(), id);
+        let text_piece = self.decoder.push(id);
         Ok(Some(GeneratedToken { id, text_piece }))
     }
 }

@@ -1,27 +1,14 @@
-//! Adapter over the tokenizer and the default CPU backend (temporary stub
-//! until the tokenizer crate lands).
+//! Adapter over the `tokenizer` crate and the default CPU backend, so that
+//! the rest of the engine depends on them in one place.
 
 use crate::error::{EngineError, Result};
 use crate::source::ModelFile;
 use backend_cpu::CpuBackend;
+use tokenizer::{ChatMessage, ChatTemplate, TokenizerError};
+pub use tokenizer::{StreamDecoder, Tokenizer};
 
-/// The model's tokenizer.
-pub struct Tokenizer {
-    eog: Vec<u32>,
-}
-
-/// Turns generated ids into text pieces.
-pub struct StreamDecoder;
-
-impl StreamDecoder {
-    /// A decoder for `tokenizer`'s vocabulary.
-    pub fn new(_tokenizer: &Tokenizer) -> StreamDecoder {
-        StreamDecoder
-    }
-    /// The text completed by `id`.
-    pub fn push(&mut self, _tokenizer: &Tokenizer, _id: u32) -> String {
-        String::new()
-    }
+fn err(e: TokenizerError) -> EngineError {
+    EngineError::Tokenizer(e.to_string())
 }
 
 pub(crate) fn cpu_backend(threads: Option<usize>) -> Result<CpuBackend> {
@@ -29,37 +16,43 @@ pub(crate) fn cpu_backend(threads: Option<usize>) -> Result<CpuBackend> {
 }
 
 pub(crate) fn load(file: &ModelFile) -> Result<Tokenizer> {
-    let eos = file
-        .gguf()
-        .get_u32_opt("tokenizer.ggml.eos_token_id")
-        .ok()
-        .flatten();
-    Ok(Tokenizer {
-        eog: eos.into_iter().collect(),
-    })
+    Tokenizer::from_gguf(file.gguf()).map_err(err)
 }
 
 pub(crate) fn encode(
-    _t: &Tokenizer,
-    _text: &str,
-    _add_special: bool,
-    _parse_special: bool,
+    t: &Tokenizer,
+    text: &str,
+    add_special: bool,
+    parse_special: bool,
 ) -> Result<Vec<u32>> {
-    Err(EngineError::Tokenizer("not available yet".into()))
+    t.encode(text, add_special, parse_special).map_err(err)
 }
 
-pub(crate) fn decode(_t: &Tokenizer, _ids: &[u32]) -> Result<String> {
-    Err(EngineError::Tokenizer("not available yet".into()))
+pub(crate) fn decode(t: &Tokenizer, ids: &[u32]) -> Result<String> {
+    if let Some(&bad) = ids.iter().find(|&&id| id as usize >= t.vocab_size()) {
+        return Err(EngineError::InvalidToken {
+            id: bad,
+            n_vocab: t.vocab_size(),
+        });
+    }
+    Ok(t.decode(ids))
 }
 
 pub(crate) fn is_eog(t: &Tokenizer, id: u32) -> bool {
-    t.eog.contains(&id)
+    t.is_eog(id)
 }
 
-pub(crate) fn bos_if_added(_t: &Tokenizer) -> Option<u32> {
-    None
+pub(crate) fn bos_if_added(t: &Tokenizer) -> Option<u32> {
+    if t.add_bos() {
+        t.bos_id()
+    } else {
+        None
+    }
 }
 
-pub(crate) fn chat_prompt(_file: &ModelFile, _user: &str) -> Result<String> {
-    Err(EngineError::Tokenizer("not available yet".into()))
+pub(crate) fn chat_prompt(file: &ModelFile, t: &Tokenizer, user: &str) -> Result<String> {
+    let template = ChatTemplate::from_gguf(file.gguf(), t).map_err(err)?;
+    template
+        .render(&[ChatMessage::new("user", user)], true)
+        .map_err(err)
 }
