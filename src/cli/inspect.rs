@@ -120,7 +120,7 @@ fn summary(w: &mut impl Write, path: &std::path::Path, f: &MappedGguf) -> Result
         e.1 += t.n_bytes();
     }
     let mut mix: Vec<_> = mix.into_iter().collect();
-    mix.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+    mix.sort_by_key(|e| std::cmp::Reverse(e.1 .1));
     let mix: Vec<String> = mix
         .iter()
         .map(|(ty, (n, bytes))| format!("{ty} ×{n} ({})", human_bytes(*bytes)))
