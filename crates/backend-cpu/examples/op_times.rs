@@ -19,7 +19,10 @@ fn fastest(iters: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let threads: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let threads: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     let b = CpuBackend::new(threads).unwrap();
     let mut rng = Rng::new(5);
     let norm = f32_weight(&b, &rng.vec(576, 1.0));
@@ -51,14 +54,31 @@ fn main() {
         let pos: Vec<u32> = (0..t as u32).map(|p| p + 300).collect();
         let iters = if t == 1 { 2000 } else { 50 };
         let r = [
-            ("rms_norm 576", fastest(iters, || b.rms_norm(&x, Some(&norm), 576, 1e-5, &mut out).unwrap())),
-            ("matmul q4_1 576x576", fastest(iters, || b.matmul(&wq, &x, &mut out).unwrap())),
-            ("rope 9x64", fastest(iters, || b.rope(&mut out, 9, &pos, &rope).unwrap())),
+            (
+                "rms_norm 576",
+                fastest(iters, || {
+                    b.rms_norm(&x, Some(&norm), 576, 1e-5, &mut out).unwrap()
+                }),
+            ),
+            (
+                "matmul q4_1 576x576",
+                fastest(iters, || b.matmul(&wq, &x, &mut out).unwrap()),
+            ),
+            (
+                "rope 9x64",
+                fastest(iters, || b.rope(&mut out, 9, &pos, &rope).unwrap()),
+            ),
             (
                 "attention @300",
-                fastest(iters, || b.attention(&out.clone(), &cache, 0, 0..t, 300, &spec, &mut out).unwrap()),
+                fastest(iters, || {
+                    b.attention(&out.clone(), &cache, 0, 0..t, 300, &spec, &mut out)
+                        .unwrap()
+                }),
             ),
-            ("glu silu 1536", fastest(iters, || b.glu(&g, &g, GluKind::Silu, &mut go).unwrap())),
+            (
+                "glu silu 1536",
+                fastest(iters, || b.glu(&g, &g, GluKind::Silu, &mut go).unwrap()),
+            ),
             ("add 576", fastest(iters, || b.add(&mut out, &x).unwrap())),
         ];
         for (name, us) in r {

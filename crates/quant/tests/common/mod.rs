@@ -73,6 +73,11 @@ pub fn assert_bits_eq(what: &str, ours: &[f32], reference: &[f32]) {
     assert_eq!(ours.len(), reference.len(), "{what}: length differs");
     for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
         let same = a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
-        assert!(same, "{what}: element {i} differs: ours {a:e} ({:#010x}), gguf-py {b:e} ({:#010x})", a.to_bits(), b.to_bits());
+        assert!(
+            same,
+            "{what}: element {i} differs: ours {a:e} ({:#010x}), gguf-py {b:e} ({:#010x})",
+            a.to_bits(),
+            b.to_bits()
+        );
     }
 }
