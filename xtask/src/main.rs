@@ -4,6 +4,7 @@ mod bench;
 mod bench_quant;
 mod fixtures;
 mod kernels;
+mod synth;
 
 use anyhow::{bail, Result};
 
@@ -14,11 +15,12 @@ fn main() -> Result<()> {
         .map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
     match cmd {
         "fixtures" => fixtures::run(rest),
+        "synth-model" => synth::run(rest),
         "bench" if rest.iter().any(|a| a == "--quant") => bench_quant::run(rest),
         "bench" => bench::run(rest),
         "kernels" => kernels::run(rest),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <command>\n\ncommands:\n  fixtures   fetch the test models into $ROCMFORGE_FIXTURES (default target/fixtures)\n  bench      side-by-side benchmarks against llama.cpp: [--cpu] (default), --server; --quick\n  kernels    build GPU code objects: --platform amd|nvidia --arch gfx90a,…|sm_90,… [--out DIR]");
+            println!("usage: cargo xtask <command>\n\ncommands:\n  fixtures   fetch the test models into $ROCMFORGE_FIXTURES (default target/fixtures)\n  synth-model  write a synthetic model (random weights, SmolLM2 tokenizer): --preset --type [--arch] [--seed] --out\n  bench      side-by-side benchmarks against llama.cpp: [--cpu] (default), --server; --quick\n  kernels    build GPU code objects: --platform amd|nvidia --arch gfx90a,…|sm_90,… [--out DIR]");
             Ok(())
         }
         other => bail!("unknown xtask command `{other}` (try `cargo xtask help`)"),

@@ -27,7 +27,9 @@ mod spec;
 mod write;
 
 pub use error::SynthError;
-pub use metadata::{model_metadata, tokenizer_metadata, TokenizerMetadata};
+pub use metadata::{
+    model_metadata, tokenizer_metadata, tokenizer_metadata_from_file, TokenizerMetadata,
+};
 pub use plan::{tensor_plan, Hparams, Init, TensorPlan};
 pub use spec::{Arch, Dims, Preset, SynthSpec, WeightType, VOCAB};
 pub use write::{planned_file_size, write_model};

@@ -5,6 +5,7 @@ use crate::error::SynthError;
 use crate::plan::Hparams;
 use crate::spec::{SynthSpec, VOCAB};
 use gguf_format::{Gguf, MetadataValue};
+use std::path::Path;
 
 /// Metadata keys copied verbatim from a tokenizer source (`tokenizer.*`:
 /// vocabulary, merges, token types, special ids, pre-tokenizer, chat template).
@@ -29,6 +30,12 @@ pub fn tokenizer_metadata<S: AsRef<[u8]>>(
         .filter(|(k, _)| k.starts_with("tokenizer."))
         .map(|(k, v)| (k.to_string(), v.to_owned_value()))
         .collect())
+}
+
+/// [`tokenizer_metadata`] of the GGUF file at `path`.
+pub fn tokenizer_metadata_from_file(path: &Path) -> Result<TokenizerMetadata, SynthError> {
+    let file = Gguf::open(path)?;
+    tokenizer_metadata(&file)
 }
 
 /// Every metadata entry of the model, in file order.

@@ -16,6 +16,7 @@
 //!
 //! Scales: weights are ~N(0, 1/√fan_in) (Q and K a bit larger, so that
 //! attention is not uniform), norm weights ~N(1, 0.1), biases ~N(0, 0.2),
+//! Gemma 3's post-norms ~N(8, 0.8) (see [`POST_NORM`]),
 //! the router ~N(0, 2/√n_embd) and the output ~N(0, 4/√n_embd), which gives
 //! logits with a standard deviation of about 4: greedy decoding has clear
 //! winners instead of near-ties.
@@ -228,6 +229,13 @@ const NORM: Init = Init {
     mean: 1.0,
     std: 0.1,
 };
+/// Gemma 3's post-attention and post-FFN norms: large enough that the
+/// blocks' outputs outweigh the (tied) embedding of the current token in the
+/// residual stream; with unit weights the model just repeats its input token.
+const POST_NORM: Init = Init {
+    mean: 8.0,
+    std: 0.8,
+};
 const BIAS: Init = Init {
     mean: 0.0,
     std: 0.2,
@@ -269,7 +277,7 @@ pub fn tensor_plan(spec: &SynthSpec) -> Vec<TensorPlan> {
         }
         p.matrix(n("attn_output.weight"), &[q_dim, e], Role::Other, il);
         if spec.arch == Arch::Gemma3 {
-            p.vector(n("post_attention_norm.weight"), e, NORM);
+            p.vector(n("post_attention_norm.weight"), e, POST_NORM);
         }
         p.vector(n("ffn_norm.weight"), e, NORM);
         if h.n_expert > 0 {
@@ -293,7 +301,7 @@ pub fn tensor_plan(spec: &SynthSpec) -> Vec<TensorPlan> {
             p.matrix(n("ffn_down.weight"), &[ff, e], Role::FfnDown, il);
         }
         if spec.arch == Arch::Gemma3 {
-            p.vector(n("post_ffw_norm.weight"), e, NORM);
+            p.vector(n("post_ffw_norm.weight"), e, POST_NORM);
         }
     }
     p.vector("output_norm.weight".into(), e, NORM);
