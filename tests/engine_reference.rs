@@ -149,6 +149,14 @@ fn smollm2_tricky_prompts_match_llama_cpp() {
 }
 
 #[test]
+fn gemma3_greedy_matches_llama_cpp() {
+    // Gemma 3 270M Q4_K_M (`cargo xtask fixtures`): sliding-window layers with
+    // their own RoPE base, Q/K norms, post norms, GeGLU, scaled embeddings.
+    let engine = load("gemma-3-270m-q4_k_m.gguf", 512);
+    check_file(&engine, "gemma3-270m-q4_k_m.json", 0.5);
+}
+
+#[test]
 #[ignore = "needs the llama-quantize requantizations of the fixture (made by `cargo xtask bench`)"]
 fn smollm2_requantized_match_llama_cpp() {
     for q in ["Q4_0", "Q4_K_M", "Q6_K", "Q8_0"] {
