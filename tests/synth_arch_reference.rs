@@ -170,6 +170,10 @@ macro_rules! synth_reference_tests {
 synth_reference_tests! {
     llama_f32: "llama-f32", 0.05;
     llama_f16: "llama-f16", 0.05;
+    qwen2_f32: "qwen2-f32", 0.05;
+    qwen3_f32: "qwen3-f32", 0.05;
+    gemma3_f32: "gemma3-f32", 0.05;
+    llama_moe_f32: "llama-moe-f32", 0.1;
     llama_q8_0: "llama-q8_0", 10.0;
     gemma3_q8_0: "gemma3-q8_0", 10.0;
     #[ignore = "quantized-weight logits differ from llama.cpp (docs/synthetic-models.md)"]
