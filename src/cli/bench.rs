@@ -3,7 +3,8 @@
 //! prompt, `-n` tokens generated one at a time, each test repeated `-r` times
 //! after a warm-up, the mean reported.
 
-use anyhow::{Context, Result};
+use crate::cli::device::{self, DeviceChoice, EngineTask};
+use anyhow::Result;
 use clap::Args;
 use engine::{Backend, Engine, EngineOptions, Rng};
 use std::path::PathBuf;
@@ -30,19 +31,28 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Where to run: `auto`, `cpu` or `gpu` (as `rocmforge generate`).
+    #[arg(long = "device", value_enum, default_value = "auto")]
+    device: DeviceChoice,
 }
 
 /// Run `rocmforge bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let n_ctx = (args.n_prompt + args.n_gen).max(1);
-    let engine = Engine::load(
-        &args.model,
-        EngineOptions {
-            n_ctx: Some(n_ctx),
-            threads: args.threads,
-        },
-    )
-    .with_context(|| format!("loading {}", args.model.display()))?;
+    let opts = EngineOptions {
+        n_ctx: Some((args.n_prompt + args.n_gen).max(1)),
+        threads: args.threads,
+    };
+    device::run_on_engine(args.device, &args.model.clone(), opts, args)
+}
+
+impl EngineTask for BenchArgs {
+    fn run<B: Backend + 'static>(self, engine: Engine<B>) -> Result<()> {
+        bench(&engine, &self)
+    }
+}
+
+fn bench<B: Backend>(engine: &Engine<B>, args: &BenchArgs) -> Result<()> {
+    let n_ctx = engine.n_ctx();
     let cfg = engine.model().config().clone();
     let mut rng = Rng::new(1234);
     let mut random_ids = |n: usize| -> Vec<u32> {

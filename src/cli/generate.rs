@@ -1,8 +1,8 @@
 //! `rocmforge generate`: stream a completion of a prompt.
 
-use anyhow::Context;
+use crate::cli::device::{self, DeviceChoice, EngineTask};
 use clap::Args;
-use engine::{Engine, EngineOptions, SamplingOptions};
+use engine::{Backend, Engine, EngineOptions, SamplingOptions};
 use std::io::Write;
 
 /// Options of `rocmforge generate` (flags follow llama.cpp's).
@@ -60,18 +60,28 @@ pub struct GenerateArgs {
     /// Print only one JSON object at the end (ids, text, timings).
     #[arg(long = "json")]
     json: bool,
+    /// Where to run: `auto` (GPU when usable and the model fits, else the
+    /// CPU with one log line saying why), `cpu`, or `gpu` (error if unusable).
+    #[arg(long = "device", value_enum, default_value = "auto")]
+    device: DeviceChoice,
 }
 
 /// Run `rocmforge generate`.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let engine = Engine::load(
-        &args.model,
-        EngineOptions {
-            n_ctx: args.ctx_size,
-            threads: args.threads,
-        },
-    )
-    .with_context(|| format!("loading {}", args.model.display()))?;
+    let opts = EngineOptions {
+        n_ctx: args.ctx_size,
+        threads: args.threads,
+    };
+    device::run_on_engine(args.device, &args.model.clone(), opts, args)
+}
+
+impl EngineTask for GenerateArgs {
+    fn run<B: Backend + 'static>(self, engine: Engine<B>) -> anyhow::Result<()> {
+        generate(&engine, &self)
+    }
+}
+
+fn generate<B: Backend>(engine: &Engine<B>, args: &GenerateArgs) -> anyhow::Result<()> {
     let prompt_ids = if args.chat {
         let text = engine.chat_prompt(&args.prompt)?;
         let mut ids = engine.tokenize(&text, false, true)?;

@@ -1,9 +1,11 @@
 //! `rocmforge serve`: the OpenAI-compatible server on a loaded model.
 
+use crate::cli::device::{self, DeviceChoice, EngineTask};
 use crate::cli::load_progress::LoadProgress;
 use crate::cli::service::EngineService;
 use anyhow::{Context, Result};
 use clap::Args;
+use engine::{Backend, Engine, EngineOptions};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,9 +23,10 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port; the URL printed says which).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Where to run: `auto` (GPU when usable, else CPU), `cpu` or `gpu`.
-    #[arg(long, default_value = "auto")]
-    device: String,
+    /// Where to run: `auto` (GPU when usable and the model fits, else the CPU
+    /// with one log line saying why), `cpu`, or `gpu` (error if unusable).
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceChoice,
     /// Context size of each sequence (default: the model's, at most 4096).
     #[arg(short = 'c', long = "ctx-size")]
     ctx_size: Option<usize>,
@@ -55,47 +58,59 @@ pub struct ServeArgs {
 
 /// Run `rocmforge serve`.
 pub fn run(args: ServeArgs) -> Result<()> {
-    crate::cli::device::require_cpu_or_fallback(&args.device)?;
     let progress = LoadProgress::start(&args.model);
-    let template = match &args.chat_template {
-        Some(t) if std::path::Path::new(t).is_file() => {
-            Some(std::fs::read_to_string(t).with_context(|| format!("reading chat template {t}"))?)
-        }
-        other => other.clone(),
+    let opts = EngineOptions {
+        n_ctx: args.ctx_size,
+        threads: args.threads,
     };
-    let model_id = args.alias.clone().unwrap_or_else(|| {
-        args.model
-            .file_name()
-            .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
-    });
-    let config = scheduler::SchedulerConfig {
-        max_running: args.parallel.max(1),
-        max_queue: args.queue,
-        prefill_chunk: args.prefill_chunk.max(1),
-    };
-    let service = EngineService::load(
-        &args.model,
-        args.ctx_size,
-        args.threads,
-        template,
-        model_id,
-        config,
+    device::run_on_engine(
+        args.device,
+        &args.model.clone(),
+        opts,
+        Serve { args, progress },
     )
-    .with_context(|| format!("loading {}", args.model.display()))?;
-    progress.finish();
-    let server_config = server::ServerConfig {
-        addr: SocketAddr::new(args.host, args.port),
-        api_key: args.api_key,
-        max_body_bytes: args.max_body_bytes,
-        shutdown_grace: Duration::from_secs(10),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime
-        .block_on(server::serve(server_config, Arc::new(service)))
-        .context("serving")?;
-    Ok(())
+}
+
+struct Serve {
+    args: ServeArgs,
+    progress: LoadProgress,
+}
+
+impl EngineTask for Serve {
+    fn run<B: Backend + 'static>(self, engine: Engine<B>) -> Result<()> {
+        let Serve { args, progress } = self;
+        let template = match &args.chat_template {
+            Some(t) if std::path::Path::new(t).is_file() => Some(
+                std::fs::read_to_string(t).with_context(|| format!("reading chat template {t}"))?,
+            ),
+            other => other.clone(),
+        };
+        let model_id = args.alias.clone().unwrap_or_else(|| {
+            args.model
+                .file_name()
+                .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
+        });
+        let config = scheduler::SchedulerConfig {
+            max_running: args.parallel.max(1),
+            max_queue: args.queue,
+            prefill_chunk: args.prefill_chunk.max(1),
+        };
+        let service = EngineService::new(engine, &args.model, template, model_id, config)?;
+        progress.finish();
+        let server_config = server::ServerConfig {
+            addr: SocketAddr::new(args.host, args.port),
+            api_key: args.api_key,
+            max_body_bytes: args.max_body_bytes,
+            shutdown_grace: Duration::from_secs(10),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime
+            .block_on(server::serve(server_config, Arc::new(service)))
+            .context("serving")?;
+        Ok(())
+    }
 }

@@ -3,10 +3,7 @@
 //! sampler as a server [`ModelService`].
 
 use anyhow::{Context, Result};
-use engine::{
-    CpuBackend, Engine, EngineOptions, LogitsWanted, Model, Sampler, SamplingOptions, SeqChunk,
-    Sequence,
-};
+use engine::{Backend, Engine, LogitsWanted, Model, Sampler, SamplingOptions, SeqChunk, Sequence};
 use scheduler::{BatchModel, Scheduler, SchedulerConfig, SeqInput, TokenSampler};
 use server::{ApiError, ChatMessage, Detokenizer, ModelService, SamplingParams};
 use std::path::Path;
@@ -14,13 +11,13 @@ use std::sync::Arc;
 use tokenizer::{ChatTemplate, Tokenizer};
 
 /// The engine's model, evaluated in batches by the scheduler.
-struct EngineBatch {
-    model: Arc<Model<CpuBackend>>,
+struct EngineBatch<B: Backend> {
+    model: Arc<Model<B>>,
     n_ctx: usize,
 }
 
-impl BatchModel for EngineBatch {
-    type Seq = Sequence<CpuBackend>;
+impl<B: Backend + 'static> BatchModel for EngineBatch<B> {
+    type Seq = Sequence<B>;
     type Error = engine::EngineError;
 
     fn n_ctx(&self) -> usize {
@@ -35,7 +32,7 @@ impl BatchModel for EngineBatch {
         &mut self,
         inputs: &mut [SeqInput<'_, Self::Seq>],
     ) -> Result<Vec<Vec<f32>>, Self::Error> {
-        let mut chunks: Vec<SeqChunk<'_, CpuBackend>> = inputs
+        let mut chunks: Vec<SeqChunk<'_, B>> = inputs
             .iter_mut()
             .map(|i| SeqChunk {
                 seq: &mut *i.seq,
@@ -52,26 +49,24 @@ impl BatchModel for EngineBatch {
 }
 
 /// A loaded model served over HTTP.
-pub struct EngineService {
-    engine: Engine<CpuBackend>,
+pub struct EngineService<B: Backend> {
+    engine: Engine<B>,
     template: Option<ChatTemplate>,
     template_error: Option<String>,
     model_id: String,
     scheduler: Scheduler,
 }
 
-impl EngineService {
-    /// Load `path` and start its scheduler. `template` replaces the model's
-    /// chat template when given.
-    pub fn load(
+impl<B: Backend + 'static> EngineService<B> {
+    /// Serve `engine` (loaded from `path`) and start its scheduler.
+    /// `template` replaces the model's chat template when given.
+    pub fn new(
+        engine: Engine<B>,
         path: &Path,
-        n_ctx: Option<usize>,
-        threads: Option<usize>,
         template: Option<String>,
         model_id: String,
         config: SchedulerConfig,
-    ) -> Result<EngineService> {
-        let engine = Engine::load(path, EngineOptions { n_ctx, threads })?;
+    ) -> Result<EngineService<B>> {
         let tok = engine.tokenizer();
         let (template, template_error) = match template {
             Some(src) => {
@@ -168,7 +163,7 @@ impl TokenSampler for EngineSampler {
     }
 }
 
-impl ModelService for EngineService {
+impl<B: Backend + 'static> ModelService for EngineService<B> {
     fn model_id(&self) -> &str {
         &self.model_id
     }
