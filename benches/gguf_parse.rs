@@ -2,26 +2,12 @@
 //! merges, 272 tensors): memory map + full validation, and the parse alone
 //! from bytes already in memory. Goal: well under 10 ms.
 
-use std::path::PathBuf;
-
 use criterion::{criterion_group, criterion_main, Criterion};
 use gguf_format::Gguf;
-
-fn fixture() -> PathBuf {
-    let dir = std::env::var_os("ROCMFORGE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
-    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "fixture {} not found: run `cargo xtask fixtures`",
-        path.display()
-    );
-    path
-}
+use test_fixtures::{fixture, SMOLLM2};
 
 fn bench(c: &mut Criterion) {
-    let path = fixture();
+    let path = fixture(SMOLLM2);
     c.bench_function("gguf open+parse SmolLM2-135M (mmap)", |b| {
         b.iter(|| Gguf::open(&path).unwrap())
     });

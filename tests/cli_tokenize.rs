@@ -3,22 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-
-fn fixture(name: &str) -> PathBuf {
-    let dir = match std::env::var_os("ROCMFORGE_FIXTURES") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target")
-            .join("fixtures"),
-    };
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "fixture {} is missing: run `cargo xtask fixtures`",
-        p.display()
-    );
-    p
-}
+use test_fixtures::fixture;
 
 fn check(model: &str, data: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -5,20 +5,7 @@
 use engine::{Engine, EngineOptions, SamplingOptions};
 use serde_json::Value;
 use std::path::PathBuf;
-
-/// Where the fixture models are: `$ROCMFORGE_FIXTURES` or `<root>/target/fixtures`.
-fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("ROCMFORGE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "fixture {} not found: run `cargo xtask fixtures`",
-        path.display()
-    );
-    path
-}
+use test_fixtures::fixture;
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

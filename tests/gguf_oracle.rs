@@ -4,28 +4,15 @@
 //! every tensor dequantized by `inspect --dump` must match gguf-py's
 //! dequantize bit for bit. Needs `pip install gguf`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use gguf_format::{Gguf, Value, ValueType};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
+use test_fixtures::fixture;
 
 const FIXTURE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// `$ROCMFORGE_FIXTURES/<name>` or `<root>/target/fixtures/<name>`.
-fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("ROCMFORGE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "fixture {} not found: run `cargo xtask fixtures`",
-        path.display()
-    );
-    path
-}
 
 fn run_json(cmd: &mut Command) -> Json {
     let out = cmd.output().expect("cannot start the command");

@@ -28,16 +28,7 @@ fn tokenizer_source() -> PathBuf {
     if let Some(p) = std::env::var_os("ROCMFORGE_TOKENIZER_GGUF") {
         return PathBuf::from(p);
     }
-    let dir = std::env::var_os("ROCMFORGE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
-    let f = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        f.exists(),
-        "{} is missing: run `cargo xtask fixtures`",
-        f.display()
-    );
-    f
+    test_fixtures::fixture(test_fixtures::SMOLLM2)
 }
 
 fn top2(l: &[f32]) -> (u32, f32) {

@@ -5,19 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-fn fixture() -> PathBuf {
-    let dir = std::env::var_os("ROCMFORGE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
-    let f = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        f.exists(),
-        "{} is missing: run `cargo xtask fixtures`",
-        f.display()
-    );
-    f
-}
+use test_fixtures::{fixture, SMOLLM2};
 
 fn python_has_openai() -> bool {
     Command::new("python3")
@@ -33,7 +21,7 @@ fn openai_client_against_rocmforge_serve() {
         "the `openai` Python package is required: pip install openai"
     );
     let bin = env!("CARGO_BIN_EXE_rocmforge");
-    let model = fixture();
+    let model = fixture(SMOLLM2);
     let prompt = "The capital of France is";
     let max_tokens = 24;
 

@@ -4,31 +4,14 @@
 use std::path::PathBuf;
 use tokenizer::Tokenizer;
 
-/// SmolLM2 fixture (byte-level BPE, `smollm` pre-tokenizer).
-pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-/// Gemma 3 270M fixture (SentencePiece).
-pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+/// The fixtures: SmolLM2 (byte-level BPE, `smollm` pre-tokenizer) and Gemma 3 270M (SentencePiece).
+pub use test_fixtures::{fixture, GEMMA3, SMOLLM2};
 
 /// Root of the workspace.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("..")
-}
-
-/// Path of a fixture; panics with the fix when it is absent.
-pub fn fixture(name: &str) -> PathBuf {
-    let dir = match std::env::var_os("ROCMFORGE_FIXTURES") {
-        Some(d) => PathBuf::from(d),
-        None => workspace_root().join("target").join("fixtures"),
-    };
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "fixture {} is missing: run `cargo xtask fixtures`",
-        p.display()
-    );
-    p
 }
 
 /// The tokenizer of a fixture, read through gguf-format.
