@@ -28,3 +28,19 @@ pub(crate) fn lookup(format: Format) -> Option<FormatKernels> {
         .or_else(|| crate::q1::kernels(format))
         .or_else(|| crate::mxfp6::kernels(format))
 }
+
+/// `(dequantize, Some(quantize))` for a block type with `to_f32`/`from_f32`
+/// methods, through the shared whole-block loops of `legacy`.
+macro_rules! codecs {
+    ($block:ty) => {
+        (
+            (|s: &[u8], d: &mut [f32]| $crate::legacy::dequantize_blocks(s, d, <$block>::to_f32))
+                as $crate::kernels::DequantizeFn,
+            Some(
+                (|s: &[f32], d: &mut [u8]| {
+                    $crate::legacy::quantize_blocks(s, d, <$block>::from_f32)
+                }) as $crate::kernels::QuantizeFn,
+            ),
+        )
+    };
+}

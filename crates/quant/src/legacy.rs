@@ -10,7 +10,7 @@
 //! returns `d * q` and ignores the stored sum.
 
 use crate::half_util::{c_trunc_i32, fp16};
-use crate::kernels::{DequantizeFn, FormatKernels, QuantizeFn};
+use crate::kernels::FormatKernels;
 use crate::{Format, GgmlType};
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -395,17 +395,6 @@ pub(crate) fn quantize_blocks<B: Pod, const N: usize>(
         let block = f(x.try_into().expect("chunk of N"));
         out.copy_from_slice(bytemuck::bytes_of(&block));
     }
-}
-
-macro_rules! codecs {
-    ($block:ty) => {
-        (
-            (|s: &[u8], d: &mut [f32]| dequantize_blocks(s, d, <$block>::to_f32)) as DequantizeFn,
-            Some(
-                (|s: &[f32], d: &mut [u8]| quantize_blocks(s, d, <$block>::from_f32)) as QuantizeFn,
-            ),
-        )
-    };
 }
 
 /// The kernels of the formats this module owns.

@@ -10,6 +10,7 @@
 pub mod dot;
 mod error;
 mod format;
+#[macro_use]
 mod kernels;
 
 mod float;

@@ -12,8 +12,8 @@
 mod search;
 
 use crate::half_util::{fp16, nearest_int};
-use crate::kernels::{DequantizeFn, FormatKernels, QuantizeFn};
-use crate::legacy::{dequantize_blocks, quantize_blocks, quantize_row};
+use crate::kernels::FormatKernels;
+use crate::legacy::quantize_row;
 use crate::{Format, GgmlType};
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -608,17 +608,6 @@ impl BlockQ8K {
 /// If `src.len() != 256 * dst.len()`.
 pub fn quantize_row_q8_k(src: &[f32], dst: &mut [BlockQ8K]) {
     quantize_row(src, dst, BlockQ8K::from_f32);
-}
-
-macro_rules! codecs {
-    ($block:ty) => {
-        (
-            (|s: &[u8], d: &mut [f32]| dequantize_blocks(s, d, <$block>::to_f32)) as DequantizeFn,
-            Some(
-                (|s: &[f32], d: &mut [u8]| quantize_blocks(s, d, <$block>::from_f32)) as QuantizeFn,
-            ),
-        )
-    };
 }
 
 /// The kernels of the formats this module owns.
