@@ -5,7 +5,7 @@ use crate::bpe::{self, Ranks};
 use crate::error::TokenizerError;
 use crate::pretokenize::PreConfig;
 use crate::unicode::byte_to_char_table;
-use crate::vocab::{attr, TokenType, Vocab};
+use crate::vocab::{attr, SpecialTokenIds, TokenType, Vocab};
 use crate::{special, spm};
 use std::collections::{BTreeSet, HashMap};
 
@@ -21,25 +21,6 @@ pub enum TokenizerKind {
     },
 }
 
-/// Resolved special token ids (llama.cpp's defaults applied).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Specials {
-    pub bos: Option<u32>,
-    pub eos: Option<u32>,
-    pub eot: Option<u32>,
-    pub eom: Option<u32>,
-    pub unk: Option<u32>,
-    pub sep: Option<u32>,
-    pub pad: Option<u32>,
-    pub mask: Option<u32>,
-    pub fim_pre: Option<u32>,
-    pub fim_suf: Option<u32>,
-    pub fim_mid: Option<u32>,
-    pub fim_pad: Option<u32>,
-    pub fim_rep: Option<u32>,
-    pub fim_sep: Option<u32>,
-}
-
 /// A tokenizer built from GGUF metadata. Cheap to share (`&Tokenizer` is all
 /// the methods need); build it once per model.
 #[derive(Clone, Debug)]
@@ -51,7 +32,8 @@ pub struct Tokenizer {
     pub(crate) attrs: Vec<u16>,
     pub(crate) ranks: Ranks,
     pub(crate) pre: Option<PreConfig>,
-    pub(crate) specials: Specials,
+    /// Resolved special token ids (llama.cpp's defaults applied).
+    pub(crate) specials: SpecialTokenIds,
     pub(crate) eog: BTreeSet<u32>,
     pub(crate) add_bos: bool,
     pub(crate) add_eos: bool,
@@ -156,7 +138,7 @@ impl Tokenizer {
         let (kind, pre, mut sp, mut add_bos, mut add_space_prefix, clean_spaces) =
             match vocab.model.as_str() {
                 "llama" => {
-                    let sp = Specials {
+                    let sp = SpecialTokenIds {
                         bos: Some(1),
                         eos: Some(2),
                         unk: Some(0),
@@ -168,7 +150,7 @@ impl Tokenizer {
                     let name = vocab.pre.clone().unwrap_or_else(|| "default".to_string());
                     let cfg = PreConfig::from_name(&name)
                         .ok_or_else(|| TokenizerError::UnsupportedPreTokenizer(name.clone()))?;
-                    let sp = Specials {
+                    let sp = SpecialTokenIds {
                         bos: Some(11),
                         eos: Some(11),
                         ..Default::default()
