@@ -3,38 +3,24 @@
 //! the SIMD activation quantizer equals the reference bytes exactly; SIMD row
 //! dequantization is bit-identical with `quant::dequantize`.
 
+mod common;
+
+use common::XorShift as Rng;
+
 use quant::dot::{self, Isa};
 use quant::{Format, GgmlType};
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// Activation values of one flavour.
 fn activations(rng: &mut Rng, n: usize, flavour: usize) -> Vec<f32> {
     (0..n)
         .map(|i| match flavour {
-            0 => rng.f32() * 3.0,
+            0 => rng.unit() * 3.0,
             // Large dynamic range, with exact zeros.
             1 => {
                 if i % 7 == 0 {
                     0.0
                 } else {
-                    rng.f32() * 10f32.powi((i % 9) as i32 - 4)
+                    rng.unit() * 10f32.powi((i % 9) as i32 - 4)
                 }
             }
             // Values landing on rounding ties after scaling, and one big outlier per block.
@@ -53,7 +39,7 @@ fn activations(rng: &mut Rng, n: usize, flavour: usize) -> Vec<f32> {
 /// A valid f16 scale of moderate size (no NaN/Inf: the kernels' float order
 /// differs from the reference, so only finite rows are compared).
 fn scale_f16(rng: &mut Rng) -> [u8; 2] {
-    let v = (rng.f32() * 0.05).max(-0.05);
+    let v = (rng.unit() * 0.05).max(-0.05);
     half::f16::from_f32(v).to_bits().to_le_bytes()
 }
 
@@ -89,12 +75,12 @@ fn weight_row(rng: &mut Rng, t: GgmlType, n: usize, flavour: usize) -> Vec<u8> {
             GgmlType::Q6_K => b[208..210].copy_from_slice(&s),
             GgmlType::IQ4_XS => b[0..2].copy_from_slice(&s),
             GgmlType::F16 => {
-                b.copy_from_slice(&half::f16::from_f32(rng.f32()).to_bits().to_le_bytes())
+                b.copy_from_slice(&half::f16::from_f32(rng.unit()).to_bits().to_le_bytes())
             }
             GgmlType::BF16 => {
-                b.copy_from_slice(&half::bf16::from_f32(rng.f32()).to_bits().to_le_bytes())
+                b.copy_from_slice(&half::bf16::from_f32(rng.unit()).to_bits().to_le_bytes())
             }
-            GgmlType::F32 => b.copy_from_slice(&rng.f32().to_le_bytes()),
+            GgmlType::F32 => b.copy_from_slice(&rng.unit().to_le_bytes()),
             _ => {}
         }
     }

@@ -4,26 +4,9 @@
 
 mod common;
 
-use common::{assert_bits_eq, Oracle};
+use common::{assert_bits_eq, Oracle, XorShift as Rng};
 use quant::GgmlType;
 use std::process::Command;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
 
 fn dequant_check(t: GgmlType, blocks: &[u8]) {
     let n = blocks.len() / t.type_size() * t.block_size();

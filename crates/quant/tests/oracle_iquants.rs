@@ -4,30 +4,9 @@
 
 mod common;
 
-use common::{assert_bits_eq, Oracle};
+use common::{assert_bits_eq, Oracle, XorShift as Rng};
 use quant::{GgmlType, QuantError};
 use std::process::Command;
-
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    /// A finite f16 of moderate magnitude, either sign.
-    fn scale(&mut self) -> u16 {
-        let exp = 5 + (self.next() % 20) as u16; // 2^-10 .. 2^9
-        let man = (self.next() & 0x3FF) as u16;
-        let sign = ((self.next() & 1) as u16) << 15;
-        sign | (exp << 10) | man
-    }
-}
 
 /// f16 scale bit patterns worth trying: NaN, ±Inf, ±0, the smallest
 /// subnormal, the largest finite.

@@ -5,30 +5,9 @@
 
 mod common;
 
-use common::{assert_bits_eq, Oracle};
+use common::{assert_bits_eq, Oracle, SplitMix as Rng};
 use quant::blocks::BlockQ8K;
 use quant::{dequantize, quantize, GgmlType};
-
-struct Rng(u64);
-
-impl Rng {
-    fn u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.u64() as u8).collect()
-    }
-    fn normal(&mut self) -> f32 {
-        (0..4)
-            .map(|_| (self.u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
-            .sum::<f32>()
-            * 0.87
-    }
-}
 
 /// f16 bit patterns that stress the dequantizers.
 const ADVERSARIAL_F16: [u16; 12] = [

@@ -3,32 +3,8 @@
 
 mod common;
 
-use common::{assert_bits_eq, Oracle};
+use common::{assert_bits_eq, Oracle, SplitMix as Rng};
 use quant::{dequantize, quantize, GgmlType};
-
-/// SplitMix64: small deterministic generator for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.u64() as u8).collect()
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    /// Roughly normal (sum of uniforms).
-    fn normal(&mut self) -> f32 {
-        (0..4).map(|_| self.unit()).sum::<f32>() * 0.87
-    }
-}
 
 fn oracle_dequantize(t: GgmlType, bytes: &[u8]) -> Vec<f32> {
     match common::dequantize(t.name(), bytes) {

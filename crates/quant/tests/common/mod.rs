@@ -2,6 +2,10 @@
 //! `tools/gguf_py_oracle.py` and read back its results.
 #![allow(dead_code)]
 
+mod rng;
+
+#[allow(unused_imports)] // each test binary uses one of the two
+pub use rng::{SplitMix, XorShift};
 use std::path::PathBuf;
 use std::process::Command;
 
