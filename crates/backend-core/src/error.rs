@@ -37,6 +37,9 @@ pub enum BackendError {
         /// The runtime's message.
         detail: String,
     },
+    /// The backend does not implement this operation.
+    #[error("not supported by this backend: {0}")]
+    Unsupported(String),
     /// Any other device/runtime failure, with the runtime's own message.
     #[error("{0}")]
     Device(String),

@@ -9,10 +9,14 @@
 #![warn(missing_docs)]
 
 mod error;
+mod select;
 mod spec;
 
 pub use error::BackendError;
 pub use gguf_format::GgmlType;
+pub use select::{
+    apply_penalties, pick_from_sorted, select_reference, SelectMode, TokenSelect, MAX_DEVICE_TOP_K,
+};
 pub use spec::{AttnSpec, GluKind, RopeMode, RopeSpec, WeightView, YarnSpec};
 
 use std::ops::Range;
@@ -147,4 +151,23 @@ pub trait Backend: Send + Sync {
     fn softmax(&self, a: &mut Self::Tensor) -> Result<()>;
     /// Index of the largest value of each row (ties to the lowest index).
     fn argmax(&self, a: &Self::Tensor) -> Result<Vec<u32>>;
+
+    /// Whether [`Backend::select_tokens`] is implemented, i.e. tokens can be
+    /// picked where the logits are, so that only ids cross to the host.
+    /// Backends whose tensors live in host memory leave it `false` (the
+    /// engine's host sampler reads their logits directly).
+    fn selects_tokens(&self) -> bool {
+        false
+    }
+
+    /// Pick one token per row of `logits` by `select[row]` (semantics:
+    /// [`select_reference`]). `logits` may be overwritten (penalties and
+    /// soft-capping are applied in place).
+    fn select_tokens(&self, logits: &mut Self::Tensor, select: &[TokenSelect]) -> Result<Vec<u32>> {
+        let _ = (logits, select);
+        Err(BackendError::Unsupported(format!(
+            "token selection on {}",
+            self.name()
+        )))
+    }
 }

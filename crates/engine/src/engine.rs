@@ -7,7 +7,7 @@ use crate::model::{LogitsWanted, Model, SeqChunk, Sequence};
 use crate::sampler::SamplingOptions;
 use crate::source::ModelFile;
 use crate::tok::{self, Tokenizer};
-use backend_core::Backend;
+use backend_core::{Backend, TokenSelect};
 use backend_cpu::CpuBackend;
 use std::path::Path;
 use std::sync::Arc;
@@ -223,7 +223,36 @@ impl<'e, B: Backend> Session<'e, B> {
         Ok(all)
     }
 
-    /// The logits after the last evaluated token (empty before any).
+    /// Append `ids` and pick the next token on the backend by `select`
+    /// (only the id crosses to the host; see
+    /// [`Backend::selects_tokens`](backend_core::Backend::selects_tokens)).
+    /// Afterwards [`logits`](Self::logits) is empty: they stayed on the device.
+    pub fn eval_select(&mut self, ids: &[u32], select: &TokenSelect) -> Result<u32> {
+        self.check_room(ids.len())?;
+        self.logits.clear();
+        let chunks: Vec<&[u32]> = ids.chunks(PREFILL_CHUNK).collect();
+        let (last, head) = chunks
+            .split_last()
+            .ok_or_else(|| EngineError::InvalidArgument("nothing to evaluate".into()))?;
+        for chunk in head {
+            self.forward(chunk, LogitsWanted::None)?;
+        }
+        let mut batch = [SeqChunk {
+            seq: &mut self.seq,
+            tokens: last,
+            logits: LogitsWanted::Last,
+        }];
+        let ids = self
+            .engine
+            .model
+            .forward_select(&mut batch, std::slice::from_ref(select))?;
+        ids.first()
+            .copied()
+            .ok_or_else(|| EngineError::InvalidArgument("the backend picked no token".into()))
+    }
+
+    /// The logits after the last evaluated token (empty before any, and
+    /// after [`eval_select`](Self::eval_select)).
     pub fn logits(&self) -> &[f32] {
         &self.logits
     }

@@ -113,12 +113,10 @@ impl<'e, B: Backend> Generation<'e, B> {
             return Ok(None);
         }
         let start = Instant::now();
-        match self.last {
+        let pending = match self.last {
             None => {
                 let prompt = std::mem::take(&mut self.prompt);
-                if !prompt.is_empty() {
-                    self.session.eval(&prompt)?;
-                } else if self.session.logits().is_empty() {
+                if prompt.is_empty() && self.session.logits().is_empty() {
                     return Err(crate::EngineError::InvalidArgument(
                         "an empty prompt needs a session that has evaluated tokens".into(),
                     ));
@@ -127,12 +125,30 @@ impl<'e, B: Backend> Generation<'e, B> {
                     self.sampler.accept(id);
                 }
                 self.timings.prompt_tokens += prompt.len();
+                prompt
             }
-            Some(id) => {
-                self.session.eval(&[id])?;
+            Some(id) => vec![id],
+        };
+        // Where the backend can pick the token itself, the logits stay on
+        // the device and only the id crosses to the host.
+        let on_device = !pending.is_empty()
+            && self.session.engine().model().backend().selects_tokens()
+            && self.sampler.selects_on_device();
+        // (`token_select` draws the random number: only call it when used.)
+        let select = if on_device {
+            self.sampler.token_select()
+        } else {
+            None
+        };
+        let id = match select {
+            Some(select) => self.session.eval_select(&pending, &select)?,
+            None => {
+                if !pending.is_empty() {
+                    self.session.eval(&pending)?;
+                }
+                self.sampler.sample(self.session.logits())
             }
-        }
-        let id = self.sampler.sample(self.session.logits());
+        };
         self.sampler.accept(id);
         let elapsed = start.elapsed();
         if self.last.is_none() {

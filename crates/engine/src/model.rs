@@ -6,7 +6,7 @@ use crate::hparams::ModelConfig;
 use crate::moe;
 use crate::source::ModelFile;
 use crate::weights::{self, Ffn, NormWeights, Weights};
-use backend_core::{AttnSpec, Backend};
+use backend_core::{AttnSpec, Backend, TokenSelect};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -139,6 +139,73 @@ impl<B: Backend> Model<B> {
     ///
     /// On error (context overflow, invalid token) no sequence is changed.
     pub fn forward(&self, batch: &mut [SeqChunk<'_, B>]) -> Result<Vec<Vec<f32>>> {
+        let c = &self.config;
+        let be = self.backend.as_ref();
+        let Some(logits) = self.forward_logits(batch)? else {
+            return Ok(batch.iter().map(|_| Vec::new()).collect());
+        };
+        let mut logits = be.download(&logits)?;
+        if let Some(cap) = c.final_logit_softcap {
+            for l in &mut logits {
+                *l = cap * (*l / cap).tanh();
+            }
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        let mut offset = 0;
+        for chunk in batch.iter() {
+            let n = match chunk.logits {
+                LogitsWanted::None => 0,
+                LogitsWanted::Last => 1,
+                LogitsWanted::All => chunk.tokens.len(),
+            };
+            out.push(logits[offset * c.n_vocab..(offset + n) * c.n_vocab].to_vec());
+            offset += n;
+        }
+        Ok(out)
+    }
+
+    /// Evaluate a batch like [`Model::forward`] and pick one token per chunk
+    /// on the backend from the logits after the chunk's last token, which
+    /// never leave the backend: only the ids come back. `select[i]` says how
+    /// chunk `i` picks (the final logit soft-capping is added here). Each
+    /// chunk's `logits` field is ignored (treated as [`LogitsWanted::Last`]).
+    ///
+    /// Errors with [`EngineError::InvalidArgument`] when the backend cannot
+    /// select tokens ([`Backend::selects_tokens`]) or the lengths differ.
+    pub fn forward_select(
+        &self,
+        batch: &mut [SeqChunk<'_, B>],
+        select: &[TokenSelect],
+    ) -> Result<Vec<u32>> {
+        let be = self.backend.as_ref();
+        if !be.selects_tokens() || select.len() != batch.len() {
+            return Err(EngineError::InvalidArgument(format!(
+                "token selection on the backend: {} for {} chunks on {}",
+                select.len(),
+                batch.len(),
+                be.name()
+            )));
+        }
+        for chunk in batch.iter_mut() {
+            chunk.logits = LogitsWanted::Last;
+        }
+        let select: Vec<TokenSelect> = select
+            .iter()
+            .map(|s| TokenSelect {
+                softcap: self.config.final_logit_softcap,
+                ..s.clone()
+            })
+            .collect();
+        let mut logits = self
+            .forward_logits(batch)?
+            .ok_or_else(|| EngineError::InvalidArgument("empty batch".into()))?;
+        Ok(be.select_tokens(&mut logits, &select)?)
+    }
+
+    /// The forward pass up to the output layer: the logits tensor (on the
+    /// backend) of the rows the chunks ask for, in chunk order, or `None`
+    /// when no chunk wants logits.
+    fn forward_logits(&self, batch: &mut [SeqChunk<'_, B>]) -> Result<Option<B::Tensor>> {
         let c = &self.config;
         let be = self.backend.as_ref();
         let mut ids = Vec::new();
@@ -277,7 +344,7 @@ impl<B: Backend> Model<B> {
             }
         }
         if wanted_rows.is_empty() {
-            return Ok(batch.iter().map(|_| Vec::new()).collect());
+            return Ok(None);
         }
         let x = if wanted_rows.len() == n_rows {
             x
@@ -293,24 +360,7 @@ impl<B: Backend> Model<B> {
             .as_ref()
             .unwrap_or(&self.weights.token_embd);
         be.matmul(output, &hn, &mut logits)?;
-        let mut logits = be.download(&logits)?;
-        if let Some(cap) = c.final_logit_softcap {
-            for l in &mut logits {
-                *l = cap * (*l / cap).tanh();
-            }
-        }
-        let mut out = Vec::with_capacity(batch.len());
-        let mut offset = 0;
-        for (chunk, (rows, _)) in batch.iter().zip(&ranges) {
-            let n = match chunk.logits {
-                LogitsWanted::None => 0,
-                LogitsWanted::Last => 1,
-                LogitsWanted::All => rows.len(),
-            };
-            out.push(logits[offset * c.n_vocab..(offset + n) * c.n_vocab].to_vec());
-            offset += n;
-        }
-        Ok(out)
+        Ok(Some(logits))
     }
 
     /// `out = norm(x) * w (+ b)` with the architecture's norm kind.

@@ -337,3 +337,5 @@ mod tests {
         assert!(Sampler::new(opts(|o| o.temperature = f32::NAN)).is_err());
     }
 }
+
+mod device;
