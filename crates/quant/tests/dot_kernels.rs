@@ -290,3 +290,40 @@ fn simd_row_dequantization_is_bit_identical() {
     }
     assert!(dot::dequantize_row(GgmlType::Q4_0, &[0u8; 17], &mut [0f32; 32]).is_err());
 }
+
+#[test]
+fn dot_accepts_exactly_the_matching_row_lengths() {
+    // `dot` checks lengths without integer division; it must agree with the
+    // exact rule (whole weight blocks, activation bytes for the same elements).
+    for t in GgmlType::ALL {
+        let Some(k) = dot::kernel_for(t) else {
+            continue;
+        };
+        let act = k.activation_type();
+        let (ts, bs) = (t.type_size(), t.block_size());
+        for blocks in [0usize, 1, 2, 3, 7, 64] {
+            for dw in [-1isize, 0, 1] {
+                let wlen = (blocks * ts) as isize + dw;
+                if wlen < 0 {
+                    continue;
+                }
+                let w = vec![0u8; wlen as usize];
+                let want_act = quant::bytes_for(act, blocks * bs).ok();
+                for da in [-1isize, 0, 1] {
+                    let Some(base) = want_act else { continue };
+                    let alen = base as isize + da;
+                    if alen < 0 {
+                        continue;
+                    }
+                    let a = vec![0u8; alen as usize];
+                    let ok = dw == 0 && da == 0;
+                    assert_eq!(
+                        k.dot(&w, &a).is_ok(),
+                        ok,
+                        "{t:?}: weight {wlen} bytes, activation {alen} bytes"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -116,6 +116,13 @@ pub struct VecDotKernel {
     act: GgmlType,
     isa: Isa,
     f: DotFn,
+    /// Bytes per weight block.
+    weight_block_bytes: usize,
+    /// `1 / weight_block_bytes`, for the division-free length check in [`Self::dot`].
+    inv_weight_block_bytes: f64,
+    /// Activation bytes per weight block, or 0 when a weight block is not a
+    /// whole number of activation blocks (then [`Self::dot`] takes the slow check).
+    act_bytes_per_weight_block: usize,
 }
 
 impl std::fmt::Debug for VecDotKernel {
@@ -171,6 +178,25 @@ impl VecDotKernel {
     /// [`Self::weight_type`]; `act_row` must hold the same number of elements
     /// in [`Self::activation_type`]. Length mismatches are errors.
     pub fn dot(&self, weight_row: &[u8], act_row: &[u8]) -> Result<f32, QuantError> {
+        // Fast check without integer divisions (which cost tens of cycles on a
+        // call of a few hundred): the block count is rounded from a multiply by
+        // the reciprocal and then verified exactly. Whenever it does not verify
+        // (wrong lengths, or rows too long for the f64 estimate) the exact check
+        // below decides.
+        let len = weight_row.len();
+        let nb = (len as f64 * self.inv_weight_block_bytes + 0.5) as usize;
+        if nb.wrapping_mul(self.weight_block_bytes) == len
+            && self.act_bytes_per_weight_block != 0
+            && nb.wrapping_mul(self.act_bytes_per_weight_block) == act_row.len()
+        {
+            return Ok((self.f)(weight_row, act_row));
+        }
+        self.dot_checked(weight_row, act_row)
+    }
+
+    /// [`Self::dot`] with exact integer length checks and detailed errors.
+    #[cold]
+    fn dot_checked(&self, weight_row: &[u8], act_row: &[u8]) -> Result<f32, QuantError> {
         let n = self.elements(weight_row)?;
         let expected = crate::bytes_for(self.act, n)?;
         if act_row.len() != expected {
@@ -216,11 +242,20 @@ pub fn kernel_for_isa(weight: GgmlType, isa: Isa) -> Option<VecDotKernel> {
         #[allow(unreachable_patterns)]
         _ => return None,
     };
+    let (bs, ts) = (weight.block_size(), weight.type_size());
+    let act_bytes_per_weight_block = if bs % act.block_size() == 0 {
+        bs / act.block_size() * act.type_size()
+    } else {
+        0
+    };
     Some(VecDotKernel {
         weight,
         act,
         isa,
         f,
+        weight_block_bytes: ts,
+        inv_weight_block_bytes: 1.0 / ts as f64,
+        act_bytes_per_weight_block,
     })
 }
 

@@ -3,9 +3,19 @@
 //! sums) and with AVX-512 VL + VNNI on top (`vpdpbusd` for the u8×i8 sums).
 //!
 //! Layouts are read by byte offset (the block structs of this crate fix them;
-//! the offsets are repeated next to each kernel). Every kernel runs four
-//! independent float accumulators to hide the FMA latency, and converts the
-//! f16 scales of four blocks with one `vcvtph2ps`.
+//! the offsets are repeated next to each kernel). The loops are written to keep
+//! the instruction count per block low, since they are bound by the number of
+//! vector operations, not by latency:
+//!
+//! - 32-element formats with 16 nibble bytes per block (Q4_0, Q4_1, Q5_1,
+//!   IQ4_NL, MXFP4) handle two blocks per 256-bit integer vector
+//!   (`pairs32`), so one conversion and one FMA serve two blocks;
+//!   the f16 scales of four blocks are gathered with `vpinsrw` from memory and
+//!   converted with one `vcvtph2ps`.
+//! - Q4_K/Q5_K broadcast each sub-block scale with one load from a small
+//!   scratch array (no shuffle port), take the mins · bsums term in one
+//!   multiply-add, and on VNNI fold the scale multiply and the accumulation
+//!   into `vpdpwssd`.
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -65,8 +75,94 @@ unsafe fn udot_vnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     acc
 }
 
+/// `acc + Σ pairs a[2k]·b[2k] + a[2k+1]·b[2k+1]` per i32 lane, i16 inputs (AVX2).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn wdot_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+}
+
+/// `acc + Σ pairs a[2k]·b[2k] + a[2k+1]·b[2k+1]` per i32 lane, i16 inputs (VNNI
+/// `vpdpwssd`; inline assembly for the same reason as [`udot_vnni`]).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn wdot_vnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    let mut acc = acc;
+    // SAFETY: only reached from kernels handed out after `has_avx512vnni()`
+    // confirmed AVX-512 VL + VNNI; the instruction touches registers only.
+    std::arch::asm!(
+        "vpdpwssd {acc}, {a}, {b}",
+        acc = inout(ymm_reg) acc,
+        a = in(ymm_reg) a,
+        b = in(ymm_reg) b,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// The 32-bit value at `p` in all eight lanes, as one load (`vpbroadcastd` from
+/// memory needs no shuffle port, unlike a broadcast from a register, which is
+/// what the compiler makes of `_mm256_set1_epi32(*p)` once it has seen the store).
+///
+/// # Safety
+/// AVX2 must be available and `p` readable for 4 bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn bcast_d(p: *const u32) -> __m256i {
+    let out: __m256i;
+    // SAFETY: the caller guarantees AVX2 and 4 readable bytes at `p`.
+    std::arch::asm!(
+        "vpbroadcastd {out}, dword ptr [{p}]",
+        out = out(ymm_reg) out,
+        p = in(reg) p,
+        options(pure, readonly, nostack, preserves_flags)
+    );
+    out
+}
+
+/// The f32 at `p` in all eight lanes, as one load (see [`bcast_d`]).
+///
+/// # Safety
+/// AVX must be available and `p` readable for 4 bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn bcast_s(p: *const f32) -> __m256 {
+    let out: __m256;
+    // SAFETY: the caller guarantees AVX and 4 readable bytes at `p`.
+    std::arch::asm!(
+        "vbroadcastss {out}, dword ptr [{p}]",
+        out = out(ymm_reg) out,
+        p = in(reg) p,
+        options(pure, readonly, nostack, preserves_flags)
+    );
+    out
+}
+
+/// `vpermps`: lane `i` of the result is lane `idx[i]` of `a`. Inline assembly so
+/// that the compiler keeps one cross-lane permute instead of rewriting constant
+/// indices into two shuffles.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn permps(a: __m256, idx: __m256i) -> __m256 {
+    let out: __m256;
+    // SAFETY: AVX2 is enabled for this function (callers run only after
+    // detection); the instruction touches registers only.
+    std::arch::asm!(
+        "vpermps {out}, {idx}, {a}",
+        out = lateout(ymm_reg) out,
+        idx = in(ymm_reg) idx,
+        a = in(ymm_reg) a,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    out
+}
+
+/// 32-byte aligned scratch for scale vectors that are read back with broadcasts.
+#[repr(align(32))]
+struct Align32<T>(T);
+
 macro_rules! kernels {
-    ($modname:ident, $features:literal, $udot:path) => {
+    ($modname:ident, $features:literal, $udot:path, $wdot:path) => {
         /// Kernels compiled for one feature set; only called after detection.
         pub(crate) mod $modname {
             use std::arch::x86_64::*;
@@ -79,16 +175,20 @@ macro_rules! kernels {
                 _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
             }
 
-            /// Four f16 values at `p + i·stride` (i = 0..4) → f32.
+            /// Four f16 values at `p + i·stride` (i = 0..4) → f32; reads 4 bytes at `p`.
             #[inline]
             #[target_feature(enable = $features)]
             unsafe fn h2f4(p: *const u8, stride: usize) -> __m128 {
-                let mut v = 0u64;
-                for i in 0..4 {
-                    let b = (p.add(i * stride) as *const u16).read_unaligned();
-                    v |= (b as u64) << (16 * i);
-                }
-                _mm_cvtph_ps(_mm_cvtsi64_si128(v as i64))
+                // One load and three `vpinsrw` from memory: fewer ALU operations
+                // than assembling the 64 bits in a general-purpose register.
+                // (The first load takes 4 bytes; the 2 after the scale, part of
+                // the same block, are overwritten.)
+                let w = |i: usize| (p.add(i * stride) as *const u16).read_unaligned() as i32;
+                let v = _mm_cvtsi32_si128((p as *const i32).read_unaligned());
+                let v = _mm_insert_epi16::<1>(v, w(1));
+                let v = _mm_insert_epi16::<2>(v, w(2));
+                let v = _mm_insert_epi16::<3>(v, w(3));
+                _mm_cvtph_ps(v)
             }
 
             /// Four E8M0 scales at `p + i·stride`, halved (see `scalar::e8m0_half`).
@@ -124,16 +224,14 @@ macro_rules! kernels {
 
             #[inline]
             #[target_feature(enable = $features)]
-            unsafe fn hsum128(s: __m128) -> f32 {
-                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-                let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-                _mm_cvtss_f32(s)
+            unsafe fn udot(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+                $udot(acc, a, b)
             }
 
             #[inline]
             #[target_feature(enable = $features)]
-            unsafe fn udot(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-                $udot(acc, a, b)
+            unsafe fn wdot(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+                $wdot(acc, a, b)
             }
 
             /// Signed × signed dot via the sign trick (|a|, sign(b, a)).
@@ -210,25 +308,120 @@ macro_rules! kernels {
                 _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))
             }
 
+            /// The nibbles of two blocks (16 packed bytes at `pa` and at `pb`) as
+            /// (low nibbles of a | low nibbles of b, high nibbles of a | of b):
+            /// elements 0..16 of both blocks, then elements 16..32.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn nibble_pair(pa: *const u8, pb: *const u8) -> (__m256i, __m256i) {
+                let q = _mm256_inserti128_si256::<1>(
+                    _mm256_castsi128_si256(_mm_loadu_si128(pa as *const __m128i)),
+                    _mm_loadu_si128(pb as *const __m128i),
+                );
+                let m = _mm256_set1_epi8(0x0F);
+                (
+                    _mm256_and_si256(q, m),
+                    _mm256_and_si256(_mm256_srli_epi16(q, 4), m),
+                )
+            }
+
+            /// The 32 quants of two Q8 blocks (at `pa` and `pb`) in the layout of
+            /// [`nibble_pair`]: (a[0..16] | b[0..16], a[16..32] | b[16..32]).
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn q8_pair(pa: *const u8, pb: *const u8) -> (__m256i, __m256i) {
+                let half = |p: *const u8, q: *const u8| {
+                    _mm256_inserti128_si256::<1>(
+                        _mm256_castsi128_si256(_mm_loadu_si128(p as *const __m128i)),
+                        _mm_loadu_si128(q as *const __m128i),
+                    )
+                };
+                (half(pa, pb), half(pa.add(16), pb.add(16)))
+            }
+
+            /// Signed × signed dot accumulated into `acc` (sign trick, as [`sdot`]).
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn sdot_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+                udot(acc, _mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
+            }
+
+            /// 32-element blocks two at a time: lanes 0..4 of an integer vector
+            /// belong to the first block, lanes 4..8 to the second, so one
+            /// conversion and one FMA serve two blocks. `int_dot2(xa, xb, ylo, yhi)`
+            /// gives the lane sums of blocks `xa`, `xb` against the activation
+            /// halves from [`q8_pair`]; `scales4(x, y)` the four `f32` block scales
+            /// of the next four blocks. Four blocks per iteration; a last 1..3
+            /// blocks go one at a time (as a pair of the block with itself whose
+            /// second half is scaled by zero).
+            #[inline]
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn pairs32(
+                nb: usize,
+                x: *const u8,
+                xs: usize,
+                y: *const u8,
+                ys: usize,
+                yq: usize,
+                int_dot2: impl Fn(*const u8, *const u8, __m256i, __m256i) -> __m256i,
+                scales4: impl Fn(*const u8, *const u8) -> __m128,
+            ) -> f32 {
+                let first = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+                let second = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
+                let mut acc0 = _mm256_setzero_ps();
+                let mut acc1 = _mm256_setzero_ps();
+                let mut i = 0;
+                while i + 4 <= nb {
+                    let xb = x.add(i * xs);
+                    let yb = y.add(i * ys);
+                    let sc = _mm256_castps128_ps256(scales4(xb, yb));
+                    let (l0, h0) = q8_pair(yb.add(yq), yb.add(ys + yq));
+                    let t0 = int_dot2(xb, xb.add(xs), l0, h0);
+                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t0), super::permps(sc, first), acc0);
+                    let (l1, h1) = q8_pair(yb.add(2 * ys + yq), yb.add(3 * ys + yq));
+                    let t1 = int_dot2(xb.add(2 * xs), xb.add(3 * xs), l1, h1);
+                    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t1), super::permps(sc, second), acc1);
+                    i += 4;
+                }
+                while i < nb {
+                    let xb = x.add(i * xs);
+                    let yb = y.add(i * ys);
+                    // The scales of one block from a padded copy.
+                    let mut xt = [0u8; 4 * 40];
+                    let mut ytt = [0u8; 4 * 40];
+                    std::ptr::copy_nonoverlapping(xb, xt.as_mut_ptr(), xs);
+                    std::ptr::copy_nonoverlapping(yb, ytt.as_mut_ptr(), ys);
+                    let s = _mm_cvtss_f32(scales4(xt.as_ptr(), ytt.as_ptr()));
+                    let (l, h) = q8_pair(yb.add(yq), yb.add(yq));
+                    let t = int_dot2(xb, xb, l, h);
+                    let sv = _mm256_setr_ps(s, s, s, s, 0.0, 0.0, 0.0, 0.0);
+                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), sv, acc0);
+                    i += 1;
+                }
+                hsum(_mm256_add_ps(acc0, acc1))
+            }
+
             /// Q4_0 (d: f16, 16 × nibble pairs) · Q8_0 (d: f16, 32 × i8).
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn q4_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
                 let eights = _mm256_set1_epi8(8);
-                let acc = blocks32(
+                let zero = _mm256_setzero_si256();
+                pairs32(
                     nb,
                     x,
                     18,
                     y,
                     34,
                     2,
-                    |xb, yv| {
-                        let v = nibbles32(xb.add(2));
-                        let t = udot(_mm256_setzero_si256(), v, yv);
-                        _mm256_sub_epi32(t, udot(_mm256_setzero_si256(), eights, yv))
+                    |xa, xb, yl, yh| {
+                        let (lo, hi) = nibble_pair(xa.add(2), xb.add(2));
+                        let t = udot(udot(zero, lo, yl), hi, yh);
+                        // Codes are stored +8: remove 8·Σy.
+                        _mm256_sub_epi32(t, udot(udot(zero, eights, yl), eights, yh))
                     },
                     |xb, yb| _mm_mul_ps(h2f4(xb, 18), h2f4(yb, 34)),
-                );
-                hsum(acc)
+                )
             }
 
             /// Q8_0 · Q8_0.
@@ -253,17 +446,16 @@ macro_rules! kernels {
                 let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(
                     crate::grids::KVALUES_IQ4NL.as_ptr() as *const __m128i,
                 ));
-                let acc = blocks32(
+                pairs32(
                     nb,
                     x,
                     18,
                     y,
                     34,
                     2,
-                    |xb, yv| sdot(_mm256_shuffle_epi8(table, nibbles32(xb.add(2))), yv),
+                    |xa, xb, yl, yh| codebook_pair(table, xa.add(2), xb.add(2), yl, yh),
                     |xb, yb| _mm_mul_ps(h2f4(xb, 18), h2f4(yb, 34)),
-                );
-                hsum(acc)
+                )
             }
 
             /// MXFP4 (e: E8M0, 16 × nibble pairs of E2M1 codes) · Q8_0.
@@ -272,23 +464,39 @@ macro_rules! kernels {
                 let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(
                     crate::grids::KVALUES_MXFP4.as_ptr() as *const __m128i,
                 ));
-                let acc = blocks32(
+                pairs32(
                     nb,
                     x,
                     17,
                     y,
                     34,
                     2,
-                    |xb, yv| sdot(_mm256_shuffle_epi8(table, nibbles32(xb.add(1))), yv),
+                    |xa, xb, yl, yh| codebook_pair(table, xa.add(1), xb.add(1), yl, yh),
                     |xb, yb| _mm_mul_ps(e8m0_half4(xb, 17), h2f4(yb, 34)),
-                );
-                hsum(acc)
+                )
+            }
+
+            /// Two blocks of nibble indices into a 16-entry i8 code book (`table`
+            /// in both lanes) against the activation halves from [`q8_pair`].
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn codebook_pair(
+                table: __m256i,
+                pa: *const u8,
+                pb: *const u8,
+                yl: __m256i,
+                yh: __m256i,
+            ) -> __m256i {
+                let (lo, hi) = nibble_pair(pa, pb);
+                let vl = _mm256_shuffle_epi8(table, lo);
+                let vh = _mm256_shuffle_epi8(table, hi);
+                sdot_acc(sdot_acc(_mm256_setzero_si256(), vl, yl), vh, yh)
             }
 
             /// Q4_1 (d, m: f16, 16 × nibble pairs) · Q8_1 (d, s: f16, 32 × i8).
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn q4_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
-                blocks32_q8_1(nb, x, y, 20, |xb| nibbles32(xb.add(4)))
+                pairs32_q8_1(nb, x, y, 20, |xa, xb| nibble_pair(xa.add(4), xb.add(4)))
             }
 
             /// Q5_0 (d: f16, qh: 32 high bits, 16 × nibble pairs) · Q8_0.
@@ -315,7 +523,14 @@ macro_rules! kernels {
             /// Q5_1 (d, m: f16, qh: 32 high bits, 16 × nibble pairs) · Q8_1.
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn q5_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
-                blocks32_q8_1(nb, x, y, 24, |xb| five_bit_codes(xb.add(4), xb.add(8)))
+                pairs32_q8_1(nb, x, y, 24, |xa, xb| {
+                    let a = five_bit_codes(xa.add(4), xa.add(8));
+                    let b = five_bit_codes(xb.add(4), xb.add(8));
+                    (
+                        _mm256_permute2x128_si256::<0x20>(a, b),
+                        _mm256_permute2x128_si256::<0x31>(a, b),
+                    )
+                })
             }
 
             /// 32 five-bit codes: nibbles at `qs` plus bit 4 from the 32 bits at `qh`.
@@ -335,62 +550,69 @@ macro_rules! kernels {
                 _mm256_or_si256(nibbles32(qs), _mm256_and_si256(set, _mm256_set1_epi8(16)))
             }
 
-            /// Q4_1/Q5_1 (d, m: f16 first, `xs` bytes per block) · Q8_1:
-            /// `codes(block)` gives the 32 unsigned codes.
+            /// Q4_1/Q5_1 (d, m: f16 first, `xs` bytes per block) · Q8_1, two blocks
+            /// at a time as in [`pairs32`]: `codes2(xa, xb)` gives the unsigned
+            /// codes of two blocks in the layout of [`nibble_pair`].
             #[inline]
             #[target_feature(enable = $features)]
-            unsafe fn blocks32_q8_1(
+            unsafe fn pairs32_q8_1(
                 nb: usize,
                 x: *const u8,
                 y: *const u8,
                 xs: usize,
-                codes: impl Fn(*const u8) -> __m256i,
+                codes2: impl Fn(*const u8, *const u8) -> (__m256i, __m256i),
             ) -> f32 {
                 // Per four blocks, one conversion gives [d0 m0 d1 m1 …] and
                 // [dy0 s0 dy1 s1 …]: even lanes of the product are the block
                 // scales, odd lanes the m·s terms (summed in `ms`).
                 let pairs8 = |p: *const u8, stride: usize| {
-                    let w = |k: usize| (p.add(k * stride) as *const u32).read_unaligned() as u64;
-                    let lo = w(0) | (w(1) << 32);
-                    let hi = w(2) | (w(3) << 32);
-                    _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
+                    let w = |k: usize| (p.add(k * stride) as *const i32).read_unaligned();
+                    let v = _mm_cvtsi32_si128(w(0));
+                    let v = _mm_insert_epi32::<1>(v, w(1));
+                    let v = _mm_insert_epi32::<2>(v, w(2));
+                    let v = _mm_insert_epi32::<3>(v, w(3));
+                    _mm256_cvtph_ps(v)
                 };
-                let mut acc = [_mm256_setzero_ps(); 4];
+                let first = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2);
+                let second = _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6);
+                let zero = _mm256_setzero_si256();
+                let mut acc0 = _mm256_setzero_ps();
+                let mut acc1 = _mm256_setzero_ps();
                 let mut ms = _mm256_setzero_ps();
-                let mut sc = [0f32; 8];
                 let mut i = 0;
                 while i + 4 <= nb {
                     let xb = x.add(i * xs);
                     let yb = y.add(i * 36);
                     let prod = _mm256_mul_ps(pairs8(xb, xs), pairs8(yb, 36));
                     ms = _mm256_add_ps(ms, prod);
-                    _mm256_storeu_ps(sc.as_mut_ptr(), prod);
-                    for k in 0..4 {
-                        let yv = _mm256_loadu_si256(yb.add(k * 36 + 4) as *const __m256i);
-                        let t = udot(_mm256_setzero_si256(), codes(xb.add(k * xs)), yv);
-                        acc[k] = _mm256_fmadd_ps(
-                            _mm256_cvtepi32_ps(t),
-                            _mm256_broadcast_ss(&sc[2 * k]),
-                            acc[k],
-                        );
-                    }
+                    let (l0, h0) = q8_pair(yb.add(4), yb.add(40));
+                    let (c0, c1) = codes2(xb, xb.add(xs));
+                    let t0 = udot(udot(zero, c0, l0), c1, h0);
+                    acc0 =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(t0), super::permps(prod, first), acc0);
+                    let (l1, h1) = q8_pair(yb.add(76), yb.add(112));
+                    let (c2, c3) = codes2(xb.add(2 * xs), xb.add(3 * xs));
+                    let t1 = udot(udot(zero, c2, l1), c3, h1);
+                    acc1 =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(t1), super::permps(prod, second), acc1);
                     i += 4;
                 }
                 let odd = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
                 let mut tail = 0f32;
                 while i < nb {
+                    // One block as a pair with itself, the second half scaled by zero.
                     let xb = x.add(i * xs);
                     let yb = y.add(i * 36);
-                    let yv = _mm256_loadu_si256(yb.add(4) as *const __m256i);
-                    let t = udot(_mm256_setzero_si256(), codes(xb), yv);
+                    let (l, h) = q8_pair(yb.add(4), yb.add(4));
+                    let (c0, c1) = codes2(xb, xb);
+                    let t = udot(udot(zero, c0, l), c1, h);
                     let d = h2f(xb) * h2f(yb);
-                    acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_set1_ps(d), acc[0]);
+                    let sv = _mm256_setr_ps(d, d, d, d, 0.0, 0.0, 0.0, 0.0);
+                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), sv, acc0);
                     tail += h2f(xb.add(2)) * h2f(yb.add(2));
                     i += 1;
                 }
-                let acc =
-                    _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-                hsum(acc) + hsum(_mm256_and_ps(ms, odd)) + tail
+                hsum(_mm256_add_ps(acc0, acc1)) + hsum(_mm256_and_ps(ms, odd)) + tail
             }
 
             /// Q4_K (d, dmin: f16, 12 scale bytes, 128 × nibble pairs) · Q8_K.
@@ -411,14 +633,25 @@ macro_rules! kernels {
                 let bs = if FIVE { 176 } else { 144 };
                 let qoff = if FIVE { 48 } else { 16 };
                 let m4 = _mm256_set1_epi8(0x0F);
-                let mut acc = [_mm256_setzero_ps(); 2];
-                let mut accm = _mm_setzero_ps();
+                // Words [m_k, m_k] (k = 0..8) from bytes 8..16 of the unpacked scales.
+                let dup_mins = _mm256_setr_epi8(
+                    8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1, 11, -1, 12, -1, 12, -1, 13,
+                    -1, 13, -1, 14, -1, 14, -1, 15, -1, 15, -1,
+                );
+                let mut acc = _mm256_setzero_ps();
+                let mut accm = _mm256_setzero_ps();
+                // Per super-block: the eight scales as i16 pairs [s, s] (one
+                // broadcast load each) and [d, dmin] times the activation scale.
+                let mut scw = super::Align32([0u32; 8]);
+                let mut dd = super::Align32([0f32; 4]);
                 for i in 0..nb {
                     let xb = x.add(i * bs);
                     let yb = y.add(i * 292);
-                    let yd = *(yb as *const f32);
-                    let d = yd * h2f(xb);
-                    let dmin = yd * h2f(xb.add(2));
+                    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((xb as *const i32).read_unaligned()));
+                    _mm_store_ps(
+                        dd.0.as_mut_ptr(),
+                        _mm_mul_ps(dm, _mm_set1_ps(*(yb as *const f32))),
+                    );
                     // Unpack the 6-bit scales and mins: bytes 0..8 scales, 8..16 mins.
                     let mut u = [0u32; 4];
                     std::ptr::copy_nonoverlapping(xb.add(4), u.as_mut_ptr() as *mut u8, 12);
@@ -431,23 +664,27 @@ macro_rules! kernels {
                     u[2] = m03;
                     u[0] &= K1;
                     let sm = _mm_loadu_si128(u.as_ptr() as *const __m128i);
-                    // Mins: Σ m_s · (bsum_2s + bsum_2s+1).
-                    let bsums = _mm256_loadu_si256(yb.add(260) as *const __m256i);
-                    let pairs = _mm_hadd_epi16(
-                        _mm256_castsi256_si128(bsums),
-                        _mm256_extracti128_si256(bsums, 1),
+                    let sc32 = _mm256_cvtepu8_epi32(sm);
+                    _mm256_store_si256(
+                        scw.0.as_mut_ptr() as *mut __m256i,
+                        _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16)),
                     );
-                    let mins16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
-                    let pm = _mm_madd_epi16(mins16, pairs);
-                    accm = _mm_fmadd_ps(_mm_cvtepi32_ps(pm), _mm_set1_ps(dmin), accm);
-                    // Scales as i16 in both lanes; word k selected by shuffles.
-                    let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+                    // Mins: Σ m_k · (bsum_2k + bsum_2k+1) in one multiply-add.
+                    let bsums = _mm256_loadu_si256(yb.add(260) as *const __m256i);
+                    let mins = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(sm), dup_mins);
+                    let pm = _mm256_madd_epi16(mins, bsums);
+                    accm = _mm256_fmadd_ps(
+                        _mm256_cvtepi32_ps(pm),
+                        super::bcast_s(dd.0.as_ptr().add(1)),
+                        accm,
+                    );
                     let qh = if FIVE {
                         _mm256_loadu_si256(xb.add(16) as *const __m256i)
                     } else {
                         _mm256_setzero_si256()
                     };
-                    let mut sumi = _mm256_setzero_si256();
+                    let mut sum_lo = _mm256_setzero_si256();
+                    let mut sum_hi = _mm256_setzero_si256();
                     for c in 0..4 {
                         let q = _mm256_loadu_si256(xb.add(qoff + 32 * c) as *const __m256i);
                         let mut lo = _mm256_and_si256(q, m4);
@@ -463,18 +700,19 @@ macro_rules! kernels {
                         }
                         let ylo = _mm256_loadu_si256(yb.add(4 + 64 * c) as *const __m256i);
                         let yhi = _mm256_loadu_si256(yb.add(36 + 64 * c) as *const __m256i);
-                        let wl = (4 * c) as i16 | (((4 * c + 1) as i16) << 8);
-                        let wh = (4 * c + 2) as i16 | (((4 * c + 3) as i16) << 8);
-                        let sl = _mm256_shuffle_epi8(sc, _mm256_set1_epi16(wl));
-                        let sh = _mm256_shuffle_epi8(sc, _mm256_set1_epi16(wh));
-                        let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), sl);
-                        let ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), sh);
-                        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                        let pl = _mm256_maddubs_epi16(lo, ylo);
+                        let ph = _mm256_maddubs_epi16(hi, yhi);
+                        sum_lo = wdot(sum_lo, pl, super::bcast_d(scw.0.as_ptr().add(2 * c)));
+                        sum_hi = wdot(sum_hi, ph, super::bcast_d(scw.0.as_ptr().add(2 * c + 1)));
                     }
-                    acc[i & 1] =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc[i & 1]);
+                    let sumi = _mm256_add_epi32(sum_lo, sum_hi);
+                    acc = _mm256_fmadd_ps(
+                        _mm256_cvtepi32_ps(sumi),
+                        super::bcast_s(dd.0.as_ptr()),
+                        acc,
+                    );
                 }
-                hsum(_mm256_add_ps(acc[0], acc[1])) - hsum128(accm)
+                hsum(acc) - hsum(accm)
             }
 
             /// Q2_K (16 scale/min bytes, 64 bytes of 2-bit codes, d, dmin: f16) · Q8_K.
@@ -693,8 +931,8 @@ macro_rules! kernels {
     };
 }
 
-kernels!(avx2, "avx2,fma,f16c", super::udot_avx2);
-kernels!(vnni, "avx2,fma,f16c", super::udot_vnni);
+kernels!(avx2, "avx2,fma,f16c", super::udot_avx2, super::wdot_avx2);
+kernels!(vnni, "avx2,fma,f16c", super::udot_vnni, super::wdot_vnni);
 
 /// Wrap a `(blocks, x, y)` kernel as a safe [`DotFn`] for `$t` (bytes per weight block).
 macro_rules! wrap {
