@@ -10,7 +10,7 @@
 
 use backend_cpu::KvType;
 use backend_hip::HipBackend;
-use engine::{CpuBackend, Engine, EngineOptions, SamplingOptions};
+use engine::{Backend, CpuBackend, Engine, EngineOptions, Sampler, SamplingOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -142,8 +142,71 @@ fn run(weights: WeightType) {
         weights.name(),
         gpu.model().backend().device().props().name
     );
+    device_selection_equals_host_sampling(&gpu, &prompt);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `Engine::generate` on the GPU picks tokens on the device (only ids cross
+/// to the host); the same engine's logits downloaded and sampled on the host
+/// with the same seed must give the same tokens, greedy and sampled.
+fn device_selection_equals_host_sampling(gpu: &Engine<HipBackend>, prompt: &[u32]) {
+    assert!(gpu.model().backend().selects_tokens());
+    let cases = [
+        SamplingOptions {
+            ignore_eos: true,
+            ..SamplingOptions::greedy(STEPS)
+        },
+        SamplingOptions {
+            seed: 42,
+            max_tokens: STEPS,
+            ignore_eos: true,
+            ..Default::default()
+        },
+        SamplingOptions {
+            seed: 7,
+            temperature: 1.5,
+            top_k: 200,
+            top_p: 0.9,
+            min_p: 0.0,
+            repeat_penalty: 1.2,
+            presence_penalty: 0.3,
+            max_tokens: STEPS,
+            ignore_eos: true,
+            ..Default::default()
+        },
+    ];
+    for opts in cases {
+        let on_device: Vec<u32> = gpu
+            .generate(prompt, opts.clone())
+            .unwrap()
+            .map(|t| t.unwrap().id)
+            .collect();
+        let mut session = gpu.session().unwrap();
+        let mut sampler = Sampler::new(opts.clone()).unwrap();
+        for &id in prompt {
+            sampler.accept(id);
+        }
+        let mut feed = prompt.to_vec();
+        let mut on_host = Vec::new();
+        for _ in 0..STEPS {
+            let id = sampler.sample(session.eval(&feed).unwrap());
+            sampler.accept(id);
+            on_host.push(id);
+            feed = vec![id];
+        }
+        assert_eq!(
+            on_device, on_host,
+            "device and host selection differ for {opts:?}"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "device token selection equals host sampling over {STEPS} steps (temperature {}, top_k {}, seed {})",
+            opts.temperature,
+            opts.top_k,
+            opts.seed
+        );
+    }
 }
 
 #[test]

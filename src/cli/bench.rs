@@ -78,6 +78,10 @@ fn bench<B: Backend>(engine: &Engine<B>, args: &BenchArgs) -> Result<()> {
     };
     let tg = if args.n_gen > 0 {
         let ids = random_ids(args.n_gen);
+        // As generation does: where the backend picks tokens itself, the
+        // logits stay on the device and only the (greedy) id comes back.
+        let on_device = engine.model().backend().selects_tokens();
+        let greedy = engine::TokenSelect::default();
         {
             let mut s = engine.session()?; // warm-up
             s.eval(&ids[..1])?;
@@ -87,7 +91,11 @@ fn bench<B: Backend>(engine: &Engine<B>, args: &BenchArgs) -> Result<()> {
             let mut s = engine.session()?;
             let t = Instant::now();
             for id in &ids {
-                s.eval(std::slice::from_ref(id))?;
+                if on_device {
+                    s.eval_select(std::slice::from_ref(id), &greedy)?;
+                } else {
+                    s.eval(std::slice::from_ref(id))?;
+                }
             }
             total += t.elapsed().as_secs_f64();
         }

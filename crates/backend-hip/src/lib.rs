@@ -17,13 +17,14 @@
 #![warn(missing_docs)]
 
 mod convert;
+mod select;
 mod tensor;
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use backend_core::{
-    AttnSpec, Backend, BackendError, GluKind, Result, RopeMode, RopeSpec, WeightView,
+    AttnSpec, Backend, BackendError, GluKind, Result, RopeMode, RopeSpec, TokenSelect, WeightView,
 };
 use gpu_runtime::{Device, DeviceBuffer, RuntimeError, Stream};
 use hip_kernels::{AttnParams, Kernels, RopeParams};
@@ -569,5 +570,13 @@ impl Backend for HipBackend {
             .argmax(&self.stream, &a.buf, a.cols, &mut out)
             .map_err(dev_err)?;
         out.to_host(&self.stream).map_err(dev_err)
+    }
+
+    fn selects_tokens(&self) -> bool {
+        true
+    }
+
+    fn select_tokens(&self, logits: &mut HipTensor, select: &[TokenSelect]) -> Result<Vec<u32>> {
+        self.select_on_device(logits, select)
     }
 }

@@ -585,3 +585,77 @@ fn several_threads_share_one_backend() {
         }
     });
 }
+
+/// Token selection on the device picks exactly what the host reference
+/// picks: greedy and sampled, with penalties, soft-capping, top-k up to the
+/// device limit, top-p, min-p, and many tied logits.
+#[test]
+fn select_tokens_equals_the_host_reference() {
+    use backend_core::{select_reference, SelectMode, TokenSelect, MAX_DEVICE_TOP_K};
+    let Some(g) = gpu() else { return };
+    assert!(g.selects_tokens());
+    let mut rng = Rng(0x5e1ec7);
+    let rows = 3;
+    let smooth = rng.vec(rows * VOCAB, 8.0);
+    // Quarter steps: thousands of equal logits, so tie-breaking is exercised.
+    let tied: Vec<f32> = smooth.iter().map(|v| (v * 4.0).round() / 4.0).collect();
+    let mut checked = 0;
+    for (li, logits) in [smooth, tied].iter().enumerate() {
+        for case in 0..24 {
+            let specs: Vec<TokenSelect> = (0..rows)
+                .map(|r| {
+                    let u = (rng.next() as f64 + 1.0) / 2.0;
+                    let top_k = [1, 2, 40, 333, MAX_DEVICE_TOP_K][(case + r) % 5];
+                    TokenSelect {
+                        softcap: (case % 4 == 3).then_some(6.0),
+                        penalties: if case % 3 == 0 {
+                            vec![(5, 1), (17, 3), (VOCAB as u32 - 1, 2)]
+                        } else {
+                            Vec::new()
+                        },
+                        repeat_penalty: 1.3,
+                        presence_penalty: 0.2,
+                        frequency_penalty: 0.1,
+                        mode: if (case + r) % 6 == 5 {
+                            SelectMode::Greedy
+                        } else {
+                            SelectMode::Sample {
+                                top_k,
+                                top_p: [1.0, 0.95, 0.5][case % 3],
+                                min_p: [0.0, 0.05, 0.3][(case / 3) % 3],
+                                temperature: [0.8, 1.0, 2.5][(case / 2) % 3],
+                                uniform: u.clamp(0.0, 0.999_999),
+                            }
+                        },
+                    }
+                })
+                .collect();
+            let mut t = g.upload(logits, rows, VOCAB).unwrap();
+            let got = g.select_tokens(&mut t, &specs).unwrap();
+            for r in 0..rows {
+                let row = &logits[r * VOCAB..(r + 1) * VOCAB];
+                let want = select_reference(row, &specs[r]);
+                assert_eq!(
+                    got[r], want,
+                    "logits set {li}, case {case}, row {r}: {:?}",
+                    specs[r]
+                );
+                checked += 1;
+            }
+        }
+    }
+    // A top_k beyond the device's limit is an error, not a wrong answer.
+    let mut t = g.upload(&vec![0.0; VOCAB], 1, VOCAB).unwrap();
+    let too_big = TokenSelect {
+        mode: SelectMode::Sample {
+            top_k: MAX_DEVICE_TOP_K + 1,
+            top_p: 1.0,
+            min_p: 0.0,
+            temperature: 1.0,
+            uniform: 0.5,
+        },
+        ..Default::default()
+    };
+    assert!(g.select_tokens(&mut t, &[too_big]).is_err());
+    eprintln!("select_tokens: {checked} picks equal to the host reference");
+}

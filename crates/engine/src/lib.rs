@@ -45,7 +45,7 @@ mod tok;
 mod weights;
 
 pub use arch::{ArchSpec, EmbedScale, NormKind, Presence, SlidingWindowPattern};
-pub use backend_core::Backend;
+pub use backend_core::{Backend, SelectMode, TokenSelect};
 pub use backend_cpu::CpuBackend;
 pub use engine::{Engine, EngineOptions, Session, DEFAULT_MAX_CTX, PREFILL_CHUNK};
 pub use error::{EngineError, Result};

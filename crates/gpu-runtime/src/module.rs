@@ -138,6 +138,11 @@ impl KernelArgs {
         self.slots.push(v.to_bits() as u64);
         self
     }
+    /// A 64-bit float.
+    pub fn f64(mut self, v: f64) -> Self {
+        self.slots.push(v.to_bits());
+        self
+    }
 }
 
 /// Grid and block shape of a launch.

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod format;
+mod sample;
 pub mod sources;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use gpu_runtime::{
     rtc::Compiler, Device, DeviceBuffer, Function, KernelArgs, LaunchConfig, Module, Result,
     RuntimeError, Stream, Vendor,
 };
+pub use sample::{SampleParams, SAMPLE_MAX_K};
 
 mod prebuilt {
     include!(concat!(env!("OUT_DIR"), "/prebuilt.rs"));
@@ -685,6 +687,10 @@ pub fn kernel_names(family: &str) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect(),
+        "sample" => ["softcap_f32", "penalize_f32", "sample_topk_f32"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         _ => Vec::new(),
     }
 }

@@ -18,6 +18,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "elementwise",
         include_str!("../../../kernels/elementwise.hip"),
     ),
+    ("sample", include_str!("../../../kernels/sample.hip")),
 ];
 
 /// A family's source with every `#include "<header>"` of our headers

@@ -1,0 +1,109 @@
+//! Token selection on the device ([`Backend::select_tokens`]): soft-capping,
+//! penalties and the pick run where the logits are; one `u32` per row is
+//! copied back.
+
+use crate::{dev_err, shape, HipBackend, HipTensor};
+use backend_core::{BackendError, Result, SelectMode, TokenSelect, MAX_DEVICE_TOP_K};
+use gpu_runtime::DeviceBuffer;
+use hip_kernels::SampleParams;
+
+impl HipBackend {
+    /// See [`backend_core::Backend::select_tokens`].
+    pub(crate) fn select_on_device(
+        &self,
+        logits: &mut HipTensor,
+        select: &[TokenSelect],
+    ) -> Result<Vec<u32>> {
+        let (rows, cols) = (logits.rows, logits.cols);
+        if select.len() != rows {
+            return Err(shape(
+                "select_tokens",
+                format!("{} selections for {rows} rows", select.len()),
+            ));
+        }
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        if cols == 0 {
+            return Err(shape("select_tokens", "rows of 0 columns".into()));
+        }
+        // The cap is the model's: one pass over all rows.
+        if let Some(cap) = select[0].softcap {
+            if select.iter().any(|s| s.softcap != Some(cap)) {
+                return Err(shape(
+                    "select_tokens",
+                    "rows ask for different soft-capping".into(),
+                ));
+            }
+            self.kernels
+                .softcap(&self.stream, &mut logits.buf, cap)
+                .map_err(dev_err)?;
+        }
+        // Written by the sampling kernel for sampled rows only.
+        let mut out = DeviceBuffer::<u32>::alloc(&self.device, rows).map_err(dev_err)?;
+        let mut greedy_rows = Vec::new();
+        for (row, s) in select.iter().enumerate() {
+            if !s.penalties.is_empty() {
+                let (ids, counts): (Vec<u32>, Vec<u32>) = s.penalties.iter().copied().unzip();
+                let ids = DeviceBuffer::from_host(&self.stream, &ids).map_err(dev_err)?;
+                let counts = DeviceBuffer::from_host(&self.stream, &counts).map_err(dev_err)?;
+                self.kernels
+                    .penalize(
+                        &self.stream,
+                        &mut logits.buf,
+                        row,
+                        cols,
+                        &ids,
+                        &counts,
+                        s.repeat_penalty,
+                        s.frequency_penalty,
+                        s.presence_penalty,
+                    )
+                    .map_err(dev_err)?;
+            }
+            match s.mode {
+                SelectMode::Greedy => greedy_rows.push(row),
+                SelectMode::Sample {
+                    top_k,
+                    top_p,
+                    min_p,
+                    temperature,
+                    uniform,
+                } => {
+                    if !(1..=MAX_DEVICE_TOP_K).contains(&top_k) {
+                        return Err(BackendError::Unsupported(format!(
+                            "sampling with top_k {top_k} on the device (1..={MAX_DEVICE_TOP_K})"
+                        )));
+                    }
+                    let p = SampleParams {
+                        top_k,
+                        top_p,
+                        min_p,
+                        temperature,
+                        uniform,
+                    };
+                    self.kernels
+                        .sample_topk(&self.stream, &logits.buf, row, cols, &p, &mut out)
+                        .map_err(dev_err)?;
+                }
+            }
+        }
+        if greedy_rows.is_empty() {
+            return out.to_host(&self.stream).map_err(dev_err);
+        }
+        // Greedy rows: one argmax launch over every row, keep theirs.
+        let mut arg = DeviceBuffer::<u32>::alloc(&self.device, rows).map_err(dev_err)?;
+        self.kernels
+            .argmax(&self.stream, &logits.buf, cols, &mut arg)
+            .map_err(dev_err)?;
+        let arg = arg.to_host(&self.stream).map_err(dev_err)?;
+        if greedy_rows.len() == rows {
+            return Ok(arg);
+        }
+        let mut ids = out.to_host(&self.stream).map_err(dev_err)?;
+        for r in greedy_rows {
+            ids[r] = arg[r];
+        }
+        Ok(ids)
+    }
+}
