@@ -191,20 +191,28 @@ macro_rules! kernels {
                 _mm_cvtph_ps(v)
             }
 
-            /// Four E8M0 scales at `p + i·stride`, halved (see `scalar::e8m0_half`).
+            /// Four E8M0 scales at `p + i·stride`, halved (see `scalar::e8m0_half`);
+            /// reads 4 bytes at `p`.
             #[inline]
             #[target_feature(enable = $features)]
             unsafe fn e8m0_half4(p: *const u8, stride: usize) -> __m128 {
-                let mut v = 0u32;
-                for i in 0..4 {
-                    v |= (*p.add(i * stride) as u32) << (8 * i);
-                }
-                let e = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(v as i32));
-                // e ≥ 2: the bits (e − 1) << 23; e < 2: the subnormals 0x0020_0000 << e.
-                let big = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
-                let small = _mm_sllv_epi32(_mm_set1_epi32(0x0020_0000), e);
-                let is_big = _mm_cmpgt_epi32(e, _mm_set1_epi32(1));
-                _mm_castsi128_ps(_mm_blendv_epi8(small, big, is_big))
+                // One 4-byte load (the 3 bytes after the first scale are
+                // overwritten) and three `vpinsrb` from memory.
+                let v = _mm_cvtsi32_si128((p as *const i32).read_unaligned());
+                let v = _mm_insert_epi8::<1>(v, *p.add(stride) as i32);
+                let v = _mm_insert_epi8::<2>(v, *p.add(2 * stride) as i32);
+                let v = _mm_insert_epi8::<3>(v, *p.add(3 * stride) as i32);
+                let e = _mm_cvtepu8_epi32(v);
+                // e ≥ 2: the bits (e − 1) << 23 (≥ 0x0080_0000); e < 2: the
+                // subnormals 0x0020_0000 << e, here 0x0020_0000 + (e & 1) << 21,
+                // which is at most 0x0040_0000 for every e. The signed maximum
+                // picks it only where (e − 1) << 23 is 0 or negative: e < 2.
+                let normal = _mm_sub_epi32(_mm_slli_epi32(e, 23), _mm_set1_epi32(0x0080_0000));
+                let sub = _mm_add_epi32(
+                    _mm_slli_epi32(_mm_and_si128(e, _mm_set1_epi32(1)), 21),
+                    _mm_set1_epi32(0x0020_0000),
+                );
+                _mm_castsi128_ps(_mm_max_epi32(normal, sub))
             }
 
             /// Test access to [`e8m0_half4`].
@@ -461,9 +469,13 @@ macro_rules! kernels {
             /// MXFP4 (e: E8M0, 16 × nibble pairs of E2M1 codes) · Q8_0.
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn mxfp4(nb: usize, x: *const u8, y: *const u8) -> f32 {
-                let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                    crate::grids::KVALUES_MXFP4.as_ptr() as *const __m128i,
-                ));
+                let mut mag = [0u8; 16];
+                for (m, v) in mag.iter_mut().zip(crate::grids::KVALUES_MXFP4) {
+                    *m = v.unsigned_abs();
+                }
+                let magnitudes =
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(mag.as_ptr() as *const __m128i));
+                let m4 = _mm256_set1_epi8(0x0F);
                 pairs32(
                     nb,
                     x,
@@ -471,7 +483,24 @@ macro_rules! kernels {
                     y,
                     34,
                     2,
-                    |xa, xb, yl, yh| codebook_pair(table, xa.add(1), xb.add(1), yl, yh),
+                    |xa, xb, yl, yh| {
+                        // E2M1: bit 3 of a code is its sign, so the code book's
+                        // magnitudes go in the unsigned operand and the sign is
+                        // applied to y with the code's own bit 3 moved to bit 7:
+                        // `q << 4` for the low nibbles, `q` as is for the high.
+                        let q = _mm256_inserti128_si256::<1>(
+                            _mm256_castsi128_si256(_mm_loadu_si128(xa.add(1) as *const __m128i)),
+                            _mm_loadu_si128(xb.add(1) as *const __m128i),
+                        );
+                        let lo = _mm256_and_si256(q, m4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                        let al = _mm256_shuffle_epi8(magnitudes, lo);
+                        let ah = _mm256_shuffle_epi8(magnitudes, hi);
+                        // (A sign byte is zero only where the magnitude is zero.)
+                        let yl = _mm256_sign_epi8(yl, _mm256_slli_epi16(q, 4));
+                        let yh = _mm256_sign_epi8(yh, q);
+                        udot(udot(_mm256_setzero_si256(), al, yl), ah, yh)
+                    },
                     |xb, yb| _mm_mul_ps(e8m0_half4(xb, 17), h2f4(yb, 34)),
                 )
             }
@@ -683,8 +712,8 @@ macro_rules! kernels {
                     } else {
                         _mm256_setzero_si256()
                     };
-                    let mut sum_lo = _mm256_setzero_si256();
-                    let mut sum_hi = _mm256_setzero_si256();
+                    // Four chains of two multiply-adds each (latency), summed below.
+                    let mut sums = [_mm256_setzero_si256(); 4];
                     for c in 0..4 {
                         let q = _mm256_loadu_si256(xb.add(qoff + 32 * c) as *const __m256i);
                         let mut lo = _mm256_and_si256(q, m4);
@@ -702,10 +731,18 @@ macro_rules! kernels {
                         let yhi = _mm256_loadu_si256(yb.add(36 + 64 * c) as *const __m256i);
                         let pl = _mm256_maddubs_epi16(lo, ylo);
                         let ph = _mm256_maddubs_epi16(hi, yhi);
-                        sum_lo = wdot(sum_lo, pl, super::bcast_d(scw.0.as_ptr().add(2 * c)));
-                        sum_hi = wdot(sum_hi, ph, super::bcast_d(scw.0.as_ptr().add(2 * c + 1)));
+                        let k = 2 * (c & 1);
+                        sums[k] = wdot(sums[k], pl, super::bcast_d(scw.0.as_ptr().add(2 * c)));
+                        sums[k + 1] = wdot(
+                            sums[k + 1],
+                            ph,
+                            super::bcast_d(scw.0.as_ptr().add(2 * c + 1)),
+                        );
                     }
-                    let sumi = _mm256_add_epi32(sum_lo, sum_hi);
+                    let sumi = _mm256_add_epi32(
+                        _mm256_add_epi32(sums[0], sums[1]),
+                        _mm256_add_epi32(sums[2], sums[3]),
+                    );
                     acc = _mm256_fmadd_ps(
                         _mm256_cvtepi32_ps(sumi),
                         super::bcast_s(dd.0.as_ptr()),
