@@ -191,34 +191,57 @@ macro_rules! kernels {
                 _mm_cvtph_ps(v)
             }
 
-            /// Four E8M0 scales at `p + i·stride`, halved (see `scalar::e8m0_half`);
+            /// Eight f16 values at `p + i·stride` (i = 0..8) → f32; reads 4 bytes at `p`.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn h2f8(p: *const u8, stride: usize) -> __m256 {
+                // As [`h2f4`], with seven `vpinsrw` and one 8-lane conversion.
+                let w = |i: usize| (p.add(i * stride) as *const u16).read_unaligned() as i32;
+                let v = _mm_cvtsi32_si128((p as *const i32).read_unaligned());
+                let v = _mm_insert_epi16::<1>(v, w(1));
+                let v = _mm_insert_epi16::<2>(v, w(2));
+                let v = _mm_insert_epi16::<3>(v, w(3));
+                let v = _mm_insert_epi16::<4>(v, w(4));
+                let v = _mm_insert_epi16::<5>(v, w(5));
+                let v = _mm_insert_epi16::<6>(v, w(6));
+                let v = _mm_insert_epi16::<7>(v, w(7));
+                _mm256_cvtph_ps(v)
+            }
+
+            /// Eight E8M0 scales at `p + i·stride`, halved (see `scalar::e8m0_half`);
             /// reads 4 bytes at `p`.
             #[inline]
             #[target_feature(enable = $features)]
-            unsafe fn e8m0_half4(p: *const u8, stride: usize) -> __m128 {
+            unsafe fn e8m0_half8(p: *const u8, stride: usize) -> __m256 {
                 // One 4-byte load (the 3 bytes after the first scale are
-                // overwritten) and three `vpinsrb` from memory.
+                // overwritten) and seven `vpinsrb` from memory.
+                let b = |i: usize| *p.add(i * stride) as i32;
                 let v = _mm_cvtsi32_si128((p as *const i32).read_unaligned());
-                let v = _mm_insert_epi8::<1>(v, *p.add(stride) as i32);
-                let v = _mm_insert_epi8::<2>(v, *p.add(2 * stride) as i32);
-                let v = _mm_insert_epi8::<3>(v, *p.add(3 * stride) as i32);
-                let e = _mm_cvtepu8_epi32(v);
+                let v = _mm_insert_epi8::<1>(v, b(1));
+                let v = _mm_insert_epi8::<2>(v, b(2));
+                let v = _mm_insert_epi8::<3>(v, b(3));
+                let v = _mm_insert_epi8::<4>(v, b(4));
+                let v = _mm_insert_epi8::<5>(v, b(5));
+                let v = _mm_insert_epi8::<6>(v, b(6));
+                let v = _mm_insert_epi8::<7>(v, b(7));
+                let e = _mm256_cvtepu8_epi32(v);
                 // e ≥ 2: the bits (e − 1) << 23 (≥ 0x0080_0000); e < 2: the
                 // subnormals 0x0020_0000 << e, here 0x0020_0000 + (e & 1) << 21,
                 // which is at most 0x0040_0000 for every e. The signed maximum
                 // picks it only where (e − 1) << 23 is 0 or negative: e < 2.
-                let normal = _mm_sub_epi32(_mm_slli_epi32(e, 23), _mm_set1_epi32(0x0080_0000));
-                let sub = _mm_add_epi32(
-                    _mm_slli_epi32(_mm_and_si128(e, _mm_set1_epi32(1)), 21),
-                    _mm_set1_epi32(0x0020_0000),
+                let normal =
+                    _mm256_sub_epi32(_mm256_slli_epi32(e, 23), _mm256_set1_epi32(0x0080_0000));
+                let sub = _mm256_add_epi32(
+                    _mm256_slli_epi32(_mm256_and_si256(e, _mm256_set1_epi32(1)), 21),
+                    _mm256_set1_epi32(0x0020_0000),
                 );
-                _mm_castsi128_ps(_mm_max_epi32(normal, sub))
+                _mm256_castsi256_ps(_mm256_max_epi32(normal, sub))
             }
 
-            /// Test access to [`e8m0_half4`].
+            /// Test access to [`e8m0_half8`].
             #[cfg(test)]
-            pub(crate) unsafe fn e8m0_half4_for_test(p: *const u8, stride: usize) -> __m128 {
-                e8m0_half4(p, stride)
+            pub(crate) unsafe fn e8m0_half8_for_test(p: *const u8, stride: usize) -> __m256 {
+                e8m0_half8(p, stride)
             }
 
             #[inline]
@@ -358,10 +381,10 @@ macro_rules! kernels {
             /// belong to the first block, lanes 4..8 to the second, so one
             /// conversion and one FMA serve two blocks. `int_dot2(xa, xb, ylo, yhi)`
             /// gives the lane sums of blocks `xa`, `xb` against the activation
-            /// halves from [`q8_pair`]; `scales4(x, y)` the four `f32` block scales
-            /// of the next four blocks. Four blocks per iteration; a last 1..3
-            /// blocks go one at a time (as a pair of the block with itself whose
-            /// second half is scaled by zero).
+            /// halves from [`q8_pair`]; `scales8(x, y)` the eight `f32` block
+            /// scales of the next eight blocks. Eight blocks per iteration; the
+            /// last 1..7 blocks are copied into a zeroed buffer of eight (zero
+            /// scales contribute nothing) and take the same path.
             #[inline]
             #[target_feature(enable = $features)]
             #[allow(clippy::too_many_arguments)]
@@ -373,41 +396,50 @@ macro_rules! kernels {
                 ys: usize,
                 yq: usize,
                 int_dot2: impl Fn(*const u8, *const u8, __m256i, __m256i) -> __m256i,
-                scales4: impl Fn(*const u8, *const u8) -> __m128,
+                scales8: impl Fn(*const u8, *const u8) -> __m256,
             ) -> f32 {
-                let first = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-                let second = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
-                let mut acc0 = _mm256_setzero_ps();
-                let mut acc1 = _mm256_setzero_ps();
-                let mut i = 0;
-                while i + 4 <= nb {
-                    let xb = x.add(i * xs);
-                    let yb = y.add(i * ys);
-                    let sc = _mm256_castps128_ps256(scales4(xb, yb));
-                    let (l0, h0) = q8_pair(yb.add(yq), yb.add(ys + yq));
-                    let t0 = int_dot2(xb, xb.add(xs), l0, h0);
-                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t0), super::permps(sc, first), acc0);
-                    let (l1, h1) = q8_pair(yb.add(2 * ys + yq), yb.add(3 * ys + yq));
-                    let t1 = int_dot2(xb.add(2 * xs), xb.add(3 * xs), l1, h1);
-                    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t1), super::permps(sc, second), acc1);
-                    i += 4;
+                let idx = [
+                    _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
+                    _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
+                    _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5),
+                    _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7),
+                ];
+                let mut acc = [_mm256_setzero_ps(); 2];
+                // Eight blocks at `$xb`, `$yb` (a macro, not a closure, so that
+                // both uses are inlined).
+                macro_rules! step8 {
+                    ($xb:expr, $yb:expr) => {{
+                        let (xb, yb): (*const u8, *const u8) = ($xb, $yb);
+                        let sc = scales8(xb, yb);
+                        for (p, ix) in idx.iter().enumerate() {
+                            let (l, h) =
+                                q8_pair(yb.add(2 * p * ys + yq), yb.add((2 * p + 1) * ys + yq));
+                            let t = int_dot2(xb.add(2 * p * xs), xb.add((2 * p + 1) * xs), l, h);
+                            acc[p & 1] = _mm256_fmadd_ps(
+                                _mm256_cvtepi32_ps(t),
+                                super::permps(sc, *ix),
+                                acc[p & 1],
+                            );
+                        }
+                    }};
                 }
-                while i < nb {
-                    let xb = x.add(i * xs);
-                    let yb = y.add(i * ys);
-                    // The scales of one block from a padded copy.
-                    let mut xt = [0u8; 4 * 40];
-                    let mut ytt = [0u8; 4 * 40];
-                    std::ptr::copy_nonoverlapping(xb, xt.as_mut_ptr(), xs);
-                    std::ptr::copy_nonoverlapping(yb, ytt.as_mut_ptr(), ys);
-                    let s = _mm_cvtss_f32(scales4(xt.as_ptr(), ytt.as_ptr()));
-                    let (l, h) = q8_pair(yb.add(yq), yb.add(yq));
-                    let t = int_dot2(xb, xb, l, h);
-                    let sv = _mm256_setr_ps(s, s, s, s, 0.0, 0.0, 0.0, 0.0);
-                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), sv, acc0);
-                    i += 1;
+                // Pointers stepped by eight blocks and a down-counter keep the
+                // loop overhead small.
+                let (mut xb, mut yb) = (x, y);
+                for _ in 0..nb / 8 {
+                    step8!(xb, yb);
+                    xb = xb.add(8 * xs);
+                    yb = yb.add(8 * ys);
                 }
-                hsum(_mm256_add_ps(acc0, acc1))
+                let rest = nb % 8;
+                if rest > 0 {
+                    let mut xt = [0u8; 8 * 40];
+                    let mut yt = [0u8; 8 * 40];
+                    std::ptr::copy_nonoverlapping(xb, xt.as_mut_ptr(), rest * xs);
+                    std::ptr::copy_nonoverlapping(yb, yt.as_mut_ptr(), rest * ys);
+                    step8!(xt.as_ptr(), yt.as_ptr());
+                }
+                hsum(_mm256_add_ps(acc[0], acc[1]))
             }
 
             /// Q4_0 (d: f16, 16 × nibble pairs) · Q8_0 (d: f16, 32 × i8).
@@ -428,7 +460,7 @@ macro_rules! kernels {
                         // Codes are stored +8: remove 8·Σy.
                         _mm256_sub_epi32(t, udot(udot(zero, eights, yl), eights, yh))
                     },
-                    |xb, yb| _mm_mul_ps(h2f4(xb, 18), h2f4(yb, 34)),
+                    |xb, yb| _mm256_mul_ps(h2f8(xb, 18), h2f8(yb, 34)),
                 )
             }
 
@@ -462,7 +494,7 @@ macro_rules! kernels {
                     34,
                     2,
                     |xa, xb, yl, yh| codebook_pair(table, xa.add(2), xb.add(2), yl, yh),
-                    |xb, yb| _mm_mul_ps(h2f4(xb, 18), h2f4(yb, 34)),
+                    |xb, yb| _mm256_mul_ps(h2f8(xb, 18), h2f8(yb, 34)),
                 )
             }
 
@@ -501,7 +533,7 @@ macro_rules! kernels {
                         let yh = _mm256_sign_epi8(yh, q);
                         udot(udot(_mm256_setzero_si256(), al, yl), ah, yh)
                     },
-                    |xb, yb| _mm_mul_ps(e8m0_half4(xb, 17), h2f4(yb, 34)),
+                    |xb, yb| _mm256_mul_ps(e8m0_half8(xb, 17), h2f8(yb, 34)),
                 )
             }
 
@@ -608,10 +640,8 @@ macro_rules! kernels {
                 let mut acc0 = _mm256_setzero_ps();
                 let mut acc1 = _mm256_setzero_ps();
                 let mut ms = _mm256_setzero_ps();
-                let mut i = 0;
-                while i + 4 <= nb {
-                    let xb = x.add(i * xs);
-                    let yb = y.add(i * 36);
+                let (mut xb, mut yb) = (x, y);
+                for _ in 0..nb / 4 {
                     let prod = _mm256_mul_ps(pairs8(xb, xs), pairs8(yb, 36));
                     ms = _mm256_add_ps(ms, prod);
                     let (l0, h0) = q8_pair(yb.add(4), yb.add(40));
@@ -624,11 +654,12 @@ macro_rules! kernels {
                     let t1 = udot(udot(zero, c2, l1), c3, h1);
                     acc1 =
                         _mm256_fmadd_ps(_mm256_cvtepi32_ps(t1), super::permps(prod, second), acc1);
-                    i += 4;
+                    xb = xb.add(4 * xs);
+                    yb = yb.add(4 * 36);
                 }
                 let odd = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
                 let mut tail = 0f32;
-                while i < nb {
+                for i in nb / 4 * 4..nb {
                     // One block as a pair with itself, the second half scaled by zero.
                     let xb = x.add(i * xs);
                     let yb = y.add(i * 36);
@@ -639,7 +670,6 @@ macro_rules! kernels {
                     let sv = _mm256_setr_ps(d, d, d, d, 0.0, 0.0, 0.0, 0.0);
                     acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), sv, acc0);
                     tail += h2f(xb.add(2)) * h2f(yb.add(2));
-                    i += 1;
                 }
                 hsum(_mm256_add_ps(acc0, acc1)) + hsum(_mm256_and_ps(ms, odd)) + tail
             }
@@ -1032,21 +1062,21 @@ mod tests {
         if !has_avx2() {
             return;
         }
-        for base in (0..256).step_by(4) {
-            let bytes: Vec<u8> = (0..4).map(|i| (base + i) as u8).collect();
-            let mut out = [0f32; 4];
-            // SAFETY: AVX2 was detected; `bytes` holds the four bytes read.
+        for base in (0..256).step_by(8) {
+            let bytes: Vec<u8> = (0..8).map(|i| (base + i) as u8).collect();
+            let mut out = [0f32; 8];
+            // SAFETY: AVX2 was detected; `bytes` holds the eight bytes read.
             unsafe {
-                _mm_storeu_ps(
+                _mm256_storeu_ps(
                     out.as_mut_ptr(),
-                    avx2::e8m0_half4_for_test(bytes.as_ptr(), 1),
+                    avx2::e8m0_half8_for_test(bytes.as_ptr(), 1),
                 )
             };
             if has_avx512vnni() {
-                let mut v = [0f32; 4];
-                // SAFETY: the VNNI feature set was detected; same four bytes.
+                let mut v = [0f32; 8];
+                // SAFETY: the VNNI feature set was detected; same eight bytes.
                 unsafe {
-                    _mm_storeu_ps(v.as_mut_ptr(), vnni::e8m0_half4_for_test(bytes.as_ptr(), 1))
+                    _mm256_storeu_ps(v.as_mut_ptr(), vnni::e8m0_half8_for_test(bytes.as_ptr(), 1))
                 };
                 assert_eq!(v.map(f32::to_bits), out.map(f32::to_bits));
             }
