@@ -97,7 +97,8 @@ fn bad_weight_views_are_errors() {
     assert!(b.name().starts_with("cpu ("));
 }
 
-/// The multi-token and one-token (4-row) Q4_0/Q4_1/Q5_0/Q8_0 kernels agree with `quant::dot` row by
+/// The multi-token kernels (row lanes for Q4_0/Q4_1/Q5_0/Q8_0/Q4_K/Q5_K/Q6_K,
+/// token tiles) and the one-token (4-row) kernels agree with `quant::dot` row by
 /// row (same integer block sums; only the f32 summation order differs:
 /// tolerance 1e-5 of Σ|w·x| + 1e-6).
 #[test]
@@ -113,11 +114,17 @@ fn multi_token_kernels_agree_with_vec_dot() {
             GgmlType::Q4_1,
             GgmlType::Q5_0,
             GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
         ]
         .map(|t| (f, t))
     }) {
         CpuBackend::force_avx2_kernels(force_avx2);
-        for (k, n, t) in [(576, 97, 11), (576, 97, 1)] {
+        let k = if ty.block_size() == 256 { 512 } else { 576 };
+        // 11 and 37 tokens: the row-lane kernels (with a partial tile and a
+        // partial group of rows); 3: the token-tile kernels; 1: decode.
+        for (k, n, t) in [(k, 97, 11), (k, 13, 37), (k, 97, 3), (k, 97, 1)] {
             let w = TestWeight::random(&mut rng, ty, k, n, 0.05);
             let x = rng.vec(t * k, 1.0);
             let wb = w.load(&b);

@@ -14,6 +14,8 @@
 //!
 //! The scalar reference is [`quant::dot`]; the tests compare the two.
 
+pub(crate) mod lanes;
+
 use backend_core::{BackendError, GgmlType, Result};
 use rayon::prelude::*;
 

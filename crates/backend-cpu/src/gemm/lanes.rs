@@ -1,0 +1,581 @@
+//! Prefill kernels with eight weight rows in the lanes of a vector (AVX-512
+//! VNNI on ymm registers), for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K
+//! weights against the activation format of `quant::dot` for each.
+//!
+//! Each task unpacks a group of eight weight rows once into a scratch buffer
+//! of bytes (one byte per weight, in the order of the elements), interleaved
+//! four bytes at a time: 32 bytes hold elements `4c..4c+4` of the eight rows.
+//! One `vpdpbusd` of that vector with four activation bytes broadcast adds
+//! the partial dot products of all eight rows for one token; `TOK` tokens
+//! share each weight vector. Per scale unit (32 elements, 16 for Q6_K) the
+//! eight integer sums are scaled once: `acc += f32(isum) · (s_w · d_a)`,
+//! plus `m_w · s_a` for the formats with a minimum.
+//!
+//! Weights are unsigned (the `u8` operand), activations signed:
+//!
+//! - Q4_0 / Q5_0: the unsigned 4/5-bit code `q`; the offset (8, 16) is
+//!   taken off as `−off · Σa` per unit and token (integer, exact).
+//! - Q8_0: `w + 128`, corrected by `−128 · Σa`.
+//! - Q4_1: `q`; the minimum term `m_w · s_a` uses the Q8_1 block sum.
+//! - Q4_K / Q5_K: `q` per 32-element sub-block with scale `d · sc_j` and
+//!   minimum term `−dmin · m_j · d_a · Σa` (Σa from the Q8_K block sums).
+//! - Q6_K: `q` (0..63) per 16-element sub-block, `−32 · Σa` from the Q8_K
+//!   block sums, scale `d · sc_g`.
+//!
+//! The integer sums equal ggml's per (sub-)block sums; only the `f32`
+//! rounding differs from [`quant::dot`], which the tests compare against.
+
+use std::cell::RefCell;
+
+use backend_core::{BackendError, GgmlType, Result};
+use rayon::prelude::*;
+
+use super::{f16_at, level, Level};
+use crate::matmul::rows_per_task;
+use crate::sync_ptr::SyncPtr;
+use crate::tensor::CpuTensor;
+use crate::weight::CpuWeight;
+
+/// Weight rows per group (the lanes of one vector).
+const ROWS: usize = 8;
+/// Tokens per kernel call.
+const TOK: usize = 4;
+
+/// The weight formats of these kernels.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fmt {
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q8_0,
+    Q4K,
+    Q5K,
+    Q6K,
+}
+
+impl Fmt {
+    fn of(t: GgmlType) -> Option<Fmt> {
+        Some(match t {
+            GgmlType::Q4_0 => Fmt::Q4_0,
+            GgmlType::Q4_1 => Fmt::Q4_1,
+            GgmlType::Q5_0 => Fmt::Q5_0,
+            GgmlType::Q8_0 => Fmt::Q8_0,
+            GgmlType::Q4_K => Fmt::Q4K,
+            GgmlType::Q5_K => Fmt::Q5K,
+            GgmlType::Q6_K => Fmt::Q6K,
+            _ => return None,
+        })
+    }
+    /// (elements, bytes) of one weight block.
+    fn block(self) -> (usize, usize) {
+        match self {
+            Fmt::Q4_0 => (32, 18),
+            Fmt::Q4_1 => (32, 20),
+            Fmt::Q5_0 => (32, 22),
+            Fmt::Q8_0 => (32, 34),
+            Fmt::Q4K => (256, 144),
+            Fmt::Q5K => (256, 176),
+            Fmt::Q6K => (256, 210),
+        }
+    }
+    /// Elements per scale unit.
+    fn unit(self) -> usize {
+        if self == Fmt::Q6K {
+            16
+        } else {
+            32
+        }
+    }
+    /// The activation format (that of `quant::dot`).
+    fn act_type(self) -> GgmlType {
+        match self {
+            Fmt::Q4_1 => GgmlType::Q8_1,
+            Fmt::Q4_0 | Fmt::Q5_0 | Fmt::Q8_0 => GgmlType::Q8_0,
+            Fmt::Q4K | Fmt::Q5K | Fmt::Q6K => GgmlType::Q8_K,
+        }
+    }
+    /// The offset of the unpacked codes (`value = code − offset`).
+    fn offset(self) -> i32 {
+        match self {
+            Fmt::Q4_0 => 8,
+            Fmt::Q5_0 => 16,
+            Fmt::Q8_0 => 128,
+            Fmt::Q6K => 32,
+            Fmt::Q4_1 | Fmt::Q4K | Fmt::Q5K => 0,
+        }
+    }
+    /// Whether the format has a minimum term (`m_w · s_a`).
+    fn has_min(self) -> bool {
+        matches!(self, Fmt::Q4_1 | Fmt::Q4K | Fmt::Q5K)
+    }
+}
+
+/// Whether these kernels handle `t` on this CPU (AVX-512 VNNI).
+pub(crate) fn supports(t: GgmlType) -> bool {
+    Fmt::of(t).is_some() && level() == Some(Level::Vnni)
+}
+
+/// The fewest tokens for which these kernels beat the per-token ones.
+pub(crate) fn min_tokens(t: GgmlType) -> usize {
+    match t {
+        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => 2,
+        _ => 8,
+    }
+}
+
+/// The 6-bit scales and mins of a Q4_K/Q5_K super-block (`s`: its 12 scale bytes).
+fn k4_scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let mut sc = [0u8; 8];
+    let mut m = [0u8; 8];
+    for j in 0..8 {
+        if j < 4 {
+            sc[j] = s[j] & 63;
+            m[j] = s[j + 4] & 63;
+        } else {
+            sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+            m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        }
+    }
+    (sc, m)
+}
+
+/// One weight block as unsigned codes in element order (`vals`), with the
+/// scale (`sc`) and minimum factor (`mn`) of each of its units.
+fn unpack_block(f: Fmt, b: &[u8], vals: &mut [u8; 256], sc: &mut [f32; 16], mn: &mut [f32; 16]) {
+    match f {
+        Fmt::Q4_0 | Fmt::Q4_1 => {
+            let off = if f == Fmt::Q4_0 { 2 } else { 4 };
+            let qs = &b[off..off + 16];
+            for i in 0..16 {
+                vals[i] = qs[i] & 15;
+                vals[i + 16] = qs[i] >> 4;
+            }
+            sc[0] = f16_at(b, 0);
+            if f == Fmt::Q4_1 {
+                mn[0] = f16_at(b, 2);
+            }
+        }
+        Fmt::Q5_0 => {
+            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            let qs = &b[6..22];
+            for i in 0..16 {
+                vals[i] = (qs[i] & 15) | ((((qh >> i) & 1) as u8) << 4);
+                vals[i + 16] = (qs[i] >> 4) | ((((qh >> (i + 16)) & 1) as u8) << 4);
+            }
+            sc[0] = f16_at(b, 0);
+        }
+        Fmt::Q8_0 => {
+            for i in 0..32 {
+                vals[i] = b[2 + i] ^ 0x80;
+            }
+            sc[0] = f16_at(b, 0);
+        }
+        Fmt::Q4K | Fmt::Q5K => {
+            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+            let (s, m) = k4_scales_mins(&b[4..16]);
+            let qs = if f == Fmt::Q4K {
+                &b[16..144]
+            } else {
+                &b[48..176]
+            };
+            for c in 0..4 {
+                for l in 0..32 {
+                    let q = qs[32 * c + l];
+                    vals[64 * c + l] = q & 15;
+                    vals[64 * c + 32 + l] = q >> 4;
+                }
+            }
+            if f == Fmt::Q5K {
+                let qh = &b[16..48];
+                for c in 0..4 {
+                    for l in 0..32 {
+                        vals[64 * c + l] |= ((qh[l] >> (2 * c)) & 1) << 4;
+                        vals[64 * c + 32 + l] |= ((qh[l] >> (2 * c + 1)) & 1) << 4;
+                    }
+                }
+            }
+            for j in 0..8 {
+                sc[j] = d * s[j] as f32;
+                mn[j] = -dmin * m[j] as f32;
+            }
+        }
+        Fmt::Q6K => {
+            let (ql, qh) = (&b[0..128], &b[128..192]);
+            for h in 0..2 {
+                for l in 0..32 {
+                    let (q1, q2) = (ql[64 * h + l], ql[64 * h + 32 + l]);
+                    let hb = qh[32 * h + l];
+                    let base = 128 * h + l;
+                    vals[base] = (q1 & 15) | ((hb & 3) << 4);
+                    vals[base + 32] = (q2 & 15) | (((hb >> 2) & 3) << 4);
+                    vals[base + 64] = (q1 >> 4) | (((hb >> 4) & 3) << 4);
+                    vals[base + 96] = (q2 >> 4) | (((hb >> 6) & 3) << 4);
+                }
+            }
+            let d = f16_at(b, 208);
+            for g in 0..16 {
+                sc[g] = d * (b[192 + g] as i8) as f32;
+            }
+        }
+    }
+}
+
+/// One group of eight rows, unpacked (see the module docs).
+#[derive(Default)]
+struct Group {
+    /// `k / 4` vectors of 32 bytes.
+    wq: Vec<u8>,
+    /// Per unit, the eight rows' scales.
+    ws: Vec<f32>,
+    /// Per unit, the eight rows' minimum factors (formats with a minimum).
+    wm: Vec<f32>,
+}
+
+impl Group {
+    /// Unpack rows `r0..r0 + rows` (`rows ≤ 8`; missing rows are zero).
+    fn fill(&mut self, f: Fmt, bytes: &[u8], row_bytes: usize, k: usize, r0: usize, rows: usize) {
+        let (be, bb) = f.block();
+        let upb = be / f.unit();
+        let units = k / f.unit();
+        self.wq.clear();
+        self.wq.resize(k / 4 * 32, 0);
+        self.ws.clear();
+        self.ws.resize(units * ROWS, 0.0);
+        self.wm.clear();
+        self.wm.resize(units * ROWS, 0.0);
+        let mut vals = [0u8; 256];
+        let mut sc = [0.0f32; 16];
+        let mut mn = [0.0f32; 16];
+        for j in 0..rows {
+            let row = &bytes[(r0 + j) * row_bytes..(r0 + j + 1) * row_bytes];
+            for (b, blk) in row.chunks_exact(bb).enumerate() {
+                unpack_block(f, blk, &mut vals, &mut sc, &mut mn);
+                let c0 = b * be / 4;
+                for (e4, v) in vals[..be].chunks_exact(4).enumerate() {
+                    let o = (c0 + e4) * 32 + 4 * j;
+                    self.wq[o..o + 4].copy_from_slice(v);
+                }
+                for x in 0..upb {
+                    self.ws[(b * upb + x) * ROWS + j] = sc[x];
+                    self.wm[(b * upb + x) * ROWS + j] = mn[x];
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    static GROUP: RefCell<Group> = RefCell::new(Group::default());
+    static PREP: RefCell<Prep> = RefCell::new(Prep::default());
+}
+
+/// The activations in the kernels' form.
+#[derive(Default)]
+struct Prep {
+    /// Quantized rows in `f.act_type()`.
+    raw: Vec<u8>,
+    /// `t × k` signed values.
+    q: Vec<u8>,
+    /// Per token and unit: the scale.
+    da: Vec<f32>,
+    /// Per token and unit: `−offset · Σa`.
+    corr: Vec<i32>,
+    /// Per token and unit: the minimum term's activation factor.
+    s: Vec<f32>,
+}
+
+impl Prep {
+    fn fill(&mut self, f: Fmt, x: &[f32], t: usize, k: usize) -> Result<()> {
+        let at = f.act_type();
+        let act_row = quant::bytes_for(at, k).map_err(|e| BackendError::Device(e.to_string()))?;
+        self.raw.resize(act_row * t, 0);
+        let quantize = |(dst, src): (&mut [u8], &[f32])| {
+            quant::dot::quantize_activations(at, src, dst)
+                .map_err(|e| BackendError::Device(e.to_string()))
+        };
+        if t >= 4 {
+            self.raw
+                .par_chunks_mut(act_row)
+                .zip(x.par_chunks(k))
+                .try_for_each(quantize)?;
+        } else {
+            self.raw
+                .chunks_mut(act_row)
+                .zip(x.chunks(k))
+                .try_for_each(quantize)?;
+        }
+        let unit = f.unit();
+        let units = k / unit;
+        self.q.resize(t * k, 0);
+        self.da.resize(t * units, 0.0);
+        self.corr.resize(t * units, 0);
+        self.s.resize(t * units, 0.0);
+        let off = f.offset();
+        for tok in 0..t {
+            let raw = &self.raw[tok * act_row..(tok + 1) * act_row];
+            let q = &mut self.q[tok * k..(tok + 1) * k];
+            let da = &mut self.da[tok * units..(tok + 1) * units];
+            let corr = &mut self.corr[tok * units..(tok + 1) * units];
+            let s = &mut self.s[tok * units..(tok + 1) * units];
+            match at {
+                GgmlType::Q8_K => {
+                    for (sb, blk) in raw.chunks_exact(292).enumerate() {
+                        let d = f32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]);
+                        q[sb * 256..(sb + 1) * 256].copy_from_slice(&blk[4..260]);
+                        let bsum = |g: usize| {
+                            i16::from_le_bytes([blk[260 + 2 * g], blk[261 + 2 * g]]) as i32
+                        };
+                        let upb = 256 / unit;
+                        for x in 0..upb {
+                            let u = sb * upb + x;
+                            da[u] = d;
+                            let sum = if unit == 16 {
+                                bsum(x)
+                            } else {
+                                bsum(2 * x) + bsum(2 * x + 1)
+                            };
+                            corr[u] = -off * sum;
+                            s[u] = d * sum as f32;
+                        }
+                    }
+                }
+                _ => {
+                    let (bs, qo) = if at == GgmlType::Q8_1 {
+                        (36, 4)
+                    } else {
+                        (34, 2)
+                    };
+                    for (u, blk) in raw.chunks_exact(bs).enumerate() {
+                        let vals = &blk[qo..qo + 32];
+                        q[u * 32..(u + 1) * 32].copy_from_slice(vals);
+                        da[u] = f16_at(blk, 0);
+                        let sum: i32 = vals.iter().map(|&v| v as i8 as i32).sum();
+                        corr[u] = -off * sum;
+                        s[u] = if at == GgmlType::Q8_1 {
+                            f16_at(blk, 2)
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `out = x · Wᵀ` (see [`supports`]); shapes already checked by the caller.
+pub(crate) fn matmul(
+    w: &CpuWeight,
+    x: &CpuTensor,
+    out: &mut CpuTensor,
+    threads: usize,
+) -> Result<()> {
+    let Some(f) = Fmt::of(w.ggml_type()).filter(|_| level() == Some(Level::Vnni)) else {
+        return Err(BackendError::UnsupportedType {
+            op: "matmul (row-lane kernels)",
+            ggml_type: w.ggml_type(),
+            tensor: w.name().to_string(),
+        });
+    };
+    PREP.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut p) => run(f, w, x, out, threads, &mut p),
+        Err(_) => run(f, w, x, out, threads, &mut Prep::default()),
+    })
+}
+
+fn run(
+    f: Fmt,
+    w: &CpuWeight,
+    x: &CpuTensor,
+    out: &mut CpuTensor,
+    threads: usize,
+    prep: &mut Prep,
+) -> Result<()> {
+    let (k, n, t) = (w.cols(), w.rows(), x.rows());
+    if n == 0 || t == 0 {
+        return Ok(());
+    }
+    prep.fill(f, x.as_slice(), t, k)?;
+    let prep: &Prep = prep;
+    let units = k / f.unit();
+    let row_bytes = w.row_bytes();
+    let bytes = w.bytes();
+    let chunk = rows_per_task(n, threads, row_bytes).next_multiple_of(ROWS);
+    let out_ptr = SyncPtr(out.as_mut_slice().as_mut_ptr());
+    (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(n));
+        let body = |g: &mut Group| {
+            let mut r = r0;
+            while r < r1 {
+                let rows = (r1 - r).min(ROWS);
+                g.fill(f, bytes, row_bytes, k, r, rows);
+                let mut t0 = 0;
+                while t0 < t {
+                    let tn = (t - t0).min(TOK);
+                    let mut res = [[0.0f32; ROWS]; TOK];
+                    // SAFETY: `g` holds `k / 4` vectors and `units × 8`
+                    // scales; `prep` holds `t × k` values and `t × units`
+                    // per-unit values, of which tokens `t0..t0 + tn` are
+                    // read; the CPU has AVX-512 VNNI (checked by `matmul`).
+                    unsafe { kernel(f, tn, units, g, prep, t0 * k, t0 * units, k, &mut res) };
+                    for (i, row) in res.iter().enumerate().take(tn) {
+                        for (j, &v) in row.iter().enumerate().take(rows) {
+                            // SAFETY: `t0 + i < t`, `r + j < n`: inside the
+                            // `t × n` output; only this task writes column `r + j`.
+                            unsafe { out_ptr.write((t0 + i) * n + r + j, v) };
+                        }
+                    }
+                    t0 += tn;
+                }
+                r += rows;
+            }
+        };
+        GROUP.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut g) => body(&mut g),
+            Err(_) => body(&mut Group::default()),
+        });
+    });
+    Ok(())
+}
+
+/// Dispatch on the format's unit and the tile width `tn` (1..=TOK).
+///
+/// # Safety
+/// See `x86::tile`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel(
+    f: Fmt,
+    tn: usize,
+    units: usize,
+    g: &Group,
+    p: &Prep,
+    q0: usize,
+    u0: usize,
+    k: usize,
+    res: &mut [[f32; ROWS]; TOK],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let args = x86::Args {
+            units,
+            wq: g.wq.as_ptr(),
+            ws: g.ws.as_ptr(),
+            wm: g.wm.as_ptr(),
+            a: p.q[q0..].as_ptr(),
+            k,
+            da: p.da[u0..].as_ptr(),
+            corr: p.corr[u0..].as_ptr(),
+            s: p.s[u0..].as_ptr(),
+        };
+        macro_rules! go {
+            ($ch:expr, $min:expr) => {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe {
+                    match tn {
+                        1 => x86::tile::<1, { $ch }, { $min }>(&args, res),
+                        2 => x86::tile::<2, { $ch }, { $min }>(&args, res),
+                        3 => x86::tile::<3, { $ch }, { $min }>(&args, res),
+                        _ => x86::tile::<4, { $ch }, { $min }>(&args, res),
+                    }
+                }
+            };
+        }
+        match (f.unit(), f.has_min()) {
+            (16, _) => go!(4, false),
+            (_, true) => go!(8, true),
+            _ => go!(8, false),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (f, tn, units, g, p, q0, u0, k, res);
+        unreachable!("row-lane kernels are only selected on x86_64");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{ROWS, TOK};
+    use std::arch::x86_64::*;
+
+    /// Pointers of one kernel call (see `tile`).
+    pub(super) struct Args {
+        pub units: usize,
+        pub wq: *const u8,
+        pub ws: *const f32,
+        pub wm: *const f32,
+        pub a: *const u8,
+        pub k: usize,
+        pub da: *const f32,
+        pub corr: *const i32,
+        pub s: *const f32,
+    }
+
+    /// `res[i][j]` = row `j` of the group times token `i`, for `T` tokens.
+    ///
+    /// # Safety
+    /// `wq` holds `units · CH` vectors of 32 bytes, `ws` and `wm` `units · 8`
+    /// values; token `i < T` has `units · CH · 4` values at `a + i·k` and
+    /// `units` values at `da`, `corr` and `s` `+ i·units`; the CPU has
+    /// AVX-512 VL and VNNI.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop)]
+    pub(super) unsafe fn tile<const T: usize, const CH: usize, const MIN: bool>(
+        p: &Args,
+        res: &mut [[f32; ROWS]; TOK],
+    ) {
+        let units = p.units;
+        let mut facc = [_mm256_setzero_ps(); T];
+        for u in 0..units {
+            // SAFETY (all pointer reads): `u < units`, `c < CH` and `i < T`
+            // keep every access inside the buffers the caller vouched for.
+            let mut iacc: [__m256i; T] =
+                std::array::from_fn(|i| _mm256_set1_epi32(*p.corr.add(i * units + u)));
+            for c in 0..CH {
+                let e = (u * CH + c) * 4;
+                let wv = _mm256_loadu_si256(p.wq.add(e * 8) as *const __m256i);
+                for i in 0..T {
+                    let av =
+                        _mm256_set1_epi32((p.a.add(i * p.k + e) as *const i32).read_unaligned());
+                    iacc[i] = dpbusd(iacc[i], wv, av);
+                }
+            }
+            let sv = _mm256_loadu_ps(p.ws.add(u * ROWS));
+            for i in 0..T {
+                let sc = _mm256_mul_ps(sv, _mm256_set1_ps(*p.da.add(i * units + u)));
+                facc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[i]), sc, facc[i]);
+            }
+            if MIN {
+                let mv = _mm256_loadu_ps(p.wm.add(u * ROWS));
+                for i in 0..T {
+                    let sa = _mm256_set1_ps(*p.s.add(i * units + u));
+                    facc[i] = _mm256_fmadd_ps(mv, sa, facc[i]);
+                }
+            }
+        }
+        for i in 0..T {
+            _mm256_storeu_ps(res[i].as_mut_ptr(), facc[i]);
+        }
+    }
+
+    /// `acc + Σ` of u8·i8 products in groups of four (VNNI `vpdpbusd` on ymm,
+    /// by inline assembly: the intrinsic needs a newer compiler than the MSRV).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn dpbusd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        let mut acc = acc;
+        // SAFETY: only reached when AVX-512 VL + VNNI were detected; the
+        // instruction reads and writes registers only.
+        unsafe {
+            std::arch::asm!(
+                "vpdpbusd {acc}, {a}, {b}",
+                acc = inout(ymm_reg) acc,
+                a = in(ymm_reg) u,
+                b = in(ymm_reg) s,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
+}
