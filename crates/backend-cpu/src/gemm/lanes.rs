@@ -141,7 +141,8 @@ fn k4_scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
 
 /// One weight block as unsigned codes in element order (`vals`), with the
 /// scale (`sc`) and minimum factor (`mn`) of each of its units.
-fn unpack_block(f: Fmt, b: &[u8], vals: &mut [u8; 256], sc: &mut [f32; 16], mn: &mut [f32; 16]) {
+fn unpack_block(f: Fmt, b: &[u8], vals: &mut [u8], sc: &mut [f32; 16], mn: &mut [f32; 16]) {
+    let vals = &mut vals[..f.block().0];
     match f {
         Fmt::Q4_0 | Fmt::Q4_1 => {
             let off = if f == Fmt::Q4_0 { 2 } else { 4 };
@@ -223,6 +224,8 @@ fn unpack_block(f: Fmt, b: &[u8], vals: &mut [u8; 256], sc: &mut [f32; 16], mn: 
 /// One group of eight rows, unpacked (see the module docs).
 #[derive(Default)]
 struct Group {
+    /// The eight rows' codes in element order (`8 × k` bytes).
+    rows: Vec<u8>,
     /// `k / 4` vectors of 32 bytes.
     wq: Vec<u8>,
     /// Per unit, the eight rows' scales.
@@ -232,36 +235,72 @@ struct Group {
 }
 
 impl Group {
-    /// Unpack rows `r0..r0 + rows` (`rows ≤ 8`; missing rows are zero).
+    /// Unpack rows `r0..r0 + rows` (`rows ≤ 8`; the lanes of missing rows
+    /// hold stale values and zero scales, and are never stored).
     fn fill(&mut self, f: Fmt, bytes: &[u8], row_bytes: usize, k: usize, r0: usize, rows: usize) {
         let (be, bb) = f.block();
         let upb = be / f.unit();
         let units = k / f.unit();
-        self.wq.clear();
+        self.rows.resize(ROWS * k, 0);
         self.wq.resize(k / 4 * 32, 0);
-        self.ws.clear();
         self.ws.resize(units * ROWS, 0.0);
-        self.wm.clear();
         self.wm.resize(units * ROWS, 0.0);
-        let mut vals = [0u8; 256];
+        if rows < ROWS {
+            self.ws.fill(0.0);
+            self.wm.fill(0.0);
+        }
         let mut sc = [0.0f32; 16];
         let mut mn = [0.0f32; 16];
         for j in 0..rows {
             let row = &bytes[(r0 + j) * row_bytes..(r0 + j + 1) * row_bytes];
-            for (b, blk) in row.chunks_exact(bb).enumerate() {
-                unpack_block(f, blk, &mut vals, &mut sc, &mut mn);
-                let c0 = b * be / 4;
-                for (e4, v) in vals[..be].chunks_exact(4).enumerate() {
-                    let o = (c0 + e4) * 32 + 4 * j;
-                    self.wq[o..o + 4].copy_from_slice(v);
+            let dst = &mut self.rows[j * k..(j + 1) * k];
+            #[cfg(target_arch = "x86_64")]
+            if let Some(kind) = legacy_kind(f) {
+                for (b, (blk, d)) in row
+                    .chunks_exact(bb)
+                    .zip(dst.chunks_exact_mut(32))
+                    .enumerate()
+                {
+                    // SAFETY: `blk` is one whole block of `kind`, `d` holds 32
+                    // bytes; the CPU has AVX2 and F16C (the VNNI level).
+                    let (sc, mn) =
+                        unsafe { x86::unpack_legacy(kind, blk.as_ptr(), d.as_mut_ptr()) };
+                    self.ws[b * ROWS + j] = sc;
+                    self.wm[b * ROWS + j] = mn;
                 }
+                continue;
+            }
+            for (b, (blk, d)) in row
+                .chunks_exact(bb)
+                .zip(dst.chunks_exact_mut(be))
+                .enumerate()
+            {
+                unpack_block(f, blk, d, &mut sc, &mut mn);
                 for x in 0..upb {
                     self.ws[(b * upb + x) * ROWS + j] = sc[x];
                     self.wm[(b * upb + x) * ROWS + j] = mn[x];
                 }
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `rows` holds eight rows of `k` bytes, `wq` `k / 4 · 32`
+        // bytes, `k` is a multiple of 32; the CPU has AVX2.
+        unsafe {
+            x86::transpose(self.rows.as_ptr(), k, self.wq.as_mut_ptr())
+        };
     }
+}
+
+/// The legacy kind of `f` (for the SIMD unpacking of `super::x86`).
+#[cfg(target_arch = "x86_64")]
+fn legacy_kind(f: Fmt) -> Option<super::Kind> {
+    Some(match f {
+        Fmt::Q4_0 => super::Kind::Q4_0,
+        Fmt::Q4_1 => super::Kind::Q4_1,
+        Fmt::Q5_0 => super::Kind::Q5_0,
+        Fmt::Q8_0 => super::Kind::Q8_0,
+        _ => return None,
+    })
 }
 
 thread_local! {
@@ -414,16 +453,28 @@ fn run(
                 while t0 < t {
                     let tn = (t - t0).min(TOK);
                     let mut res = [[0.0f32; ROWS]; TOK];
+                    // Whole groups store straight into the output.
+                    let (dst, ld) = if rows == ROWS {
+                        // SAFETY: `(t0 + i) · n + r + j` for `i < tn`, `j <
+                        // 8` lies inside the `t × n` output.
+                        (unsafe { out_ptr.0.add(t0 * n + r) }, n)
+                    } else {
+                        (res.as_mut_ptr() as *mut f32, ROWS)
+                    };
                     // SAFETY: `g` holds `k / 4` vectors and `units × 8`
                     // scales; `prep` holds `t × k` values and `t × units`
                     // per-unit values, of which tokens `t0..t0 + tn` are
-                    // read; the CPU has AVX-512 VNNI (checked by `matmul`).
-                    unsafe { kernel(f, tn, units, g, prep, t0 * k, t0 * units, k, &mut res) };
-                    for (i, row) in res.iter().enumerate().take(tn) {
-                        for (j, &v) in row.iter().enumerate().take(rows) {
-                            // SAFETY: `t0 + i < t`, `r + j < n`: inside the
-                            // `t × n` output; only this task writes column `r + j`.
-                            unsafe { out_ptr.write((t0 + i) * n + r + j, v) };
+                    // read; `dst` has `tn` rows of 8 floats `ld` apart, of
+                    // which only this task writes columns `r..r + 8`; the
+                    // CPU has AVX-512 VNNI (checked by `matmul`).
+                    unsafe { kernel(f, tn, units, g, prep, t0 * k, t0 * units, k, dst, ld) };
+                    if rows < ROWS {
+                        for (i, row) in res.iter().enumerate().take(tn) {
+                            for (j, &v) in row.iter().enumerate().take(rows) {
+                                // SAFETY: `t0 + i < t`, `r + j < n`: inside the
+                                // `t × n` output; only this task writes column `r + j`.
+                                unsafe { out_ptr.write((t0 + i) * n + r + j, v) };
+                            }
                         }
                     }
                     t0 += tn;
@@ -453,7 +504,8 @@ unsafe fn kernel(
     q0: usize,
     u0: usize,
     k: usize,
-    res: &mut [[f32; ROWS]; TOK],
+    dst: *mut f32,
+    ld: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -473,10 +525,10 @@ unsafe fn kernel(
                 // SAFETY: forwarded from the caller's contract.
                 unsafe {
                     match tn {
-                        1 => x86::tile::<1, { $ch }, { $min }>(&args, res),
-                        2 => x86::tile::<2, { $ch }, { $min }>(&args, res),
-                        3 => x86::tile::<3, { $ch }, { $min }>(&args, res),
-                        _ => x86::tile::<4, { $ch }, { $min }>(&args, res),
+                        1 => x86::tile::<1, { $ch }, { $min }>(&args, dst, ld),
+                        2 => x86::tile::<2, { $ch }, { $min }>(&args, dst, ld),
+                        3 => x86::tile::<3, { $ch }, { $min }>(&args, dst, ld),
+                        _ => x86::tile::<4, { $ch }, { $min }>(&args, dst, ld),
                     }
                 }
             };
@@ -489,14 +541,15 @@ unsafe fn kernel(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (f, tn, units, g, p, q0, u0, k, res);
+        let _ = (f, tn, units, g, p, q0, u0, k, dst, ld);
         unreachable!("row-lane kernels are only selected on x86_64");
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{ROWS, TOK};
+    use super::super::{x86 as gx86, Kind};
+    use super::ROWS;
     use std::arch::x86_64::*;
 
     /// Pointers of one kernel call (see `tile`).
@@ -512,18 +565,19 @@ mod x86 {
         pub s: *const f32,
     }
 
-    /// `res[i][j]` = row `j` of the group times token `i`, for `T` tokens.
+    /// `dst[i · ld + j]` = row `j` of the group times token `i`, for `T` tokens.
     ///
     /// # Safety
     /// `wq` holds `units · CH` vectors of 32 bytes, `ws` and `wm` `units · 8`
     /// values; token `i < T` has `units · CH · 4` values at `a + i·k` and
     /// `units` values at `da`, `corr` and `s` `+ i·units`; the CPU has
-    /// AVX-512 VL and VNNI.
+    /// AVX-512 VL and VNNI; `dst` has `T` rows of 8 floats `ld` apart.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn tile<const T: usize, const CH: usize, const MIN: bool>(
         p: &Args,
-        res: &mut [[f32; ROWS]; TOK],
+        dst: *mut f32,
+        ld: usize,
     ) {
         let units = p.units;
         let mut facc = [_mm256_setzero_ps(); T];
@@ -555,7 +609,7 @@ mod x86 {
             }
         }
         for i in 0..T {
-            _mm256_storeu_ps(res[i].as_mut_ptr(), facc[i]);
+            _mm256_storeu_ps(dst.add(i * ld), facc[i]);
         }
     }
 
@@ -577,5 +631,71 @@ mod x86 {
             );
         }
         acc
+    }
+
+    /// Unpack one legacy block at `wb` to 32 codes at `dst` (Q8_0 as `w +
+    /// 128`); returns its scale and minimum (zero but for Q4_1).
+    ///
+    /// # Safety
+    /// `wb` holds one block of `kind`, `dst` 32 bytes; AVX2 and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn unpack_legacy(kind: Kind, wb: *const u8, dst: *mut u8) -> (f32, f32) {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            let mut v = gx86::unpack(kind, wb);
+            if kind == Kind::Q8_0 {
+                v = _mm256_xor_si256(v, _mm256_set1_epi8(-128));
+            }
+            _mm256_storeu_si256(dst as *mut __m256i, v);
+            let m = if kind == Kind::Q4_1 {
+                gx86::h2f(wb.add(2))
+            } else {
+                0.0
+            };
+            (gx86::h2f(wb), m)
+        }
+    }
+
+    /// Interleave eight rows of `k` bytes at `rows` (`k` apart) four bytes
+    /// at a time: vector `c` of `wq` holds bytes `4c..4c + 4` of each row.
+    ///
+    /// # Safety
+    /// `rows` holds `8 · k` bytes, `wq` `k / 4 · 32`; `k % 32 == 0`; AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose(rows: *const u8, k: usize, wq: *mut u8) {
+        for e in (0..k).step_by(32) {
+            // SAFETY: `e + 32 ≤ k` keeps the reads inside each row and the
+            // writes (`(e / 4 + c) · 32 + 32 ≤ k · 8`) inside `wq`.
+            unsafe {
+                let r: [__m256i; 8] = std::array::from_fn(|j| {
+                    _mm256_loadu_si256(rows.add(j * k + e) as *const __m256i)
+                });
+                let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+                let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+                let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+                let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+                let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+                let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+                let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+                let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+                let u0 = _mm256_unpacklo_epi64(t0, t2);
+                let u1 = _mm256_unpackhi_epi64(t0, t2);
+                let u2 = _mm256_unpacklo_epi64(t1, t3);
+                let u3 = _mm256_unpackhi_epi64(t1, t3);
+                let u4 = _mm256_unpacklo_epi64(t4, t6);
+                let u5 = _mm256_unpackhi_epi64(t4, t6);
+                let u6 = _mm256_unpacklo_epi64(t5, t7);
+                let u7 = _mm256_unpackhi_epi64(t5, t7);
+                let o = wq.add(e * 8) as *mut __m256i;
+                _mm256_storeu_si256(o, _mm256_permute2x128_si256(u0, u4, 0x20));
+                _mm256_storeu_si256(o.add(1), _mm256_permute2x128_si256(u1, u5, 0x20));
+                _mm256_storeu_si256(o.add(2), _mm256_permute2x128_si256(u2, u6, 0x20));
+                _mm256_storeu_si256(o.add(3), _mm256_permute2x128_si256(u3, u7, 0x20));
+                _mm256_storeu_si256(o.add(4), _mm256_permute2x128_si256(u0, u4, 0x31));
+                _mm256_storeu_si256(o.add(5), _mm256_permute2x128_si256(u1, u5, 0x31));
+                _mm256_storeu_si256(o.add(6), _mm256_permute2x128_si256(u2, u6, 0x31));
+                _mm256_storeu_si256(o.add(7), _mm256_permute2x128_si256(u3, u7, 0x31));
+            }
+        }
     }
 }

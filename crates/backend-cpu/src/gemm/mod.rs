@@ -451,7 +451,7 @@ mod x86 {
     /// signed Q8_0 values (the caller applies `|w| · sign(a, w)`).
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn unpack(kind: Kind, wb: *const u8) -> __m256i {
+    pub(super) unsafe fn unpack(kind: Kind, wb: *const u8) -> __m256i {
         let m4 = _mm_set1_epi8(0x0F);
         // SAFETY: `wb` starts a whole block of `kind` (caller's contract).
         unsafe {
@@ -560,7 +560,7 @@ mod x86 {
     /// The f16 at `p` as f32 (F16C).
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
-    unsafe fn h2f(p: *const u8) -> f32 {
+    pub(super) unsafe fn h2f(p: *const u8) -> f32 {
         // SAFETY: the caller's block holds two bytes at `p`.
         let bits = unsafe { (p as *const u16).read_unaligned() };
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
