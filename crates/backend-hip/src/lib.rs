@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod convert;
+mod pool;
 mod select;
 mod tensor;
 
@@ -84,6 +85,11 @@ pub struct HipBackend {
     device: Arc<Device>,
     stream: Stream,
     kernels: Kernels,
+    /// Activation buffers for reuse (see `pool`).
+    pool: Arc<pool::BufferPool>,
+    /// The positions last uploaded for RoPE: every layer of a forward pass
+    /// rotates the same positions, so they cross the bus once per pass.
+    positions: std::sync::Mutex<Option<(Vec<u32>, DeviceBuffer<u32>)>>,
 }
 
 impl std::fmt::Debug for HipBackend {
@@ -110,10 +116,14 @@ impl HipBackend {
             device.props().compute_units,
             kernels.origins()
         );
+        let total = device.mem_info().map(|(_, t)| t).unwrap_or(0);
         Ok(HipBackend {
             device,
             stream,
             kernels,
+            // Free activation buffers kept: 1/16 of the device's memory.
+            pool: Arc::new(pool::BufferPool::new(total / 16)),
+            positions: std::sync::Mutex::new(None),
         })
     }
 
@@ -140,6 +150,15 @@ impl HipBackend {
     /// Wait until all submitted work has finished.
     pub fn synchronize(&self) -> Result<()> {
         self.stream.synchronize().map_err(dev_err)
+    }
+
+    fn tensor(&self, buf: DeviceBuffer<f32>, rows: usize, cols: usize) -> HipTensor {
+        HipTensor {
+            buf,
+            rows,
+            cols,
+            pool: Some(self.pool.clone()),
+        }
     }
 
     fn upload_u32(&self, v: &[u32]) -> Result<DeviceBuffer<u32>> {
@@ -213,8 +232,9 @@ impl Backend for HipBackend {
     }
 
     fn zeros(&self, rows: usize, cols: usize) -> Result<HipTensor> {
-        let buf = DeviceBuffer::zeroed(&self.stream, rows * cols).map_err(dev_err)?;
-        Ok(HipTensor { buf, rows, cols })
+        let buf = self.pool.take(&self.device, rows * cols).map_err(dev_err)?;
+        buf.fill_zero(&self.stream).map_err(dev_err)?;
+        Ok(self.tensor(buf, rows, cols))
     }
 
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<HipTensor> {
@@ -224,8 +244,9 @@ impl Backend for HipBackend {
                 format!("{} values for {rows}x{cols}", data.len()),
             ));
         }
-        let buf = DeviceBuffer::from_host(&self.stream, data).map_err(dev_err)?;
-        Ok(HipTensor { buf, rows, cols })
+        let mut buf = self.pool.take(&self.device, rows * cols).map_err(dev_err)?;
+        buf.copy_from_host(&self.stream, data).map_err(dev_err)?;
+        Ok(self.tensor(buf, rows, cols))
     }
 
     fn download(&self, t: &HipTensor) -> Result<Vec<f32>> {
@@ -404,9 +425,15 @@ impl Backend for HipBackend {
             attn_factor,
             corr_dims,
         };
-        let pos = self.upload_u32(positions)?;
+        let mut cached = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.as_ref().map_or(true, |(host, _)| host != positions) {
+            *cached = Some((positions.to_vec(), self.upload_u32(positions)?));
+        }
+        let Some((_, pos)) = cached.as_ref() else {
+            return Err(shape("rope", "positions were not uploaded".into()));
+        };
         self.kernels
-            .rope(&self.stream, &mut x.buf, &pos, &p)
+            .rope(&self.stream, &mut x.buf, pos, &p)
             .map_err(dev_err)
     }
 

@@ -1,19 +1,36 @@
 //! The backend's data: activations, weights and the KV cache, all in VRAM.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use backend_core::{BackendError, GgmlType, Result};
 use gpu_runtime::{DeviceBuffer, Stream};
 use hip_kernels::GpuFormat;
 
 use crate::dev_err;
+use crate::pool::BufferPool;
 
-/// A dense row-major `rows × cols` f32 matrix in device memory.
+/// A dense row-major `rows × cols` f32 matrix in device memory. Its buffer
+/// goes back to the backend's pool when it is dropped.
 #[derive(Debug)]
 pub struct HipTensor {
     pub(crate) buf: DeviceBuffer<f32>,
     pub(crate) rows: usize,
     pub(crate) cols: usize,
+    pub(crate) pool: Option<Arc<BufferPool>>,
+}
+
+impl Drop for HipTensor {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let device = self.buf.device().clone();
+            // A zero-length buffer allocates nothing; it stands in for the
+            // one handed back.
+            if let Ok(empty) = DeviceBuffer::alloc(&device, 0) {
+                pool.give(std::mem::replace(&mut self.buf, empty));
+            }
+        }
+    }
 }
 
 impl HipTensor {
