@@ -697,6 +697,13 @@ macro_rules! kernels {
                     8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1, 11, -1, 12, -1, 12, -1, 13,
                     -1, 13, -1, 14, -1, 14, -1, 15, -1, 15, -1,
                 );
+                // Byte shuffles and masks of the scale/min unpacking below.
+                let k_low_idx = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
+                let k_high_idx =
+                    _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7);
+                let k_low_mask =
+                    _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0);
+                let k_nib_mask = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15);
                 let mut acc = _mm256_setzero_ps();
                 let mut accm = _mm256_setzero_ps();
                 // Per super-block: the eight scales as i16 pairs [s, s] (one
@@ -711,18 +718,23 @@ macro_rules! kernels {
                         dd.0.as_mut_ptr(),
                         _mm_mul_ps(dm, _mm_set1_ps(*(yb as *const f32))),
                     );
-                    // Unpack the 6-bit scales and mins: bytes 0..8 scales, 8..16 mins.
-                    let mut u = [0u32; 4];
-                    std::ptr::copy_nonoverlapping(xb.add(4), u.as_mut_ptr() as *mut u8, 12);
-                    const K1: u32 = 0x3f3f_3f3f;
-                    const K2: u32 = 0x0f0f_0f0f;
-                    const K3: u32 = 0x0303_0303;
-                    u[3] = ((u[2] >> 4) & K2) | (((u[1] >> 6) & K3) << 4);
-                    let m03 = u[1] & K1;
-                    u[1] = (u[2] & K2) | (((u[0] >> 6) & K3) << 4);
-                    u[2] = m03;
-                    u[0] &= K1;
-                    let sm = _mm_loadu_si128(u.as_ptr() as *const __m128i);
+                    // Unpack the 6-bit scales and mins (see `scalar::k4_scales_mins`)
+                    // into bytes 0..8 scales, 8..16 mins, from the 12 bytes b
+                    // (a 16-byte load; the last 4 bytes are codes, unused):
+                    // sc[j] = b[j] & 63, sc[4+j] = (b[8+j] & 15) | (b[j] >> 6) << 4,
+                    // m[j] = b[4+j] & 63, m[4+j] = (b[8+j] >> 4) | (b[4+j] >> 6) << 4.
+                    let b = _mm_loadu_si128(xb.add(4) as *const __m128i);
+                    let p1 = _mm_shuffle_epi8(b, k_low_idx);
+                    let p2 = _mm_shuffle_epi8(b, k_high_idx);
+                    let sm = _mm_or_si128(
+                        _mm_or_si128(
+                            _mm_and_si128(p1, k_low_mask),
+                            _mm_and_si128(_mm_srli_epi16(p1, 4), k_nib_mask),
+                        ),
+                        // (b >> 6) << 4 is (b >> 2) & 0x30; a 16-bit shift
+                        // only brings neighbouring bits into bits 6..7.
+                        _mm_and_si128(_mm_srli_epi16(p2, 2), _mm_set1_epi8(0x30)),
+                    );
                     let sc32 = _mm256_cvtepu8_epi32(sm);
                     _mm256_store_si256(
                         scw.0.as_mut_ptr() as *mut __m256i,
