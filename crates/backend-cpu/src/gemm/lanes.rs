@@ -38,8 +38,10 @@ use crate::weight::CpuWeight;
 
 /// Weight rows per group (the lanes of one vector).
 const ROWS: usize = 8;
-/// Tokens per kernel call.
+/// Tokens per kernel call (eight rows).
 const TOK: usize = 4;
+/// Tokens per kernel call (sixteen rows).
+const TOK2: usize = 3;
 
 /// The weight formats of these kernels.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -304,7 +306,7 @@ fn legacy_kind(f: Fmt) -> Option<super::Kind> {
 }
 
 thread_local! {
-    static GROUP: RefCell<Group> = RefCell::new(Group::default());
+    static GROUP: RefCell<[Group; 2]> = RefCell::new(Default::default());
     static PREP: RefCell<Prep> = RefCell::new(Prep::default());
 }
 
@@ -440,13 +442,35 @@ fn run(
     let units = k / f.unit();
     let row_bytes = w.row_bytes();
     let bytes = w.bytes();
-    let chunk = rows_per_task(n, threads, row_bytes).next_multiple_of(ROWS);
+    let chunk = rows_per_task(n, threads, row_bytes).next_multiple_of(2 * ROWS);
     let out_ptr = SyncPtr(out.as_mut_slice().as_mut_ptr());
     (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
         let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(n));
-        let body = |g: &mut Group| {
+        let body = |gs: &mut [Group; 2]| {
             let mut r = r0;
             while r < r1 {
+                if r1 - r >= 2 * ROWS {
+                    // Sixteen rows: each activation broadcast serves two
+                    // weight vectors.
+                    let [g, g2] = gs;
+                    g.fill(f, bytes, row_bytes, k, r, ROWS);
+                    g2.fill(f, bytes, row_bytes, k, r + ROWS, ROWS);
+                    let mut t0 = 0;
+                    while t0 < t {
+                        let tn = (t - t0).min(TOK2);
+                        // SAFETY: as below, for two whole groups: `dst` has
+                        // `tn` rows of 16 floats `n` apart inside the output,
+                        // of which only this task writes columns `r..r + 16`.
+                        unsafe {
+                            let dst = out_ptr.0.add(t0 * n + r);
+                            kernel2(f, tn, units, g, g2, prep, t0 * k, t0 * units, k, dst, n)
+                        };
+                        t0 += tn;
+                    }
+                    r += 2 * ROWS;
+                    continue;
+                }
+                let g = &mut gs[0];
                 let rows = (r1 - r).min(ROWS);
                 g.fill(f, bytes, row_bytes, k, r, rows);
                 let mut t0 = 0;
@@ -484,7 +508,7 @@ fn run(
         };
         GROUP.with(|cell| match cell.try_borrow_mut() {
             Ok(mut g) => body(&mut g),
-            Err(_) => body(&mut Group::default()),
+            Err(_) => body(&mut Default::default()),
         });
     });
     Ok(())
@@ -542,6 +566,63 @@ unsafe fn kernel(
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (f, tn, units, g, p, q0, u0, k, dst, ld);
+        unreachable!("row-lane kernels are only selected on x86_64");
+    }
+}
+
+/// As [`kernel`] for two whole groups (sixteen rows), `tn` in 1..=TOK2.
+///
+/// # Safety
+/// See `x86::tile2`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel2(
+    f: Fmt,
+    tn: usize,
+    units: usize,
+    g: &Group,
+    g2: &Group,
+    p: &Prep,
+    q0: usize,
+    u0: usize,
+    k: usize,
+    dst: *mut f32,
+    ld: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let args = x86::Args {
+            units,
+            wq: g.wq.as_ptr(),
+            ws: g.ws.as_ptr(),
+            wm: g.wm.as_ptr(),
+            a: p.q[q0..].as_ptr(),
+            k,
+            da: p.da[u0..].as_ptr(),
+            corr: p.corr[u0..].as_ptr(),
+            s: p.s[u0..].as_ptr(),
+        };
+        let w2 = (g2.wq.as_ptr(), g2.ws.as_ptr(), g2.wm.as_ptr());
+        macro_rules! go {
+            ($ch:expr, $min:expr) => {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe {
+                    match tn {
+                        1 => x86::tile2::<1, { $ch }, { $min }>(&args, w2, dst, ld),
+                        2 => x86::tile2::<2, { $ch }, { $min }>(&args, w2, dst, ld),
+                        _ => x86::tile2::<3, { $ch }, { $min }>(&args, w2, dst, ld),
+                    }
+                }
+            };
+        }
+        match (f.unit(), f.has_min()) {
+            (16, _) => go!(4, false),
+            (_, true) => go!(8, true),
+            _ => go!(8, false),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (f, tn, units, g, g2, p, q0, u0, k, dst, ld);
         unreachable!("row-lane kernels are only selected on x86_64");
     }
 }
@@ -610,6 +691,63 @@ mod x86 {
         }
         for i in 0..T {
             _mm256_storeu_ps(dst.add(i * ld), facc[i]);
+        }
+    }
+
+    /// As [`tile`] for sixteen rows: the first eight from `p`, the others
+    /// from `w2` (`wq`, `ws`, `wm` of a second group); `dst` has `T` rows of
+    /// 16 floats `ld` apart.
+    ///
+    /// # Safety
+    /// As for [`tile`], for both groups.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop)]
+    pub(super) unsafe fn tile2<const T: usize, const CH: usize, const MIN: bool>(
+        p: &Args,
+        w2: (*const u8, *const f32, *const f32),
+        dst: *mut f32,
+        ld: usize,
+    ) {
+        let units = p.units;
+        let (wq2, ws2, wm2) = w2;
+        let mut facc = [[_mm256_setzero_ps(); T]; 2];
+        for u in 0..units {
+            // SAFETY (all pointer reads): `u < units`, `c < CH` and `i < T`
+            // keep every access inside the buffers the caller vouched for.
+            let init: [__m256i; T] =
+                std::array::from_fn(|i| _mm256_set1_epi32(*p.corr.add(i * units + u)));
+            let mut iacc = [init, init];
+            for c in 0..CH {
+                let e = (u * CH + c) * 4;
+                let w0 = _mm256_loadu_si256(p.wq.add(e * 8) as *const __m256i);
+                let w1 = _mm256_loadu_si256(wq2.add(e * 8) as *const __m256i);
+                for i in 0..T {
+                    let av =
+                        _mm256_set1_epi32((p.a.add(i * p.k + e) as *const i32).read_unaligned());
+                    iacc[0][i] = dpbusd(iacc[0][i], w0, av);
+                    iacc[1][i] = dpbusd(iacc[1][i], w1, av);
+                }
+            }
+            for h in 0..2 {
+                let ws = if h == 0 { p.ws } else { ws2 };
+                let sv = _mm256_loadu_ps(ws.add(u * ROWS));
+                for i in 0..T {
+                    let sc = _mm256_mul_ps(sv, _mm256_set1_ps(*p.da.add(i * units + u)));
+                    facc[h][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[h][i]), sc, facc[h][i]);
+                }
+                if MIN {
+                    let wm = if h == 0 { p.wm } else { wm2 };
+                    let mv = _mm256_loadu_ps(wm.add(u * ROWS));
+                    for i in 0..T {
+                        let sa = _mm256_set1_ps(*p.s.add(i * units + u));
+                        facc[h][i] = _mm256_fmadd_ps(mv, sa, facc[h][i]);
+                    }
+                }
+            }
+        }
+        for i in 0..T {
+            _mm256_storeu_ps(dst.add(i * ld), facc[0][i]);
+            _mm256_storeu_ps(dst.add(i * ld + ROWS), facc[1][i]);
         }
     }
 
