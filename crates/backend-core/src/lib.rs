@@ -133,6 +133,25 @@ pub trait Backend: Send + Sync {
         out: &mut Self::Tensor,
     ) -> Result<()>;
 
+    /// [`Backend::attention`] for several sequences of one batch: for each
+    /// `(cache, rows, start_pos)` of `seqs`, rows `rows` of `q` attend over
+    /// `cache`. The row ranges must not overlap. Backends may run the
+    /// sequences together (the CPU backend: one parallel loop); the default
+    /// calls [`Backend::attention`] per sequence.
+    fn attention_batch(
+        &self,
+        q: &Self::Tensor,
+        seqs: &[(&Self::KvCache, Range<usize>, usize)],
+        layer: usize,
+        spec: &AttnSpec,
+        out: &mut Self::Tensor,
+    ) -> Result<()> {
+        for (cache, rows, start_pos) in seqs {
+            self.attention(q, cache, layer, rows.clone(), *start_pos, spec, out)?;
+        }
+        Ok(())
+    }
+
     /// `out = act(gate) * up`, element-wise.
     fn glu(
         &self,
@@ -151,6 +170,16 @@ pub trait Backend: Send + Sync {
     fn softmax(&self, a: &mut Self::Tensor) -> Result<()>;
     /// Index of the largest value of each row (ties to the lowest index).
     fn argmax(&self, a: &Self::Tensor) -> Result<Vec<u32>>;
+
+    /// Run `f`, a whole pass of calls on this backend (one forward pass), in
+    /// the backend's execution context and return its result. The CPU backend
+    /// runs it on a thread of its worker pool, so that each op inside hands
+    /// work to the other workers directly instead of waking the pool from the
+    /// calling thread and sleeping until the op is done. The default just
+    /// calls `f`.
+    fn run_pass<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
 
     /// Whether [`Backend::select_tokens`] is implemented, i.e. tokens can be
     /// picked where the logits are, so that only ids cross to the host.

@@ -279,6 +279,18 @@ impl Backend for CpuBackend {
             .install(|| attention::attention(q, cache, layer, rows, start_pos, spec, out))
     }
 
+    fn attention_batch(
+        &self,
+        q: &CpuTensor,
+        seqs: &[(&CpuKvCache, Range<usize>, usize)],
+        layer: usize,
+        spec: &AttnSpec,
+        out: &mut CpuTensor,
+    ) -> Result<()> {
+        self.pool
+            .install(|| attention::attention_batch(q, seqs, layer, spec, out))
+    }
+
     fn glu(
         &self,
         gate: &CpuTensor,
@@ -289,6 +301,13 @@ impl Backend for CpuBackend {
         self.run(out.as_slice().len(), || {
             elementwise::glu(gate, up, kind, out)
         })
+    }
+
+    fn run_pass<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        // Inside the pool, `install` and the small-op path run on the current
+        // worker and parallel ops split over the workers without a wake-up
+        // round trip through an outside thread for each of them.
+        self.pool.install(f)
     }
 
     fn add(&self, a: &mut CpuTensor, b: &CpuTensor) -> Result<()> {

@@ -133,7 +133,8 @@ impl<B: Backend> Model<B> {
     }
 
     /// Evaluate a batch: every chunk's tokens are appended to its sequence,
-    /// all rows go through the matmuls together, attention runs per sequence.
+    /// all rows go through the matmuls together, attention runs for all
+    /// sequences in one backend call.
     /// Returns, for each chunk, the logits it asked for (row-major,
     /// `n_vocab` per row; empty for [`LogitsWanted::None`]).
     ///
@@ -141,7 +142,7 @@ impl<B: Backend> Model<B> {
     pub fn forward(&self, batch: &mut [SeqChunk<'_, B>]) -> Result<Vec<Vec<f32>>> {
         let c = &self.config;
         let be = self.backend.as_ref();
-        let Some(logits) = self.forward_logits(batch)? else {
+        let Some(logits) = be.run_pass(|| self.forward_logits(batch))? else {
             return Ok(batch.iter().map(|_| Vec::new()).collect());
         };
         let mut logits = be.download(&logits)?;
@@ -196,8 +197,8 @@ impl<B: Backend> Model<B> {
                 ..s.clone()
             })
             .collect();
-        let mut logits = self
-            .forward_logits(batch)?
+        let mut logits = be
+            .run_pass(|| self.forward_logits(batch))?
             .ok_or_else(|| EngineError::InvalidArgument("empty batch".into()))?;
         Ok(be.select_tokens(&mut logits, &select)?)
     }
@@ -289,16 +290,13 @@ impl<B: Backend> Model<B> {
             };
             for (chunk, (rows, start)) in batch.iter_mut().zip(&ranges) {
                 be.kv_store(&mut chunk.seq.cache, il, &k, &v, rows.clone(), *start)?;
-                be.attention(
-                    &q,
-                    &chunk.seq.cache,
-                    il,
-                    rows.clone(),
-                    *start,
-                    &spec,
-                    &mut attn,
-                )?;
             }
+            let seqs: Vec<_> = batch
+                .iter()
+                .zip(&ranges)
+                .map(|(chunk, (rows, start))| (&chunk.seq.cache, rows.clone(), *start))
+                .collect();
+            be.attention_batch(&q, &seqs, il, &spec, &mut attn)?;
             be.matmul(&layer.wo, &attn, &mut o)?;
             if let Some(n) = &layer.post_attn_norm {
                 self.norm(&o, n, &mut h)?;

@@ -107,6 +107,9 @@ pub struct Sampler {
     opts: SamplingOptions,
     rng: Rng,
     window: VecDeque<u32>,
+    /// Buffers reused across calls: the penalised logits and the candidates.
+    penalised: Vec<f32>,
+    cand: Vec<(u32, f32)>,
 }
 
 impl Sampler {
@@ -117,6 +120,8 @@ impl Sampler {
             rng: Rng::new(opts.seed),
             window: VecDeque::with_capacity(opts.penalty_last_n),
             opts,
+            penalised: Vec::new(),
+            cand: Vec::new(),
         })
     }
 
@@ -139,42 +144,53 @@ impl Sampler {
     /// Pick the next token from `logits` (one per vocabulary entry). Does not
     /// [`accept`](Self::accept) it.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        let mut cand: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, l))
-            .collect();
-        self.apply_penalties(&mut cand);
-        if self.opts.temperature <= 0.0 {
-            return argmax(&cand);
+        let o = &self.opts;
+        let logits = if self.window.is_empty()
+            || (o.repeat_penalty == 1.0 && o.presence_penalty == 0.0 && o.frequency_penalty == 0.0)
+        {
+            logits
+        } else {
+            self.penalised.clear();
+            self.penalised.extend_from_slice(logits);
+            apply_penalties(o, &self.window, &mut self.penalised);
+            &self.penalised
+        };
+        if o.temperature <= 0.0 {
+            return argmax(logits);
         }
         // Sorted by logit, descending; equal logits keep the lower id first.
-        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if self.opts.top_k > 0 && self.opts.top_k < cand.len() {
-            cand.truncate(self.opts.top_k);
+        let cand = &mut self.cand;
+        cand.clear();
+        if o.top_k > 0 && o.top_k < logits.len() {
+            top_k(logits, o.top_k, cand);
+        } else {
+            cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+            // Ids are unique, so the order is total and an unstable sort
+            // gives the same result as a stable one.
+            cand.sort_unstable_by(sort_order);
         }
-        if self.opts.top_p < 1.0 {
-            let probs = softmax(&cand);
+        if o.top_p < 1.0 {
+            let probs = softmax(cand);
             let mut cum = 0.0f64;
             let mut keep = cand.len();
             for (i, p) in probs.iter().enumerate() {
                 cum += *p as f64;
-                if cum >= self.opts.top_p as f64 {
+                if cum >= o.top_p as f64 {
                     keep = i + 1;
                     break;
                 }
             }
             cand.truncate(keep.max(1));
         }
-        if self.opts.min_p > 0.0 {
-            let threshold = cand[0].1 + self.opts.min_p.ln();
+        if o.min_p > 0.0 {
+            let threshold = cand[0].1 + o.min_p.ln();
             let keep = cand.iter().take_while(|c| c.1 >= threshold).count();
             cand.truncate(keep.max(1));
         }
-        for c in &mut cand {
-            c.1 /= self.opts.temperature;
+        for c in cand.iter_mut() {
+            c.1 /= o.temperature;
         }
-        let probs = softmax(&cand);
+        let probs = softmax(cand);
         let r = self.rng.next_f64();
         let mut cum = 0.0f64;
         for (c, p) in cand.iter().zip(&probs) {
@@ -185,41 +201,91 @@ impl Sampler {
         }
         cand[cand.len() - 1].0
     }
+}
 
-    fn apply_penalties(&self, cand: &mut [(u32, f32)]) {
-        let o = &self.opts;
-        if self.window.is_empty()
-            || (o.repeat_penalty == 1.0 && o.presence_penalty == 0.0 && o.frequency_penalty == 0.0)
-        {
-            return;
+/// Repetition, frequency and presence penalties of the tokens in `window`,
+/// applied to `logits` in place.
+fn apply_penalties(o: &SamplingOptions, window: &VecDeque<u32>, logits: &mut [f32]) {
+    let mut counts: HashMap<u32, u32> = HashMap::new();
+    for &id in window {
+        *counts.entry(id).or_default() += 1;
+    }
+    for (id, count) in counts {
+        let Some(l) = logits.get_mut(id as usize) else {
+            continue;
+        };
+        if *l <= 0.0 {
+            *l *= o.repeat_penalty;
+        } else {
+            *l /= o.repeat_penalty;
         }
-        let mut counts: HashMap<u32, u32> = HashMap::new();
-        for &id in &self.window {
-            *counts.entry(id).or_default() += 1;
-        }
-        for (id, count) in counts {
-            let Some(c) = cand.get_mut(id as usize) else {
-                continue;
-            };
-            if c.1 <= 0.0 {
-                c.1 *= o.repeat_penalty;
-            } else {
-                c.1 /= o.repeat_penalty;
-            }
-            c.1 -= count as f32 * o.frequency_penalty + o.presence_penalty;
-        }
+        *l -= count as f32 * o.frequency_penalty + o.presence_penalty;
     }
 }
 
-/// Index of the largest logit, ties to the lowest id.
-fn argmax(cand: &[(u32, f32)]) -> u32 {
-    let mut best = cand[0];
-    for &c in &cand[1..] {
-        if c.1 > best.1 {
-            best = c;
+/// The candidates' order: by logit, descending (`total_cmp`), equal logits by
+/// id, ascending.
+fn sort_order(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// `f32::total_cmp` as an integer key.
+fn total_key(x: f32) -> i32 {
+    let b = x.to_bits() as i32;
+    b ^ ((((b >> 31) as u32) >> 1) as i32)
+}
+
+/// The first `k` (`0 < k < logits.len()`) candidates of the full sort (by
+/// [`sort_order`]) into `out`, in that order, in one pass over the logits:
+/// a heap of the best `k` so far, its root the worst of them.
+fn top_k(logits: &[f32], k: usize, out: &mut Vec<(u32, f32)>) {
+    /// Heap entry ordered so that the greatest is the latest in sort order.
+    #[derive(Clone, Copy)]
+    struct Worst(u32, f32);
+    impl PartialEq for Worst {
+        fn eq(&self, o: &Self) -> bool {
+            self.cmp(o).is_eq()
         }
     }
-    best.0
+    impl Eq for Worst {}
+    impl PartialOrd for Worst {
+        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    impl Ord for Worst {
+        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+            sort_order(&(self.0, self.1), &(o.0, o.1))
+        }
+    }
+    let mut heap: std::collections::BinaryHeap<Worst> = logits[..k]
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| Worst(i as u32, l))
+        .collect();
+    let mut root = heap.peek().map_or(i32::MIN, |w| total_key(w.1));
+    for (i, &l) in logits.iter().enumerate().skip(k) {
+        // Ids grow along the scan, so a logit equal to the root's sorts
+        // after it: only a strictly greater one displaces it.
+        if total_key(l) > root {
+            if let Some(mut w) = heap.peek_mut() {
+                *w = Worst(i as u32, l);
+            }
+            root = heap.peek().map_or(i32::MIN, |w| total_key(w.1));
+        }
+    }
+    out.extend(heap.into_sorted_vec().into_iter().map(|w| (w.0, w.1)));
+}
+
+/// Index of the largest logit, ties to the lowest id.
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = (0, logits[0]);
+    for (i, &l) in logits.iter().enumerate().skip(1) {
+        if l > best.1 {
+            best = (i, l);
+        }
+    }
+    best.0 as u32
 }
 
 /// Probabilities of the candidates' logits.
@@ -264,7 +330,7 @@ mod tests {
         assert_eq!(s.sample(&[3.0, 2.0, -1.0]), 1);
         let mut cand = vec![(0, 3.0), (1, -1.0)];
         s.accept(1);
-        s.apply_penalties(&mut cand);
+        penalise(&s, &mut cand);
         assert_eq!(cand, vec![(0, 1.5), (1, -2.0)]);
     }
 
@@ -278,7 +344,7 @@ mod tests {
         s.accept(1);
         s.accept(1);
         let mut cand = vec![(0, 1.0), (1, 1.0)];
-        s.apply_penalties(&mut cand);
+        penalise(&s, &mut cand);
         assert_eq!(cand, vec![(0, 1.0), (1, -0.25)]);
     }
 
@@ -292,7 +358,7 @@ mod tests {
         s.accept(0);
         s.accept(1);
         let mut cand = vec![(0, 4.0), (1, 4.0)];
-        s.apply_penalties(&mut cand);
+        penalise(&s, &mut cand);
         assert_eq!(cand, vec![(0, 4.0), (1, 2.0)]);
     }
 
@@ -328,6 +394,129 @@ mod tests {
         };
         assert_eq!(run(9), run(9));
         assert_ne!(run(9), run(10));
+    }
+
+    /// The penalties applied to `(id, logit)` candidates indexed by id.
+    fn penalise(s: &Sampler, cand: &mut [(u32, f32)]) {
+        let mut l: Vec<f32> = cand.iter().map(|c| c.1).collect();
+        apply_penalties(&s.opts, &s.window, &mut l);
+        for (c, l) in cand.iter_mut().zip(l) {
+            c.1 = l;
+        }
+    }
+
+    /// The sampler as first written (a full sort of every candidate), kept
+    /// to check that the faster one picks exactly the same tokens.
+    fn reference_sample(s: &mut Sampler, logits: &[f32]) -> u32 {
+        let o = s.opts.clone();
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
+        if !(s.window.is_empty()
+            || (o.repeat_penalty == 1.0 && o.presence_penalty == 0.0 && o.frequency_penalty == 0.0))
+        {
+            let mut counts: HashMap<u32, u32> = HashMap::new();
+            for &id in &s.window {
+                *counts.entry(id).or_default() += 1;
+            }
+            for (id, count) in counts {
+                let Some(c) = cand.get_mut(id as usize) else {
+                    continue;
+                };
+                if c.1 <= 0.0 {
+                    c.1 *= o.repeat_penalty;
+                } else {
+                    c.1 /= o.repeat_penalty;
+                }
+                c.1 -= count as f32 * o.frequency_penalty + o.presence_penalty;
+            }
+        }
+        if o.temperature <= 0.0 {
+            let mut best = cand[0];
+            for &c in &cand[1..] {
+                if c.1 > best.1 {
+                    best = c;
+                }
+            }
+            return best.0;
+        }
+        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if o.top_k > 0 && o.top_k < cand.len() {
+            cand.truncate(o.top_k);
+        }
+        if o.top_p < 1.0 {
+            let probs = softmax(&cand);
+            let mut cum = 0.0f64;
+            let mut keep = cand.len();
+            for (i, p) in probs.iter().enumerate() {
+                cum += *p as f64;
+                if cum >= o.top_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            cand.truncate(keep.max(1));
+        }
+        if o.min_p > 0.0 {
+            let threshold = cand[0].1 + o.min_p.ln();
+            let keep = cand.iter().take_while(|c| c.1 >= threshold).count();
+            cand.truncate(keep.max(1));
+        }
+        for c in &mut cand {
+            c.1 /= o.temperature;
+        }
+        let probs = softmax(&cand);
+        let r = s.rng.next_f64();
+        let mut cum = 0.0f64;
+        for (c, p) in cand.iter().zip(&probs) {
+            cum += *p as f64;
+            if r < cum {
+                return c.0;
+            }
+        }
+        cand[cand.len() - 1].0
+    }
+
+    /// Same picks as the full-sort sampler for every option combination,
+    /// with many equal logits (ties), penalties, negative and infinite
+    /// logits, over a seeded run.
+    #[test]
+    fn same_picks_as_full_sort() {
+        let mut gen = Rng::new(7);
+        for case in 0..48 {
+            let n = [1, 2, 5, 40, 41, 300, 5000][case % 7];
+            let o = SamplingOptions {
+                temperature: [0.0, 0.8, 1.5][case % 3],
+                top_k: [0, 1, 3, 40, 5000][case % 5],
+                top_p: [1.0, 0.95, 0.5][(case / 3) % 3],
+                min_p: [0.0, 0.05][(case / 2) % 2],
+                repeat_penalty: [1.0, 1.3][(case / 4) % 2],
+                presence_penalty: [0.0, 0.5][(case / 5) % 2],
+                frequency_penalty: [0.0, 0.25][(case / 6) % 2],
+                penalty_last_n: 16,
+                seed: case as u64,
+                ..Default::default()
+            };
+            let mut fast = Sampler::new(o.clone()).unwrap();
+            let mut slow = Sampler::new(o).unwrap();
+            for step in 0..40 {
+                let logits: Vec<f32> = (0..n)
+                    .map(|i| match (i + step) % 11 {
+                        // Coarse values: many exact ties.
+                        0..=5 => (gen.next_f64() * 8.0).floor() as f32 - 4.0,
+                        10 if i % 97 == 3 => f32::NEG_INFINITY,
+                        _ => (gen.next_f64() * 10.0 - 5.0) as f32,
+                    })
+                    .collect();
+                let a = fast.sample(&logits);
+                let b = reference_sample(&mut slow, &logits);
+                assert_eq!(a, b, "case {case}, step {step}");
+                fast.accept(a);
+                slow.accept(b);
+            }
+        }
     }
 
     #[test]
