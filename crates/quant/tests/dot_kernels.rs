@@ -327,3 +327,42 @@ fn dot_accepts_exactly_the_matching_row_lengths() {
         }
     }
 }
+
+#[test]
+fn simd_kernels_handle_every_leftover_block_count() {
+    // The 32-element kernels run eight blocks per iteration and finish the row
+    // through a padded copy: check every block count up to 2·8 + 7.
+    let mut rng = Rng(0x5eed);
+    for t in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::IQ4_NL,
+        GgmlType::MXFP4,
+    ] {
+        let reference = dot::kernel_for_isa(t, Isa::Scalar).unwrap();
+        let act = reference.activation_type();
+        for nb in 1..=23usize {
+            let n = nb * 32;
+            let w = weight_row(&mut rng, t, n, nb % 4);
+            let xf = activations(&mut rng, n, nb % 3);
+            let mut a = vec![0u8; quant::bytes_for(act, n).unwrap()];
+            dot::quantize_activations(act, &xf, &mut a).unwrap();
+            let want = reference.dot(&w, &a).unwrap();
+            let tol = magnitude(t, &w, act, &a, n) * 2e-6 + 1e-30;
+            for isa in Isa::ALL {
+                let Some(k) = dot::kernel_for_isa(t, isa) else {
+                    continue;
+                };
+                let got = k.dot(&w, &a).unwrap();
+                assert!(
+                    got == want || ((got - want) as f64).abs() <= tol,
+                    "{t:?} {} blocks={nb}: got {got}, scalar {want}",
+                    k.isa()
+                );
+            }
+        }
+    }
+}
