@@ -179,8 +179,30 @@ pub(crate) fn matmul(
             };
         }
     }
+    // One token (VNNI): per block, the integer correction `−off · Σa` (Q8_0
+    // weights enter as `w + 128`) in lane 0 of the accumulator's start value.
+    let init: Vec<[i32; 8]> = if t == 1 && lvl == Level::Vnni {
+        (0..nb)
+            .map(|b| {
+                let blk = &act[b * a_bs..(b + 1) * a_bs];
+                let s: i32 = blk[a_qoff..a_qoff + 32]
+                    .iter()
+                    .map(|&v| v as i8 as i32)
+                    .sum();
+                let off = match kind {
+                    Kind::Q4_0 => 8,
+                    Kind::Q5_0 => 16,
+                    Kind::Q8_0 => 128,
+                    Kind::Q4_1 => 0,
+                };
+                [-off * s, 0, 0, 0, 0, 0, 0, 0]
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let act: &[u8] = act;
-    let (da, corr) = (&da[..], &corr[..]);
+    let (da, corr, init) = (&da[..], &corr[..], &init[..]);
     let row_bytes = w.row_bytes();
     let bytes = w.bytes();
     let chunk = rows_per_task(n, threads, row_bytes);
@@ -207,6 +229,7 @@ pub(crate) fn matmul(
                         act.as_ptr(),
                         da,
                         corr,
+                        init,
                         &mut res,
                     );
                 }
@@ -271,6 +294,7 @@ unsafe fn rows_kernel(
     a: *const u8,
     da: &[f32],
     corr: &[f32],
+    init: &[[i32; 8]],
     res: &mut [f32; 4],
 ) {
     #[cfg(target_arch = "x86_64")]
@@ -280,10 +304,10 @@ unsafe fn rows_kernel(
                 // SAFETY: forwarded from the caller's contract.
                 unsafe {
                     match rn {
-                        1 => x86::$f::<1, { $k }>(nb, w, row_bytes, a, da, corr, res),
-                        2 => x86::$f::<2, { $k }>(nb, w, row_bytes, a, da, corr, res),
-                        3 => x86::$f::<3, { $k }>(nb, w, row_bytes, a, da, corr, res),
-                        _ => x86::$f::<4, { $k }>(nb, w, row_bytes, a, da, corr, res),
+                        1 => x86::$f::<1, { $k }>(nb, w, row_bytes, a, da, corr, init, res),
+                        2 => x86::$f::<2, { $k }>(nb, w, row_bytes, a, da, corr, init, res),
+                        3 => x86::$f::<3, { $k }>(nb, w, row_bytes, a, da, corr, init, res),
+                        _ => x86::$f::<4, { $k }>(nb, w, row_bytes, a, da, corr, init, res),
                     }
                 }
             };
@@ -301,7 +325,7 @@ unsafe fn rows_kernel(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (lvl, kind, rn, nb, w, row_bytes, a, da, corr, res);
+        let _ = (lvl, kind, rn, nb, w, row_bytes, a, da, corr, init, res);
         unreachable!("legacy kernels are only selected on x86_64");
     }
 }
@@ -496,8 +520,10 @@ mod x86 {
                 a: *const u8,
                 da: &[f32],
                 corr: &[f32],
+                init: &[[i32; 8]],
                 res: &mut [f32; 4],
             ) {
+                let _ = init;
                 let kind = Kind::from_u8(K);
                 let (a_bs, a_q) = kind.a_block();
                 let w_bs = kind.w_block();
@@ -537,8 +563,107 @@ mod x86 {
         };
     }
 
-    rows_fn!(rows_vnni, "avx2,fma,f16c", dot_vnni);
     rows_fn!(rows_avx2, "avx2,fma,f16c", dot_avx2);
+
+    /// One token against `R` consecutive weight rows (decode, VNNI): per
+    /// block, the integer sum starts from `init[b]` (the offset correction),
+    /// Q8_0 weights enter as `w + 128`, and the `R` rows' scales are
+    /// converted together: `res[r] = Σ_b d_w[r]·da[b]·isum + m_w[r]·corr[b]`
+    /// (the last term for Q4_1 only).
+    ///
+    /// # Safety
+    /// `w` holds `R` rows of `nb` blocks of `kind`, `row_bytes` apart; `a`
+    /// holds one row of `nb` activation blocks; `da`, `corr` and `init` hold
+    /// `nb` values; the CPU has AVX-512 VL and VNNI.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    pub(super) unsafe fn rows_vnni<const R: usize, const K: u8>(
+        nb: usize,
+        w: *const u8,
+        row_bytes: usize,
+        a: *const u8,
+        da: &[f32],
+        corr: &[f32],
+        init: &[[i32; 8]],
+        res: &mut [f32; 4],
+    ) {
+        let kind = Kind::from_u8(K);
+        let (a_bs, a_q) = kind.a_block();
+        let w_bs = kind.w_block();
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut macc = _mm_setzero_ps();
+        let flip = _mm256_set1_epi8(-128);
+        for b in 0..nb {
+            // SAFETY (all pointer reads): `b < nb` and `r < R` keep every
+            // access inside the blocks the caller vouched for.
+            let av = _mm256_loadu_si256(a.add(b * a_bs + a_q) as *const __m256i);
+            let start = if K == 1 {
+                _mm256_setzero_si256()
+            } else {
+                _mm256_loadu_si256(init.as_ptr().add(b) as *const __m256i)
+            };
+            let mut dh = _mm_setzero_si128();
+            let mut mh = _mm_setzero_si128();
+            let mut p = [_mm256_setzero_si256(); R];
+            for r in 0..R {
+                let wb = w.add(r * row_bytes + b * w_bs);
+                let mut wv = unpack(kind, wb);
+                if K == 2 {
+                    wv = _mm256_xor_si256(wv, flip);
+                }
+                p[r] = dpbusd_from(start, wv, av);
+                dh = insert_u16(dh, r, (wb as *const u16).read_unaligned());
+                if K == 1 {
+                    mh = insert_u16(mh, r, (wb.add(2) as *const u16).read_unaligned());
+                }
+            }
+            let s4 = _mm_mul_ps(_mm_cvtph_ps(dh), _mm_set1_ps(*da.get_unchecked(b)));
+            let mut sv = [0.0f32; 4];
+            _mm_storeu_ps(sv.as_mut_ptr(), s4);
+            for r in 0..R {
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[r]), _mm256_set1_ps(sv[r]), acc[r]);
+            }
+            if K == 1 {
+                macc = _mm_fmadd_ps(_mm_cvtph_ps(mh), _mm_set1_ps(*corr.get_unchecked(b)), macc);
+            }
+        }
+        let mut mv = [0.0f32; 4];
+        _mm_storeu_ps(mv.as_mut_ptr(), macc);
+        for r in 0..R {
+            res[r] = hsum(acc[r]) + mv[r];
+        }
+    }
+
+    /// `v` with 16-bit lane `i` (0..4) set to `x`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn insert_u16(v: __m128i, i: usize, x: u16) -> __m128i {
+        match i {
+            0 => _mm_insert_epi16(v, x as i32, 0),
+            1 => _mm_insert_epi16(v, x as i32, 1),
+            2 => _mm_insert_epi16(v, x as i32, 2),
+            _ => _mm_insert_epi16(v, x as i32, 3),
+        }
+    }
+
+    /// `acc + Σ` of u8·i8 products in groups of four (VNNI, inline assembly).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn dpbusd_from(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        let mut acc = acc;
+        // SAFETY: only reached when `level()` found AVX-512 VL + VNNI; the
+        // instruction reads and writes registers only.
+        unsafe {
+            std::arch::asm!(
+                "vpdpbusd {acc}, {a}, {b}",
+                acc = inout(ymm_reg) acc,
+                a = in(ymm_reg) u,
+                b = in(ymm_reg) s,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
 
     /// Bit `i` of `qh` as `0x10` in byte `i` (Q5_0's fifth bits).
     #[inline]
