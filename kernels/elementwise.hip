@@ -62,7 +62,17 @@ extern "C" __global__ void argmax_f32(const float* __restrict__ a, int cols, u32
     const float* r = a + (size_t)blockIdx.x * cols;
     float best = RF_NEG_INF;
     int bi = 0x7fffffff;
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    // Four loads in flight per thread, compared in increasing index order.
+    const int bd = blockDim.x;
+    int i = threadIdx.x;
+    for (; i + 3 * bd < cols; i += 4 * bd) {
+        const float v0 = r[i], v1 = r[i + bd], v2 = r[i + 2 * bd], v3 = r[i + 3 * bd];
+        if (v0 > best) { best = v0; bi = i; }
+        if (v1 > best) { best = v1; bi = i + bd; }
+        if (v2 > best) { best = v2; bi = i + 2 * bd; }
+        if (v3 > best) { best = v3; bi = i + 3 * bd; }
+    }
+    for (; i < cols; i += bd) {
         if (r[i] > best) {
             best = r[i];
             bi = i;

@@ -56,12 +56,16 @@ RF_DEVICE void rf_stage_bytes(u8* dst, const u8* src, int n, int lane) {
 // of the row for every format (exact for whole blocks and, since tiles start
 // at multiples of 8 chunks, for the 256-element super-blocks), so the
 // dequantizers run unchanged on the staged copy with chunk and length
-// indices taken relative to the tile.
+// indices taken relative to the tile. The block then stages each token's
+// activations for the tile once (coalesced), shared by its waves.
 #define RF_MATMUL(name, deq)                                                                    \
     extern "C" __global__ void matmul_##name(const u8* __restrict__ W, int row_bytes, int K,   \
                                              int N, const float* __restrict__ X, int T,        \
                                              float* __restrict__ Y) {                          \
         __shared__ uint4 stage[RF_MM_WAVES][(RF_WAVE * RF_CB_##name + 15) / 16];               \
+        /* One token's activations for the tile, chunk-major with a stride of */               \
+        /* 33 floats so that lane l reading value i of its chunk hits bank l + i. */          \
+        __shared__ float xs[RF_WAVE * 33];                                                     \
         const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;                  \
         const int r = blockIdx.x * (blockDim.x / RF_WAVE) + wave;                              \
         const int t0 = blockIdx.y * RF_MM_TOKENS;                                              \
@@ -80,32 +84,31 @@ RF_DEVICE void rf_stage_bytes(u8* dst, const u8* src, int n, int lane) {
             if (active) rf_stage_bytes(st, row + b0, (int)(b1 - b0), lane);                    \
             __syncthreads();                                                                   \
             const int c = c0 + lane;                                                           \
-            if (active && c < n_chunks) {                                                      \
-                float y[32];                                                                   \
-                deq(st, lane, K - c0 * 32, y);                                                 \
-                const int kn = min(32, K - c * 32);                                            \
-                _Pragma("unroll") for (int t = 0; t < RF_MM_TOKENS; t++) {                     \
-                    if (t0 + t < T) {                                                          \
-                        const float* x = X + (size_t)(t0 + t) * K + c * 32;                    \
+            const bool have = active && c < n_chunks;                                          \
+            const int kn = min(32, K - c * 32);                                                \
+            float y[32];                                                                       \
+            if (have) deq(st, lane, K - c0 * 32, y);                                           \
+            const int ne = e1 - c0 * 32;                                                       \
+            _Pragma("unroll") for (int t = 0; t < RF_MM_TOKENS; t++) {                         \
+                if (t0 + t < T) { /* the same for every thread of the block */                 \
+                    const float* xr = X + (size_t)(t0 + t) * K + c0 * 32;                      \
+                    for (int i = threadIdx.x; i < ne; i += blockDim.x)                         \
+                        xs[(i >> 5) * 33 + (i & 31)] = xr[i];                                  \
+                    __syncthreads();                                                           \
+                    if (have) {                                                                \
+                        const float* xl = xs + lane * 33;                                      \
                         float s = 0.0f;                                                        \
-                        /* Unrolled with constant indices so that y stays in registers. */     \
-                        if (kn == 32 && (K & 3) == 0) { /* 16-byte aligned: vector loads */\
-                            const float4* x4 = (const float4*)x;                               \
-                            _Pragma("unroll") for (int i = 0; i < 8; i++) {                    \
-                                const float4 v4 = x4[i];                                       \
-                                s += y[4 * i] * v4.x + y[4 * i + 1] * v4.y +                   \
-                                     y[4 * i + 2] * v4.z + y[4 * i + 3] * v4.w;                \
-                            }                                                                  \
-                        } else if (kn == 32) {                                                 \
-                            _Pragma("unroll") for (int i = 0; i < 32; i++) s += y[i] * x[i];   \
+                        /* Constant indices keep y in registers. */                            \
+                        if (kn == 32) {                                                        \
+                            _Pragma("unroll") for (int i = 0; i < 32; i++) s += y[i] * xl[i];  \
                         } else {                                                               \
-                            _Pragma("unroll") for (int i = 0; i < 32; i++) if (i < kn) s += y[i] * x[i]; \
+                            _Pragma("unroll") for (int i = 0; i < 32; i++) if (i < kn) s += y[i] * xl[i]; \
                         }                                                                      \
                         acc[t] += s;                                                           \
                     }                                                                          \
+                    __syncthreads();                                                           \
                 }                                                                              \
             }                                                                                  \
-            __syncthreads();                                                                   \
         }                                                                                      \
         _Pragma("unroll") for (int t = 0; t < RF_MM_TOKENS; t++) {                             \
             const float s = rf_wave_sum(acc[t]);                                               \

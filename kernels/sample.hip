@@ -85,7 +85,18 @@ extern "C" __global__ void sample_topk_f32(const float* __restrict__ logits, int
     for (int shift = 24; shift >= 0; shift -= 8) {
         for (int i = tid; i < 256; i += blockDim.x) hist[i] = 0;
         __syncthreads();
-        for (int i = tid; i < cols; i += blockDim.x) {
+        // Four loads in flight per thread.
+        const int bd = blockDim.x;
+        int i = tid;
+        for (; i + 3 * bd < cols; i += 4 * bd) {
+            const float v[4] = {row[i], row[i + bd], row[i + 2 * bd], row[i + 3 * bd]};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const u32 key = rf_order_key(v[j]);
+                if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+            }
+        }
+        for (; i < cols; i += bd) {
             const u32 key = rf_order_key(row[i]);
             if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
         }

@@ -602,9 +602,11 @@ impl Kernels {
         }
         let rows = a.len() / cols;
         need("argmax output", out.len(), rows)?;
+        // 1024 threads: a row is a whole vocabulary (the kernel's per-wave
+        // scratch holds 32 waves).
         let cfg = LaunchConfig {
             grid: (to_i32("rows", rows)? as u32, 1, 1),
-            block: (BLOCK_1D as u32, 1, 1),
+            block: (1024, 1, 1),
             shared_bytes: 0,
         };
         let args = KernelArgs::new()
