@@ -15,7 +15,8 @@ mod spec;
 pub use error::BackendError;
 pub use gguf_format::GgmlType;
 pub use select::{
-    apply_penalties, pick_from_sorted, select_reference, SelectMode, TokenSelect, MAX_DEVICE_TOP_K,
+    apply_penalties, pick_from_sorted, select_reference, SampleSpec, SelectMode, TokenSelect,
+    MAX_DEVICE_TOP_K,
 };
 pub use spec::{AttnSpec, GluKind, RopeMode, RopeSpec, WeightView, YarnSpec};
 

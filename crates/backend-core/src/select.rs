@@ -37,19 +37,23 @@ pub enum SelectMode {
     #[default]
     Greedy,
     /// top-k → top-p → min-p → temperature → draw.
-    Sample {
-        /// Keep the `top_k` largest logits (`1 ..= MAX_DEVICE_TOP_K`; equal
-        /// logits keep the lower ids first).
-        top_k: usize,
-        /// Keep the shortest prefix whose probability reaches `top_p`.
-        top_p: f32,
-        /// Keep logits at least `ln(min_p)` above the largest (`0`: off).
-        min_p: f32,
-        /// Divide the kept logits by this (`> 0`).
-        temperature: f32,
-        /// The draw, uniform in `[0, 1)`.
-        uniform: f64,
-    },
+    Sample(SampleSpec),
+}
+
+/// The parameters of a sampled pick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleSpec {
+    /// Keep the `top_k` largest logits (`1 ..= MAX_DEVICE_TOP_K` on a
+    /// device; equal logits keep the lower ids first).
+    pub top_k: usize,
+    /// Keep the shortest prefix whose probability reaches `top_p`.
+    pub top_p: f32,
+    /// Keep logits at least `ln(min_p)` above the largest (`0`: off).
+    pub min_p: f32,
+    /// Divide the kept logits by this (`> 0`).
+    pub temperature: f32,
+    /// The draw, uniform in `[0, 1)`.
+    pub uniform: f64,
 }
 
 /// The selection rule on the host: what every backend's
@@ -72,18 +76,12 @@ pub fn select_reference(logits: &[f32], spec: &TokenSelect) -> u32 {
             }
             best as u32
         }
-        SelectMode::Sample {
-            top_k,
-            top_p,
-            min_p,
-            temperature,
-            uniform,
-        } => {
+        SelectMode::Sample(p) => {
             let mut cand: Vec<(u32, f32)> =
                 l.iter().enumerate().map(|(i, &v)| (i as u32, v)).collect();
             cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            cand.truncate(top_k.clamp(1, cand.len().max(1)));
-            pick_from_sorted(&cand, top_p, min_p, temperature, uniform)
+            cand.truncate(p.top_k.clamp(1, cand.len().max(1)));
+            pick_from_sorted(&cand, &p)
         }
     }
 }
@@ -104,14 +102,15 @@ pub fn apply_penalties(l: &mut [f32], spec: &TokenSelect) {
 }
 
 /// top-p → min-p → temperature → draw over candidates sorted by logit
-/// (descending, lower id first among equals).
-pub fn pick_from_sorted(
-    cand: &[(u32, f32)],
-    top_p: f32,
-    min_p: f32,
-    temperature: f32,
-    uniform: f64,
-) -> u32 {
+/// (descending, lower id first among equals); `p.top_k` is not applied here.
+pub fn pick_from_sorted(cand: &[(u32, f32)], p: &SampleSpec) -> u32 {
+    let SampleSpec {
+        top_p,
+        min_p,
+        temperature,
+        uniform,
+        ..
+    } = *p;
     let mut n = cand.len();
     if n == 0 {
         return 0;
@@ -173,13 +172,13 @@ mod tests {
     #[test]
     fn sampling_walks_the_cumulative_distribution() {
         let sample = |u| TokenSelect {
-            mode: SelectMode::Sample {
+            mode: SelectMode::Sample(SampleSpec {
                 top_k: 3,
                 top_p: 1.0,
                 min_p: 0.0,
                 temperature: 1.0,
                 uniform: u,
-            },
+            }),
             ..Default::default()
         };
         let logits = [0.0, (3.0f32).ln(), -100.0, 0.0];

@@ -63,24 +63,19 @@ impl HipBackend {
             }
             match s.mode {
                 SelectMode::Greedy => greedy_rows.push(row),
-                SelectMode::Sample {
-                    top_k,
-                    top_p,
-                    min_p,
-                    temperature,
-                    uniform,
-                } => {
-                    if !(1..=MAX_DEVICE_TOP_K).contains(&top_k) {
+                SelectMode::Sample(p) => {
+                    if !(1..=MAX_DEVICE_TOP_K).contains(&p.top_k) {
                         return Err(BackendError::Unsupported(format!(
-                            "sampling with top_k {top_k} on the device (1..={MAX_DEVICE_TOP_K})"
+                            "sampling with top_k {} on the device (1..={MAX_DEVICE_TOP_K})",
+                            p.top_k
                         )));
                     }
                     let p = SampleParams {
-                        top_k,
-                        top_p,
-                        min_p,
-                        temperature,
-                        uniform,
+                        top_k: p.top_k,
+                        top_p: p.top_p,
+                        min_p: p.min_p,
+                        temperature: p.temperature,
+                        uniform: p.uniform,
                     };
                     self.kernels
                         .sample_topk(&self.stream, &logits.buf, row, cols, &p, &mut out)

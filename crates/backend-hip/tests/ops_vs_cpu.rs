@@ -591,7 +591,7 @@ fn several_threads_share_one_backend() {
 /// device limit, top-p, min-p, and many tied logits.
 #[test]
 fn select_tokens_equals_the_host_reference() {
-    use backend_core::{select_reference, SelectMode, TokenSelect, MAX_DEVICE_TOP_K};
+    use backend_core::{select_reference, SampleSpec, SelectMode, TokenSelect, MAX_DEVICE_TOP_K};
     let Some(g) = gpu() else { return };
     assert!(g.selects_tokens());
     let mut rng = Rng(0x5e1ec7);
@@ -619,13 +619,13 @@ fn select_tokens_equals_the_host_reference() {
                         mode: if (case + r) % 6 == 5 {
                             SelectMode::Greedy
                         } else {
-                            SelectMode::Sample {
+                            SelectMode::Sample(SampleSpec {
                                 top_k,
                                 top_p: [1.0, 0.95, 0.5][case % 3],
                                 min_p: [0.0, 0.05, 0.3][(case / 3) % 3],
                                 temperature: [0.8, 1.0, 2.5][(case / 2) % 3],
                                 uniform: u.clamp(0.0, 0.999_999),
-                            }
+                            })
                         },
                     }
                 })
@@ -647,13 +647,13 @@ fn select_tokens_equals_the_host_reference() {
     // A top_k beyond the device's limit is an error, not a wrong answer.
     let mut t = g.upload(&vec![0.0; VOCAB], 1, VOCAB).unwrap();
     let too_big = TokenSelect {
-        mode: SelectMode::Sample {
+        mode: SelectMode::Sample(SampleSpec {
             top_k: MAX_DEVICE_TOP_K + 1,
             top_p: 1.0,
             min_p: 0.0,
             temperature: 1.0,
             uniform: 0.5,
-        },
+        }),
         ..Default::default()
     };
     assert!(g.select_tokens(&mut t, &[too_big]).is_err());

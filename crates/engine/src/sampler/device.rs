@@ -3,7 +3,7 @@
 //! device memory picks the token itself and only the id crosses to the host.
 
 use super::Sampler;
-use backend_core::{SelectMode, TokenSelect, MAX_DEVICE_TOP_K};
+use backend_core::{SampleSpec, SelectMode, TokenSelect, MAX_DEVICE_TOP_K};
 use std::collections::BTreeMap;
 
 impl Sampler {
@@ -24,13 +24,14 @@ impl Sampler {
         let mode = if o.temperature <= 0.0 {
             SelectMode::Greedy
         } else if (1..=MAX_DEVICE_TOP_K).contains(&o.top_k) {
-            SelectMode::Sample {
+            SelectMode::Sample(SampleSpec {
                 top_k: o.top_k,
                 top_p: o.top_p,
                 min_p: o.min_p,
                 temperature: o.temperature,
-                uniform: 0.0,
-            }
+                // One draw per sampled pick, as the host sampler takes.
+                uniform: self.rng.next_f64(),
+            })
         } else {
             return None;
         };
@@ -50,22 +51,7 @@ impl Sampler {
             repeat_penalty: o.repeat_penalty,
             presence_penalty: o.presence_penalty,
             frequency_penalty: o.frequency_penalty,
-            mode: match mode {
-                SelectMode::Sample {
-                    top_k,
-                    top_p,
-                    min_p,
-                    temperature,
-                    ..
-                } => SelectMode::Sample {
-                    top_k,
-                    top_p,
-                    min_p,
-                    temperature,
-                    uniform: self.rng.next_f64(),
-                },
-                greedy => greedy,
-            },
+            mode,
         };
         Some(spec)
     }
