@@ -17,6 +17,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let steps: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(48);
     let temp: f32 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(0.0);
     let model = Model::load(path, Arc::new(CpuBackend::new(threads)?))?;
+    // What the server pays when 8 requests arrive (`--ctx-size 4096`).
+    let t = Instant::now();
+    let fresh = (0..8)
+        .map(|_| model.new_sequence(4096))
+        .collect::<Result<Vec<_>, _>>()?;
+    println!(
+        "8 new 4096-position sequences: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    drop(fresh);
     let prompt: Vec<u32> = vec![
         1, 9066, 253, 1930, 1345, 563, 253, 7558, 665, 2880, 288, 4063, 30,
     ];
