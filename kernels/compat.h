@@ -7,6 +7,8 @@
 //                        (32 on NVIDIA and RDNA, 64 on CDNA/GCN)
 //   RF_SHFL_XOR(v, m)    value of `v` held by lane (lane ^ m) of the wave
 //   rf_h2f(bits)         IEEE half (as its 16 bits) to float
+//   RF_DP4A(a, b, c)     c + the dot product of the four signed bytes of a
+//                        and of b (one instruction where the target has it)
 //   RF_DEVICE            inline device function qualifier
 //   u8 i8 u16 i16 u32 i32  fixed-width integers (no <stdint.h> under the
 //                        runtime compilers)
@@ -15,6 +17,7 @@
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 
 #define RF_CUDA 1
+#define RF_DP4A(a, b, c) __dp4a((int)(a), (int)(b), (int)(c))
 #if defined(__CUDACC_RTC__)
 // NVRTC has no <cstddef>; this names the same type as the built-in size_t.
 typedef decltype(sizeof(0)) size_t;
@@ -43,6 +46,12 @@ RF_DEVICE float rf_h2f(unsigned short h) {
 #endif
 #define RF_SHFL_XOR(v, m) __shfl_xor((v), (m))
 #define RF_DEVICE __device__ __forceinline__
+#if defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) || defined(__gfx940__) || \
+    defined(__gfx941__) || defined(__gfx942__) || defined(__gfx1030__)
+#define RF_DP4A(a, b, c) __builtin_amdgcn_sdot4((int)(a), (int)(b), (int)(c), false)
+#else
+#define RF_DP4A(a, b, c) rf_dp4a_bytes((int)(a), (int)(b), (int)(c))
+#endif
 
 RF_DEVICE float rf_h2f(unsigned short h) {
     return (float)__builtin_bit_cast(_Float16, h);
@@ -56,5 +65,11 @@ typedef unsigned short u16;
 typedef short i16;
 typedef unsigned int u32;
 typedef int i32;
+
+// RF_DP4A where the target has no such instruction.
+RF_DEVICE int rf_dp4a_bytes(int a, int b, int c) {
+    return c + (int)(i8)a * (int)(i8)b + (int)(i8)(a >> 8) * (int)(i8)(b >> 8) +
+           (int)(i8)(a >> 16) * (int)(i8)(b >> 16) + (int)(i8)(a >> 24) * (int)(i8)(b >> 24);
+}
 
 #define RF_NEG_INF __int_as_float(0xff800000)

@@ -90,6 +90,12 @@ pub struct HipBackend {
     /// The positions last uploaded for RoPE: every layer of a forward pass
     /// rotates the same positions, so they cross the bus once per pass.
     positions: std::sync::Mutex<Option<(Vec<u32>, DeviceBuffer<u32>)>>,
+    /// The 8-bit activation row of the decode mat-vec (values, scales),
+    /// grown to the longest row seen; reused call after call (one stream).
+    q8_scratch: std::sync::Mutex<Option<(DeviceBuffer<u32>, DeviceBuffer<f32>)>>,
+    /// `ROCMFORGE_GPU_F32_MATVEC=1`: decode through the f32 matmul kernel
+    /// instead of the 8-bit-activation mat-vec (for comparisons).
+    f32_matvec: bool,
 }
 
 impl std::fmt::Debug for HipBackend {
@@ -124,6 +130,8 @@ impl HipBackend {
             // Free activation buffers kept: 1/16 of the device's memory.
             pool: Arc::new(pool::BufferPool::new(total / 16)),
             positions: std::sync::Mutex::new(None),
+            q8_scratch: std::sync::Mutex::new(None),
+            f32_matvec: std::env::var_os("ROCMFORGE_GPU_F32_MATVEC").is_some_and(|v| v == "1"),
         })
     }
 
@@ -150,6 +158,27 @@ impl HipBackend {
     /// Wait until all submitted work has finished.
     pub fn synchronize(&self) -> Result<()> {
         self.stream.synchronize().map_err(dev_err)
+    }
+
+    /// One token through the 8-bit-activation mat-vec (shapes checked by
+    /// the caller).
+    fn matvec_q8(&self, w: &HipWeight, x: &HipTensor, out: &mut HipTensor) -> Result<()> {
+        let (n, k) = (w.rows(), w.cols());
+        let mut scratch = self.q8_scratch.lock().unwrap_or_else(|p| p.into_inner());
+        if scratch.as_ref().map_or(true, |(q, _)| q.len() < k / 4) {
+            let q = DeviceBuffer::alloc(&self.device, k / 4).map_err(dev_err)?;
+            let ds = DeviceBuffer::alloc(&self.device, k / 16).map_err(dev_err)?;
+            *scratch = Some((q, ds));
+        }
+        let Some((q, ds)) = scratch.as_mut() else {
+            return Err(shape("matmul", "no activation scratch".into()));
+        };
+        self.kernels
+            .quantize_q8(&self.stream, &x.buf, k, q, ds)
+            .map_err(dev_err)?;
+        self.kernels
+            .matvec_q8(&self.stream, w.format, &w.data, n, k, q, ds, &mut out.buf)
+            .map_err(dev_err)
     }
 
     fn tensor(&self, buf: DeviceBuffer<f32>, rows: usize, cols: usize) -> HipTensor {
@@ -306,6 +335,9 @@ impl Backend for HipBackend {
                     w.name, x.rows, x.cols, out.rows, out.cols
                 ),
             ));
+        }
+        if x.rows == 1 && !self.f32_matvec && hip_kernels::matvec_q8_supports(w.format, k) {
+            return self.matvec_q8(w, x, out);
         }
         self.kernels
             .matmul(

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod format;
+mod matvec;
 mod sample;
 pub mod sources;
 
@@ -25,6 +26,7 @@ use gpu_runtime::{
     rtc::Compiler, Device, DeviceBuffer, Function, KernelArgs, LaunchConfig, Module, Result,
     RuntimeError, Stream, Vendor,
 };
+pub use matvec::matvec_q8_supports;
 pub use sample::{SampleParams, SAMPLE_MAX_K};
 
 mod prebuilt {
@@ -689,6 +691,10 @@ pub fn kernel_names(family: &str) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect(),
+        "matvec" => ["quantize_q8_f32", "matvec_q4_0", "matvec_q8_0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         "sample" => ["softcap_f32", "penalize_f32", "sample_topk_f32"]
             .iter()
             .map(|s| s.to_string())

@@ -19,6 +19,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
         include_str!("../../../kernels/elementwise.hip"),
     ),
     ("sample", include_str!("../../../kernels/sample.hip")),
+    ("matvec", include_str!("../../../kernels/matvec.hip")),
 ];
 
 /// A family's source with every `#include "<header>"` of our headers

@@ -1,0 +1,75 @@
+// Decode mat-vec with 8-bit activations: y[r] = sum_k W[r][k] * x[k] for one
+// token, the way ggml's CPU and GPU paths do it. The activation row is first
+// quantized to 8-bit blocks of 32 (a scale d and the block's sum d * sum q);
+// each weight block is then multiplied with integer dot products of four
+// bytes at a time (RF_DP4A), which needs far fewer instructions per weight
+// than dequantizing to f32.
+// Launch (matvec_*): block = 4 * RF_WAVE, one wave per weight row.
+#include "compat.h"
+#include "common.h"
+#include "quant.h"
+
+// x (n values, n a multiple of 32) -> q (n signed bytes) and, per block of
+// 32, ds = (d, d * sum q) with d = max|x| / 127. One thread per value; the
+// lanes of a block of 32 reduce with shuffles inside their 32-lane group.
+extern "C" __global__ void quantize_q8_f32(const float* __restrict__ x, int n, i8* __restrict__ q,
+                                           float2* __restrict__ ds) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    // n and blockDim.x are multiples of 32: a group of 32 is in or out whole.
+    if (i >= n) return;
+    const float v = x[i];
+    float a = fabsf(v);
+    for (int m = 16; m > 0; m >>= 1) a = fmaxf(a, RF_SHFL_XOR(a, m));
+    const float d = a / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const int qi = (int)rintf(v * id);
+    q[i] = (i8)qi;
+    int s = qi;
+    for (int m = 16; m > 0; m >>= 1) s += RF_SHFL_XOR(s, m);
+    if ((i & 31) == 0) ds[i >> 5] = make_float2(d, d * (float)s);
+}
+
+// Four bytes of a weight block at a 2-byte aligned address.
+RF_DEVICE int rf_ld_i32_a2(const u8* p) {
+    const u16* h = (const u16*)p;
+    return (int)((u32)h[0] | ((u32)h[1] << 16));
+}
+
+// Q4_0 block (d, 16 bytes of nibbles: low nibbles are values 0..15, high
+// nibbles 16..31) against one Q8 block: d_w * (d_x * sum(nib * q) - 8 * s_x).
+RF_DEVICE float rf_vdot_q4_0(const u8* b, const int* xq, float2 ds) {
+    int sumi = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int w = rf_ld_i32_a2(b + 2 + 4 * i);
+        sumi = RF_DP4A(w & 0x0F0F0F0F, xq[i], sumi);
+        sumi = RF_DP4A((w >> 4) & 0x0F0F0F0F, xq[i + 4], sumi);
+    }
+    return rf_ld_f16(b) * (ds.x * (float)sumi - 8.0f * ds.y);
+}
+
+// Q8_0 block (d, 32 signed bytes) against one Q8 block.
+RF_DEVICE float rf_vdot_q8_0(const u8* b, const int* xq, float2 ds) {
+    int sumi = 0;
+#pragma unroll
+    for (int i = 0; i < 8; i++) sumi = RF_DP4A(rf_ld_i32_a2(b + 2 + 4 * i), xq[i], sumi);
+    return rf_ld_f16(b) * ds.x * (float)sumi;
+}
+
+#define RF_MATVEC(name, bytes, vdot)                                                             \
+    extern "C" __global__ void matvec_##name(const u8* __restrict__ W, int row_bytes, int K,    \
+                                             int N, const int* __restrict__ xq,                 \
+                                             const float2* __restrict__ ds, float* __restrict__ Y) { \
+        const int lane = threadIdx.x % RF_WAVE;                                                  \
+        const int r = blockIdx.x * (blockDim.x / RF_WAVE) + threadIdx.x / RF_WAVE;               \
+        if (r >= N) return;                                                                      \
+        const u8* row = W + (size_t)r * row_bytes;                                               \
+        const int nb = K / 32;                                                                   \
+        float acc = 0.0f;                                                                        \
+        for (int b = lane; b < nb; b += RF_WAVE) acc += vdot(row + b * (bytes), xq + b * 8, ds[b]); \
+        acc = rf_wave_sum(acc);                                                                  \
+        if (lane == 0) Y[r] = acc;                                                               \
+    }
+
+RF_MATVEC(q4_0, 18, rf_vdot_q4_0)
+RF_MATVEC(q8_0, 34, rf_vdot_q8_0)
