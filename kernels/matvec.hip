@@ -35,9 +35,13 @@ RF_DEVICE int rf_ld_i32_a2(const u8* p) {
     return (int)((u32)h[0] | ((u32)h[1] << 16));
 }
 
+// Each rf_vdot_* multiplies the 32-value chunk `c` of a weight row with the
+// Q8 block of the same 32 activations (`xq`: 8 words, `ds`: its d and sum).
+
 // Q4_0 block (d, 16 bytes of nibbles: low nibbles are values 0..15, high
-// nibbles 16..31) against one Q8 block: d_w * (d_x * sum(nib * q) - 8 * s_x).
-RF_DEVICE float rf_vdot_q4_0(const u8* b, const int* xq, float2 ds) {
+// nibbles 16..31): d_w * (d_x * sum(nib * q) - 8 * s_x).
+RF_DEVICE float rf_vdot_q4_0(const u8* row, int c, const int* xq, float2 ds) {
+    const u8* b = row + c * 18;
     int sumi = 0;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
@@ -48,15 +52,33 @@ RF_DEVICE float rf_vdot_q4_0(const u8* b, const int* xq, float2 ds) {
     return rf_ld_f16(b) * (ds.x * (float)sumi - 8.0f * ds.y);
 }
 
-// Q8_0 block (d, 32 signed bytes) against one Q8 block.
-RF_DEVICE float rf_vdot_q8_0(const u8* b, const int* xq, float2 ds) {
+// Q8_0 block (d, 32 signed bytes).
+RF_DEVICE float rf_vdot_q8_0(const u8* row, int c, const int* xq, float2 ds) {
+    const u8* b = row + c * 34;
     int sumi = 0;
 #pragma unroll
     for (int i = 0; i < 8; i++) sumi = RF_DP4A(rf_ld_i32_a2(b + 2 + 4 * i), xq[i], sumi);
     return rf_ld_f16(b) * ds.x * (float)sumi;
 }
 
-#define RF_MATVEC(name, bytes, vdot)                                                             \
+// Q4_K: chunk c is sub-block c % 8 of super-block c / 8 (d @0, dmin @2, six-
+// bit scales and mins @4, nibbles @16: sub-blocks 2i and 2i+1 share 32
+// bytes, low and high nibbles): d*sc*d_x*sum(nib * q) - dmin*m*s_x. Rows
+// are whole 144-byte super-blocks, so the nibbles are 4-byte aligned.
+RF_DEVICE float rf_vdot_q4_k(const u8* row, int c, const int* xq, float2 ds) {
+    const u8* b = row + (c >> 3) * 144;
+    const int s = c & 7;
+    int sc, mn;
+    rf_scale_min_k4(s, b + 4, &sc, &mn);
+    const int* q = (const int*)(b + 16 + (s >> 1) * 32);
+    const int shift = (s & 1) * 4;
+    int sumi = 0;
+#pragma unroll
+    for (int i = 0; i < 8; i++) sumi = RF_DP4A((q[i] >> shift) & 0x0F0F0F0F, xq[i], sumi);
+    return rf_ld_f16(b) * (float)sc * ds.x * (float)sumi - rf_ld_f16(b + 2) * (float)mn * ds.y;
+}
+
+#define RF_MATVEC(name, vdot)                                                             \
     extern "C" __global__ void matvec_##name(const u8* __restrict__ W, int row_bytes, int K,    \
                                              int N, const int* __restrict__ xq,                 \
                                              const float2* __restrict__ ds, float* __restrict__ Y) { \
@@ -66,10 +88,11 @@ RF_DEVICE float rf_vdot_q8_0(const u8* b, const int* xq, float2 ds) {
         const u8* row = W + (size_t)r * row_bytes;                                               \
         const int nb = K / 32;                                                                   \
         float acc = 0.0f;                                                                        \
-        for (int b = lane; b < nb; b += RF_WAVE) acc += vdot(row + b * (bytes), xq + b * 8, ds[b]); \
+        for (int c = lane; c < nb; c += RF_WAVE) acc += vdot(row, c, xq + c * 8, ds[c]);     \
         acc = rf_wave_sum(acc);                                                                  \
         if (lane == 0) Y[r] = acc;                                                               \
     }
 
-RF_MATVEC(q4_0, 18, rf_vdot_q4_0)
-RF_MATVEC(q8_0, 34, rf_vdot_q8_0)
+RF_MATVEC(q4_0, rf_vdot_q4_0)
+RF_MATVEC(q8_0, rf_vdot_q8_0)
+RF_MATVEC(q4_k, rf_vdot_q4_k)

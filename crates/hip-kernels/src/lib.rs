@@ -691,10 +691,15 @@ pub fn kernel_names(family: &str) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect(),
-        "matvec" => ["quantize_q8_f32", "matvec_q4_0", "matvec_q8_0"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        "matvec" => [
+            "quantize_q8_f32",
+            "matvec_q4_0",
+            "matvec_q8_0",
+            "matvec_q4_k",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         "sample" => ["softcap_f32", "penalize_f32", "sample_topk_f32"]
             .iter()
             .map(|s| s.to_string())

@@ -9,7 +9,11 @@ const MATVEC_WAVES: u32 = 4;
 /// Whether [`Kernels::matvec_q8`] handles weights in `format` with rows of
 /// `k` values.
 pub fn matvec_q8_supports(format: GpuFormat, k: usize) -> bool {
-    matches!(format, GpuFormat::Q4_0 | GpuFormat::Q8_0) && k > 0 && k % 32 == 0
+    match format {
+        GpuFormat::Q4_0 | GpuFormat::Q8_0 => k > 0 && k % 32 == 0,
+        GpuFormat::Q4K => k > 0 && k % 256 == 0,
+        _ => false,
+    }
 }
 
 impl Kernels {
@@ -68,6 +72,7 @@ impl Kernels {
         }
         let name = match format {
             GpuFormat::Q4_0 => "matvec_q4_0",
+            GpuFormat::Q4K => "matvec_q4_k",
             _ => "matvec_q8_0",
         };
         let row_bytes = format
@@ -94,7 +99,7 @@ impl Kernels {
             .ptr(q.device_ptr())
             .ptr(ds.device_ptr())
             .ptr(y.device_ptr());
-        // SAFETY: matches `matvec_q4_0` / `matvec_q8_0`; weight, activation
+        // SAFETY: matches `matvec_q4_0` / `matvec_q8_0` / `matvec_q4_k`; weight, activation
         // and output lengths and alignments checked above.
         unsafe { self.f(name)?.launch(stream, cfg, &args) }
     }
