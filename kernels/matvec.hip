@@ -78,6 +78,29 @@ RF_DEVICE float rf_vdot_q4_k(const u8* row, int c, const int* xq, float2 ds) {
     return rf_ld_f16(b) * (float)sc * ds.x * (float)sumi - rf_ld_f16(b + 2) * (float)mn * ds.y;
 }
 
+// Q6_K: chunk c is values 32*(c%8).. of super-block c / 8 (ql[128] @0,
+// qh[64] @128, 16 signed scales @192, d @208; 2-byte aligned). Six-bit
+// values (nibble | two high bits << 4) minus 32, one scale per 16 values:
+// d*d_x*(sc0*(sum q*x - 32*sum x) over values 0..15 + sc1*(…) over 16..31).
+RF_DEVICE float rf_vdot_q6_k(const u8* row, int c, const int* xq, float2 ds) {
+    const u8* b = row + (c >> 3) * 210;
+    const int s = c & 7, h = s >> 2, k = s & 3;
+    const u8* ql = b + h * 64 + (k & 1) * 32;
+    const u8* qh = b + 128 + h * 32;
+    const i8* sc = (const i8*)(b + 192 + h * 8 + 2 * k);
+    const int nshift = (k >> 1) * 4, hshift = 2 * k;
+    int dot[2] = {0, 0}, sumx[2] = {0, 0};
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int nib = (rf_ld_i32_a2(ql + 4 * i) >> nshift) & 0x0F0F0F0F;
+        const int hi = ((rf_ld_i32_a2(qh + 4 * i) >> hshift) & 0x03030303) << 4;
+        dot[i >> 2] = RF_DP4A(nib | hi, xq[i], dot[i >> 2]);
+        sumx[i >> 2] = RF_DP4A(0x01010101, xq[i], sumx[i >> 2]);
+    }
+    const int t = (int)sc[0] * (dot[0] - 32 * sumx[0]) + (int)sc[1] * (dot[1] - 32 * sumx[1]);
+    return rf_ld_f16(b + 208) * ds.x * (float)t;
+}
+
 #define RF_MATVEC(name, vdot)                                                             \
     extern "C" __global__ void matvec_##name(const u8* __restrict__ W, int row_bytes, int K,    \
                                              int N, const int* __restrict__ xq,                 \
@@ -96,3 +119,4 @@ RF_DEVICE float rf_vdot_q4_k(const u8* row, int c, const int* xq, float2 ds) {
 RF_MATVEC(q4_0, rf_vdot_q4_0)
 RF_MATVEC(q8_0, rf_vdot_q8_0)
 RF_MATVEC(q4_k, rf_vdot_q4_k)
+RF_MATVEC(q6_k, rf_vdot_q6_k)

@@ -696,6 +696,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             "matvec_q4_0",
             "matvec_q8_0",
             "matvec_q4_k",
+            "matvec_q6_k",
         ]
         .iter()
         .map(|s| s.to_string())

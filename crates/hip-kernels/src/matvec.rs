@@ -11,7 +11,7 @@ const MATVEC_WAVES: u32 = 4;
 pub fn matvec_q8_supports(format: GpuFormat, k: usize) -> bool {
     match format {
         GpuFormat::Q4_0 | GpuFormat::Q8_0 => k > 0 && k % 32 == 0,
-        GpuFormat::Q4K => k > 0 && k % 256 == 0,
+        GpuFormat::Q4K | GpuFormat::Q6K => k > 0 && k % 256 == 0,
         _ => false,
     }
 }
@@ -73,6 +73,7 @@ impl Kernels {
         let name = match format {
             GpuFormat::Q4_0 => "matvec_q4_0",
             GpuFormat::Q4K => "matvec_q4_k",
+            GpuFormat::Q6K => "matvec_q6_k",
             _ => "matvec_q8_0",
         };
         let row_bytes = format
@@ -99,7 +100,7 @@ impl Kernels {
             .ptr(q.device_ptr())
             .ptr(ds.device_ptr())
             .ptr(y.device_ptr());
-        // SAFETY: matches `matvec_q4_0` / `matvec_q8_0` / `matvec_q4_k`; weight, activation
+        // SAFETY: matches the `matvec_*` kernel of `format`; weight, activation
         // and output lengths and alignments checked above.
         unsafe { self.f(name)?.launch(stream, cfg, &args) }
     }
