@@ -10,7 +10,7 @@ pub enum Placement {
     /// The CPU backend.
     Cpu,
     /// The GPU backend, opened and with its kernels loaded.
-    Gpu(HipBackend),
+    Gpu(Box<HipBackend>),
 }
 
 /// The `--device` choices.
@@ -45,7 +45,7 @@ pub fn choose(choice: DeviceChoice, model: &Path) -> Result<Placement> {
             info.free_memory >> 20
         ),
         Ok(_) => match HipBackend::try_new(0) {
-            Ok(gpu) => return Ok(Placement::Gpu(gpu)),
+            Ok(gpu) => return Ok(Placement::Gpu(Box::new(gpu))),
             Err(why) => format!("the GPU backend could not start ({why})"),
         },
     };
@@ -85,7 +85,7 @@ pub fn run_on_engine(
     use std::sync::Arc;
     let loading = || format!("loading {}", model.display());
     if let Placement::Gpu(gpu) = choose(choice, model)? {
-        match engine::Engine::load_with_backend(model, Arc::new(gpu), opts.clone()) {
+        match engine::Engine::load_with_backend(model, Arc::new(*gpu), opts.clone()) {
             Ok(engine) => return task.run(engine),
             Err(e) if should_fall_back(choice, &e) => {
                 fallback_notice(&format!("loading on the GPU failed ({e})"))

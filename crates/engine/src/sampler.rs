@@ -405,78 +405,36 @@ mod tests {
         }
     }
 
-    /// The sampler as first written (a full sort of every candidate), kept
-    /// to check that the faster one picks exactly the same tokens.
+    /// The full-sort rule of `backend_core::select_reference` (what the GPU
+    /// backends implement), fed with this sampler's window and draws: the
+    /// faster host sampler must pick exactly the same tokens.
     fn reference_sample(s: &mut Sampler, logits: &[f32]) -> u32 {
+        use backend_core::{select_reference, SampleSpec, SelectMode, TokenSelect};
         let o = s.opts.clone();
-        let mut cand: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, l))
-            .collect();
-        if !(s.window.is_empty()
-            || (o.repeat_penalty == 1.0 && o.presence_penalty == 0.0 && o.frequency_penalty == 0.0))
-        {
-            let mut counts: HashMap<u32, u32> = HashMap::new();
-            for &id in &s.window {
-                *counts.entry(id).or_default() += 1;
-            }
-            for (id, count) in counts {
-                let Some(c) = cand.get_mut(id as usize) else {
-                    continue;
-                };
-                if c.1 <= 0.0 {
-                    c.1 *= o.repeat_penalty;
-                } else {
-                    c.1 /= o.repeat_penalty;
-                }
-                c.1 -= count as f32 * o.frequency_penalty + o.presence_penalty;
-            }
+        let mut counts: std::collections::BTreeMap<u32, u32> = Default::default();
+        for &id in &s.window {
+            *counts.entry(id).or_default() += 1;
         }
-        if o.temperature <= 0.0 {
-            let mut best = cand[0];
-            for &c in &cand[1..] {
-                if c.1 > best.1 {
-                    best = c;
-                }
-            }
-            return best.0;
-        }
-        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if o.top_k > 0 && o.top_k < cand.len() {
-            cand.truncate(o.top_k);
-        }
-        if o.top_p < 1.0 {
-            let probs = softmax(&cand);
-            let mut cum = 0.0f64;
-            let mut keep = cand.len();
-            for (i, p) in probs.iter().enumerate() {
-                cum += *p as f64;
-                if cum >= o.top_p as f64 {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            cand.truncate(keep.max(1));
-        }
-        if o.min_p > 0.0 {
-            let threshold = cand[0].1 + o.min_p.ln();
-            let keep = cand.iter().take_while(|c| c.1 >= threshold).count();
-            cand.truncate(keep.max(1));
-        }
-        for c in &mut cand {
-            c.1 /= o.temperature;
-        }
-        let probs = softmax(&cand);
-        let r = s.rng.next_f64();
-        let mut cum = 0.0f64;
-        for (c, p) in cand.iter().zip(&probs) {
-            cum += *p as f64;
-            if r < cum {
-                return c.0;
-            }
-        }
-        cand[cand.len() - 1].0
+        let mode = if o.temperature <= 0.0 {
+            SelectMode::Greedy
+        } else {
+            SelectMode::Sample(SampleSpec {
+                top_k: if o.top_k == 0 { logits.len() } else { o.top_k },
+                top_p: o.top_p,
+                min_p: o.min_p,
+                temperature: o.temperature,
+                uniform: s.rng.next_f64(),
+            })
+        };
+        let spec = TokenSelect {
+            softcap: None,
+            penalties: counts.into_iter().collect(),
+            repeat_penalty: o.repeat_penalty,
+            presence_penalty: o.presence_penalty,
+            frequency_penalty: o.frequency_penalty,
+            mode,
+        };
+        select_reference(logits, &spec)
     }
 
     /// Same picks as the full-sort sampler for every option combination,
