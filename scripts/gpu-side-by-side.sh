@@ -1,0 +1,64 @@
+#!/bin/bash
+# GPU speed side by side with llama.cpp (CUDA), on a GPU machine without a
+# Rust toolchain or network. Two steps:
+#
+#   here (with cargo):   scripts/gpu-side-by-side.sh prepare
+#       builds rocmforge and xtask in release, copies them stripped into
+#       .device-carry/ with a tokenizer-only GGUF made from the SmolLM2
+#       fixture, and puts a trimmed llama.cpp source tree in .llcuda/
+#       (/work/shared/tools/llamacpp-cuda.sh prepare). Both are git-ignored.
+#   GPU machine:         scripts/gpu-side-by-side.sh run [PRESET:TYPE ...]
+#       (carry .device-carry and .llcuda) builds llama-bench with CUDA, writes
+#       each synthetic model (default 1b:q4_k_m 1b:q4_0 8b:q4_k_m), and runs
+#       `llama-bench -ngl 99 -fa 1 -p 512 -n 128 -r 2` and
+#       `rocmforge bench -p 512 -n 128 -r 2 --device gpu` on the same file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=$PWD/.device-carry
+LLCUDA=${LLAMACPP_CUDA_TOOL:-/work/shared/tools/llamacpp-cuda.sh}
+case "${1:-}" in
+prepare)
+  cargo build --release -p rocmforge -p xtask
+  T=${CARGO_TARGET_DIR:-target}/release
+  mkdir -p "$D"
+  strip -o "$D/rocmforge" "$T/rocmforge"
+  strip -o "$D/xtask" "$T/xtask"
+  cp "$LLCUDA" "$D/llamacpp-cuda.sh"
+  python3 - "$D/tokenizer.gguf" <<'PY'
+import sys, gguf
+r = gguf.GGUFReader('target/fixtures/SmolLM2-135M-Instruct.Q4_1.gguf')
+w = gguf.GGUFWriter(sys.argv[1], 'llama')
+for k, f in r.fields.items():
+    if not k.startswith('tokenizer.'):
+        continue
+    t = f.types[0]
+    if t == gguf.GGUFValueType.ARRAY:
+        sub = f.types[1]
+        if sub == gguf.GGUFValueType.STRING:
+            vals = [bytes(f.parts[i]).decode('utf-8') for i in f.data]
+        else:
+            vals = [f.parts[i].tolist()[0] for i in f.data]
+        w.add_key_value(k, vals, t, sub_type=sub)
+    elif t == gguf.GGUFValueType.STRING:
+        w.add_key_value(k, bytes(f.parts[f.data[0]]).decode('utf-8'), t)
+    else:
+        w.add_key_value(k, f.parts[f.data[0]].tolist()[0], t)
+w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+PY
+  bash "$LLCUDA" prepare "$PWD/.llcuda"
+  du -sh "$D" .llcuda ;;
+run)
+  shift
+  [ $# -gt 0 ] || set -- 1b:q4_k_m 1b:q4_0 8b:q4_k_m
+  bash "$D/llamacpp-cuda.sh" build "$PWD/.llcuda" > /tmp/llbuild.log 2>&1 || { tail -20 /tmp/llbuild.log; exit 1; }
+  for spec in "$@"; do
+    preset=${spec%%:*}; ty=${spec#*:}; f=/tmp/$preset-$ty.gguf
+    "$D/xtask" synth-model --preset "$preset" --type "$ty" --tokenizer "$D/tokenizer.gguf" --out "$f" | tail -1
+    echo "== $preset $ty: llama.cpp"
+    /tmp/llcuda/bin/llama-bench -m "$f" -ngl 99 -fa 1 -p 512 -n 128 -r 2 | grep -E "pp512|tg128"
+    echo "== $preset $ty: rocmforge"
+    "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu 2>&1 | grep -E "pp512|tg128"
+    rm -f "$f"
+  done ;;
+*) echo "usage: $0 prepare | run [PRESET:TYPE ...]" >&2; exit 2 ;;
+esac
