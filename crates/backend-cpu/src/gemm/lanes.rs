@@ -673,7 +673,7 @@ mod x86 {
                 for i in 0..T {
                     let av =
                         _mm256_set1_epi32((p.a.add(i * p.k + e) as *const i32).read_unaligned());
-                    iacc[i] = dpbusd(iacc[i], wv, av);
+                    iacc[i] = gx86::dpbusd_from(iacc[i], wv, av);
                 }
             }
             let sv = _mm256_loadu_ps(p.ws.add(u * ROWS));
@@ -724,8 +724,8 @@ mod x86 {
                 for i in 0..T {
                     let av =
                         _mm256_set1_epi32((p.a.add(i * p.k + e) as *const i32).read_unaligned());
-                    iacc[0][i] = dpbusd(iacc[0][i], w0, av);
-                    iacc[1][i] = dpbusd(iacc[1][i], w1, av);
+                    iacc[0][i] = gx86::dpbusd_from(iacc[0][i], w0, av);
+                    iacc[1][i] = gx86::dpbusd_from(iacc[1][i], w1, av);
                 }
             }
             for h in 0..2 {
@@ -749,26 +749,6 @@ mod x86 {
             _mm256_storeu_ps(dst.add(i * ld), facc[0][i]);
             _mm256_storeu_ps(dst.add(i * ld + ROWS), facc[1][i]);
         }
-    }
-
-    /// `acc + Σ` of u8·i8 products in groups of four (VNNI `vpdpbusd` on ymm,
-    /// by inline assembly: the intrinsic needs a newer compiler than the MSRV).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn dpbusd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-        let mut acc = acc;
-        // SAFETY: only reached when AVX-512 VL + VNNI were detected; the
-        // instruction reads and writes registers only.
-        unsafe {
-            std::arch::asm!(
-                "vpdpbusd {acc}, {a}, {b}",
-                acc = inout(ymm_reg) acc,
-                a = in(ymm_reg) u,
-                b = in(ymm_reg) s,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-        }
-        acc
     }
 
     /// Unpack one legacy block at `wb` to 32 codes at `dst` (Q8_0 as `w +

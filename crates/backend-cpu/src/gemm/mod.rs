@@ -646,10 +646,12 @@ mod x86 {
         }
     }
 
-    /// `acc + Σ` of u8·i8 products in groups of four (VNNI, inline assembly).
+    /// `acc + Σ` of u8·i8 products in groups of four (VNNI, inline assembly:
+    /// the AVX-512 intrinsics need a newer compiler than the workspace's
+    /// minimum Rust version). The one `vpdpbusd` wrapper of the gemm kernels.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn dpbusd_from(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    pub(super) unsafe fn dpbusd_from(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
         let mut acc = acc;
         // SAFETY: only reached when `level()` found AVX-512 VL + VNNI; the
         // instruction reads and writes registers only.
@@ -691,25 +693,12 @@ mod x86 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
-    /// Σ of u8·i8 products in groups of four, as eight i32 (VNNI). Inline
-    /// assembly (EVEX `vpdpbusd` on ymm registers): the AVX-512 intrinsics
-    /// need a newer compiler than the workspace's minimum Rust version.
+    /// Σ of u8·i8 products in groups of four, as eight i32 (VNNI).
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn dot_vnni(u: __m256i, s: __m256i) -> __m256i {
-        let mut acc = _mm256_setzero_si256();
-        // SAFETY: only reached when `level()` found AVX-512 VL + VNNI; the
-        // instruction reads and writes registers only.
-        unsafe {
-            std::arch::asm!(
-                "vpdpbusd {acc}, {a}, {b}",
-                acc = inout(ymm_reg) acc,
-                a = in(ymm_reg) u,
-                b = in(ymm_reg) s,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-        }
-        acc
+        // SAFETY: same contract as `dpbusd_from` (VNNI detected by the caller).
+        unsafe { dpbusd_from(_mm256_setzero_si256(), u, s) }
     }
 
     /// Σ of u8·i8 products in groups of four, as eight i32 (AVX2; the u8
