@@ -143,20 +143,7 @@ fn matmul_dot_with(
 ) -> Result<()> {
     let (k, n, t) = (w.cols(), w.rows(), x.rows());
     let act_type = kernel.activation_type();
-    act.resize(act_row * t, 0);
-    let quantize = |(dst, src): (&mut [u8], &[f32])| {
-        quant::dot::quantize_activations(act_type, src, dst)
-            .map_err(|e| BackendError::Device(e.to_string()))
-    };
-    if t >= 4 {
-        act.par_chunks_mut(act_row)
-            .zip(x.as_slice().par_chunks(k))
-            .try_for_each(quantize)?;
-    } else {
-        act.chunks_mut(act_row)
-            .zip(x.as_slice().chunks(k))
-            .try_for_each(quantize)?;
-    }
+    quantize_activation_rows(act_type, x.as_slice(), k, t, act_row, act)?;
     let act: &[u8] = act;
     let row_bytes = w.row_bytes();
     let bytes = w.bytes();
@@ -227,4 +214,31 @@ pub(crate) fn matmul_dequant(
         });
     });
     Ok(())
+}
+
+/// Quantize each of the `t` rows of `x` (`k` values each) to `act_type` into
+/// `act` (resized to `t` rows of `act_row` bytes); rows in parallel from four
+/// tokens on.
+pub(crate) fn quantize_activation_rows(
+    act_type: quant::GgmlType,
+    x: &[f32],
+    k: usize,
+    t: usize,
+    act_row: usize,
+    act: &mut Vec<u8>,
+) -> Result<()> {
+    act.resize(act_row * t, 0);
+    let quantize = |(dst, src): (&mut [u8], &[f32])| {
+        quant::dot::quantize_activations(act_type, src, dst)
+            .map_err(|e| BackendError::Device(e.to_string()))
+    };
+    if t >= 4 {
+        act.par_chunks_mut(act_row)
+            .zip(x.par_chunks(k))
+            .try_for_each(quantize)
+    } else {
+        act.chunks_mut(act_row)
+            .zip(x.chunks(k))
+            .try_for_each(quantize)
+    }
 }

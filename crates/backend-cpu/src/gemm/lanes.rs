@@ -329,22 +329,7 @@ impl Prep {
     fn fill(&mut self, f: Fmt, x: &[f32], t: usize, k: usize) -> Result<()> {
         let at = f.act_type();
         let act_row = quant::bytes_for(at, k).map_err(|e| BackendError::Device(e.to_string()))?;
-        self.raw.resize(act_row * t, 0);
-        let quantize = |(dst, src): (&mut [u8], &[f32])| {
-            quant::dot::quantize_activations(at, src, dst)
-                .map_err(|e| BackendError::Device(e.to_string()))
-        };
-        if t >= 4 {
-            self.raw
-                .par_chunks_mut(act_row)
-                .zip(x.par_chunks(k))
-                .try_for_each(quantize)?;
-        } else {
-            self.raw
-                .chunks_mut(act_row)
-                .zip(x.chunks(k))
-                .try_for_each(quantize)?;
-        }
+        crate::matmul::quantize_activation_rows(at, x, k, t, act_row, &mut self.raw)?;
         let unit = f.unit();
         let units = k / unit;
         self.q.resize(t * k, 0);

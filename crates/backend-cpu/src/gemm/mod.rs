@@ -143,20 +143,7 @@ pub(crate) fn matmul(
     let nb = k / 32;
     let (a_bs, a_qoff) = kind.a_block();
     let act_row = nb * a_bs;
-    act.resize(act_row * t, 0);
-    let quantize = |(dst, src): (&mut [u8], &[f32])| {
-        quant::dot::quantize_activations(kind.act_type(), src, dst)
-            .map_err(|e| BackendError::Device(e.to_string()))
-    };
-    if t >= 4 {
-        act.par_chunks_mut(act_row)
-            .zip(x.as_slice().par_chunks(k))
-            .try_for_each(quantize)?;
-    } else {
-        act.chunks_mut(act_row)
-            .zip(x.as_slice().chunks(k))
-            .try_for_each(quantize)?;
-    }
+    crate::matmul::quantize_activation_rows(kind.act_type(), x.as_slice(), k, t, act_row, act)?;
     // Per token and block: the activation scale and the correction term.
     let mut da = vec![0.0f32; t * nb];
     let mut corr = vec![0.0f32; t * nb];
