@@ -120,3 +120,67 @@ RF_MATVEC(q4_0, rf_vdot_q4_0)
 RF_MATVEC(q8_0, rf_vdot_q8_0)
 RF_MATVEC(q4_k, rf_vdot_q4_k)
 RF_MATVEC(q6_k, rf_vdot_q6_k)
+
+// Byte `i` (0..3, run-time) of `w`.
+RF_DEVICE int rf_byte(u32 w, int i) { return (int)((w >> (8 * i)) & 0xFF); }
+
+// Q4_K with 16-byte loads: the eight lanes of a wave that share a super-block
+// each read one 16-byte piece of its 128 nibble bytes (piece = lane % 8:
+// sub-block pair piece / 2, values 16 * (piece % 2) .. +16 of both sub-blocks
+// of the pair) and the matching 16 activation bytes of each sub-block, so one
+// wave load instruction covers RF_WAVE / 8 super-blocks of the row. Scales
+// and minima come from the block's first 16 bytes (one more 16-byte load)
+// and are unpacked with shifts (no byte arrays, which would live in local
+// memory). Rows must be 16-byte aligned (row bytes are a multiple of 144 and
+// the launcher checks the base).
+extern "C" __global__ void matvec_q4_k_wide(const u8* __restrict__ W, int row_bytes, int K, int N,
+                                            const int* __restrict__ xq,
+                                            const float2* __restrict__ ds, float* __restrict__ Y) {
+    const int lane = threadIdx.x % RF_WAVE;
+    const int r = blockIdx.x * (blockDim.x / RF_WAVE) + threadIdx.x / RF_WAVE;
+    if (r >= N) return;
+    const u8* row = W + (size_t)r * row_bytes;
+    const int nsb = K / 256;
+    const int piece = lane & 7, p = piece >> 1, h = piece & 1;
+    float acc = 0.0f;
+#pragma unroll 4
+    for (int sb = lane >> 3; sb < nsb; sb += RF_WAVE / 8) {
+        const u8* b = row + (size_t)sb * 144;
+        const uint4 hdr = *(const uint4*)b;
+        const uint4 w = *(const uint4*)(b + 16 + p * 32 + h * 16);
+        const int c_lo = sb * 8 + 2 * p;
+        const int4 xl = *(const int4*)(xq + c_lo * 8 + h * 4);
+        const int4 xh = *(const int4*)(xq + (c_lo + 1) * 8 + h * 4);
+        int sl = 0, sh = 0;
+        sl = RF_DP4A(w.x & 0x0F0F0F0F, xl.x, sl);
+        sl = RF_DP4A(w.y & 0x0F0F0F0F, xl.y, sl);
+        sl = RF_DP4A(w.z & 0x0F0F0F0F, xl.z, sl);
+        sl = RF_DP4A(w.w & 0x0F0F0F0F, xl.w, sl);
+        sh = RF_DP4A((w.x >> 4) & 0x0F0F0F0F, xh.x, sh);
+        sh = RF_DP4A((w.y >> 4) & 0x0F0F0F0F, xh.y, sh);
+        sh = RF_DP4A((w.z >> 4) & 0x0F0F0F0F, xh.z, sh);
+        sh = RF_DP4A((w.w >> 4) & 0x0F0F0F0F, xh.w, sh);
+        // Six-bit scale and minimum of sub-blocks j = 2p and 2p + 1 (bytes
+        // 4..15 of the block: hdr.y, hdr.z, hdr.w), as rf_scale_min_k4.
+        int sc[2], mn[2];
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int j = 2 * p + e;
+            if (j < 4) {
+                sc[e] = rf_byte(hdr.y, j) & 63;
+                mn[e] = rf_byte(hdr.z, j) & 63;
+            } else {
+                const int hi = rf_byte(hdr.w, j - 4);
+                sc[e] = (hi & 0xF) | ((rf_byte(hdr.y, j - 4) >> 6) << 4);
+                mn[e] = (hi >> 4) | ((rf_byte(hdr.z, j - 4) >> 6) << 4);
+            }
+        }
+        const float d = rf_h2f((u16)(hdr.x & 0xFFFF)), dmin = rf_h2f((u16)(hdr.x >> 16));
+        const float2 dl = ds[c_lo], dh = ds[c_lo + 1];
+        acc += d * ((float)sc[0] * dl.x * (float)sl + (float)sc[1] * dh.x * (float)sh);
+        // The minima apply once per sub-block: on the first half's lane.
+        if (h == 0) acc -= dmin * ((float)mn[0] * dl.y + (float)mn[1] * dh.y);
+    }
+    acc = rf_wave_sum(acc);
+    if (lane == 0) Y[r] = acc;
+}

@@ -47,6 +47,7 @@ pub struct Kernels {
     device: Arc<Device>,
     functions: HashMap<String, Function>,
     origins: Vec<(String, CodeOrigin)>,
+    mma: bool,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -87,6 +88,15 @@ const BLOCK_1D: usize = 256;
 const ATT_THREADS: u32 = 128;
 const ATT_MAX_HEAD_DIM: usize = 4 * ATT_THREADS as usize;
 const MM_TOKENS: usize = 8;
+/// Query rows per block of `attention_tiled_f32` (prompt processing), and
+/// the largest head size its static tiles hold.
+const ATT_TILE_ROWS: usize = 16;
+const ATT_TILE_MAX_HEAD_DIM: usize = 128;
+/// Tokens and weight rows per block of the `matmul_mma_*` kernels.
+const MMA_TILE_TOKENS: usize = 64;
+const MMA_TILE_ROWS: usize = 256 / 2;
+/// Fewest tokens for which the matrix-unit matmul beats the wave-per-row one.
+const MMA_MIN_TOKENS: usize = 16;
 
 impl Kernels {
     /// Load every kernel family on `device` (prebuilt when available for its
@@ -140,10 +150,18 @@ impl Kernels {
             }
             origins.push((family.to_string(), origin));
         }
+        let sm = arch
+            .strip_prefix("sm_")
+            .map(|v| v.trim_end_matches(|c: char| c.is_ascii_alphabetic()))
+            .and_then(|v| v.parse::<u32>().ok());
+        let mma = vendor == Vendor::Cuda
+            && sm.is_some_and(|v| v >= 80)
+            && !std::env::var_os("ROCMFORGE_GPU_NO_MMA").is_some_and(|v| v == "1");
         Ok(Kernels {
             device: device.clone(),
             functions,
             origins,
+            mma,
         })
     }
 
@@ -161,6 +179,13 @@ impl Kernels {
         self.functions
             .get(name)
             .ok_or_else(|| invalid(format!("kernel {name} is not loaded")))
+    }
+
+    /// Whether this device runs the matrix-unit matmul (`kernels/mma.hip`):
+    /// NVIDIA compute capability 8.0 or newer (`mma.sync` with f16 inputs),
+    /// unless `ROCMFORGE_GPU_NO_MMA=1` turned it off (for comparisons).
+    pub fn has_mma(&self) -> bool {
+        self.mma
     }
 
     fn wave(&self) -> u32 {
@@ -191,6 +216,26 @@ impl Kernels {
         need("matmul output", y.len(), t * n)?;
         if (format == GpuFormat::F32 && w.device_ptr() % 4 != 0) || w.device_ptr() % 2 != 0 {
             return Err(invalid("matmul: misaligned weight".into()));
+        }
+        if t >= MMA_MIN_TOKENS && self.has_mma() && k % 32 == 0 && x.device_ptr() % 16 == 0 {
+            let cfg = LaunchConfig {
+                grid: (blocks(n, MMA_TILE_ROWS)?, blocks(t, MMA_TILE_TOKENS)?, 1),
+                block: (256, 1, 1),
+                shared_bytes: 0,
+            };
+            let args = KernelArgs::new()
+                .ptr(w.device_ptr())
+                .i32(to_i32("row bytes", row_bytes)?)
+                .i32(to_i32("k", k)?)
+                .i32(to_i32("n", n)?)
+                .ptr(x.device_ptr())
+                .i32(to_i32("t", t)?)
+                .ptr(y.device_ptr());
+            let f = self.f(&format!("matmul_mma_{}", format.kernel_suffix()))?;
+            // SAFETY: the argument list matches `matmul_mma_<fmt>` in
+            // kernels/mma.hip; lengths checked above, k a multiple of 32 and x
+            // 16-byte aligned as the kernel's wide loads need.
+            return unsafe { f.launch(stream, cfg, &args) };
         }
         let waves = 4u32;
         let cfg = LaunchConfig {
@@ -271,9 +316,17 @@ impl Kernels {
         if let Some(w) = w {
             need("rms_norm weight", w.len(), group)?;
         }
+        let groups = x.len() / group;
+        // Few long groups (one token's hidden state): a wide block, so that
+        // the row is read with one float4 per thread.
+        let threads = if groups < 64 && group >= 2048 {
+            1024
+        } else {
+            BLOCK_1D as u32
+        };
         let cfg = LaunchConfig {
-            grid: (to_i32("groups", x.len() / group)? as u32, 1, 1),
-            block: (BLOCK_1D as u32, 1, 1),
+            grid: (to_i32("groups", groups)? as u32, 1, 1),
+            block: (threads, 1, 1),
             shared_bytes: 0,
         };
         let args = KernelArgs::new()
@@ -424,6 +477,29 @@ impl Kernels {
                 .i32(to_i32("window", p.window.unwrap_or(0))?)
                 .f32(p.softcap.unwrap_or(0.0)))
         };
+        if splits == 1 && p.rows >= ATT_TILE_ROWS && p.head_dim <= ATT_TILE_MAX_HEAD_DIM {
+            let cfg = LaunchConfig {
+                grid: (grid_hr.0, blocks(p.rows, ATT_TILE_ROWS)?, 1),
+                block: ((ATT_TILE_ROWS * 16) as u32, 1, 1),
+                shared_bytes: 0,
+            };
+            let args = KernelArgs::new()
+                .ptr(q_ptr)
+                .ptr(k_ptr)
+                .ptr(v_ptr)
+                .ptr(o_ptr)
+                .i32(to_i32("start_pos", p.start_pos)?)
+                .i32(to_i32("rows", p.rows)?)
+                .i32(to_i32("heads", p.n_head)?)
+                .i32(to_i32("kv heads", p.n_kv)?)
+                .i32(to_i32("head_dim", p.head_dim)?)
+                .f32(p.scale)
+                .i32(to_i32("window", p.window.unwrap_or(0))?)
+                .f32(p.softcap.unwrap_or(0.0));
+            // SAFETY: matches `attention_tiled_f32`; lengths (with offsets)
+            // checked above, head_dim within the kernel's static tiles.
+            return unsafe { self.f("attention_tiled_f32")?.launch(stream, cfg, &args) };
+        }
         if splits == 1 {
             let cfg = LaunchConfig {
                 grid: (grid_hr.0, grid_hr.1, 1),
@@ -673,12 +749,17 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             .iter()
             .map(|f| format!("{family}_{}", f.kernel_suffix()))
             .collect(),
+        "mma" => GpuFormat::ALL
+            .iter()
+            .map(|f| format!("matmul_mma_{}", f.kernel_suffix()))
+            .collect(),
         "norm" => vec!["rms_norm_f32".into(), "layer_norm_f32".into()],
         "rope" => vec!["rope_f32".into()],
         "attention" => vec![
             "attention_f32".into(),
             "attention_split_f32".into(),
             "attention_combine_f32".into(),
+            "attention_tiled_f32".into(),
         ],
         "elementwise" => [
             "glu_f32",
@@ -696,6 +777,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             "matvec_q4_0",
             "matvec_q8_0",
             "matvec_q4_k",
+            "matvec_q4_k_wide",
             "matvec_q6_k",
         ]
         .iter()

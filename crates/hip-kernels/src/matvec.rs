@@ -16,6 +16,14 @@ pub fn matvec_q8_supports(format: GpuFormat, k: usize) -> bool {
     }
 }
 
+/// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K mat-vec instead
+/// of the 16-byte-load one (for comparisons).
+fn narrow_matvec() -> bool {
+    static NARROW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NARROW
+        .get_or_init(|| std::env::var_os("ROCMFORGE_GPU_NARROW_MATVEC").is_some_and(|v| v == "1"))
+}
+
 impl Kernels {
     /// Quantize one activation row of `k` values (a multiple of 32) to 8-bit
     /// blocks: `q` receives `k` signed bytes (`k / 4` words), `ds` the pairs
@@ -70,8 +78,10 @@ impl Kernels {
                 "matvec_q8: {format:?} rows of {k} are not supported"
             )));
         }
+        let wide = w.device_ptr() % 16 == 0 && !narrow_matvec();
         let name = match format {
             GpuFormat::Q4_0 => "matvec_q4_0",
+            GpuFormat::Q4K if wide => "matvec_q4_k_wide",
             GpuFormat::Q4K => "matvec_q4_k",
             GpuFormat::Q6K => "matvec_q6_k",
             _ => "matvec_q8_0",

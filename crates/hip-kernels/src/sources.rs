@@ -20,6 +20,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ),
     ("sample", include_str!("../../../kernels/sample.hip")),
     ("matvec", include_str!("../../../kernels/matvec.hip")),
+    ("mma", include_str!("../../../kernels/mma.hip")),
 ];
 
 /// A family's source with every `#include "<header>"` of our headers

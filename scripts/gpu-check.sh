@@ -1,0 +1,74 @@
+#!/bin/bash
+# One GPU-machine call that checks and measures the GPU path (no Rust there).
+#
+#   here:         scripts/gpu-check.sh prepare     (release binaries + GPU test
+#                 binaries, stripped, into .device-carry/; run after
+#                 scripts/gpu-side-by-side.sh prepare made the tokenizer GGUF)
+#   GPU machine:  scripts/gpu-check.sh run [tests] [bench PRESET:TYPE...] [ncu PRESET:TYPE]
+#                 (carry .device-carry) runs the GPU tests, `rocmforge bench
+#                 -p 512 -n 128 -r 2 --device gpu` on synthetic models, and an
+#                 Nsight Compute per-kernel summary of pp64 + tg4; logs in $OUT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=$PWD/.device-carry
+case "${1:-}" in
+prepare)
+  T=${CARGO_TARGET_DIR:-target}
+  cargo build --release -p rocmforge -p xtask
+  mkdir -p "$D/tests"
+  strip -o "$D/rocmforge" "$T/release/rocmforge"
+  strip -o "$D/xtask" "$T/release/xtask"
+  rm -f "$D"/tests/*
+  cargo test --release --no-run -p backend-hip -p hip-kernels -p gpu-runtime \
+    --message-format=json 2>/dev/null |
+    python3 -c 'import sys,json
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"]!=["bin"]:
+        print(m["executable"])' | while read -r f; do strip -o "$D/tests/$(basename "$f")" "$f"; done
+  du -sh "$D" ;;
+run)
+  shift
+  OUT=${OUT:-/tmp/out}
+  mkdir -p "$OUT"
+  export ROCMFORGE_TOKENIZER_GGUF=$D/tokenizer.gguf
+  mode=""
+  for a in "$@"; do
+    case "$a" in
+      tests)
+        for t in "$D"/tests/*; do
+          echo "== $(basename "$t")"
+          "$t" --test-threads=1 > "$OUT/$(basename "$t").log" 2>&1 && tail -1 "$OUT/$(basename "$t").log" ||
+            { echo FAILED; grep -E "panicked|error|FAILED|relative" "$OUT/$(basename "$t").log" | head -20; }
+        done ;;
+      bench|ncu) mode=$a ;;
+      *:*)
+        preset=${a%%:*}; ty=${a#*:}; f=/tmp/$preset-$ty.gguf
+        [ -f "$f" ] || "$D/xtask" synth-model --preset "$preset" --type "$ty" --tokenizer "$D/tokenizer.gguf" --out "$f" > /dev/null
+        if [ "$mode" = bench ]; then
+          echo "== $preset $ty"
+          "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu 2>&1 | grep -E "pp512|tg128" || true
+          [ -n "${NO_MMA_TOO:-}" ] && ROCMFORGE_GPU_NO_MMA=1 "$D/rocmforge" bench -m "$f" -p 512 -n 16 -r 1 --device gpu 2>&1 | grep -E "pp512" | sed 's/^/no-mma /' || true
+        else
+          ncu --csv --print-units base --metrics gpu__time_duration.sum \
+            "$D/rocmforge" bench -m "$f" -p 512 -n 4 -r 1 --device gpu > "$OUT/ncu-$preset-$ty.csv" 2>&1 || true
+          python3 - "$OUT/ncu-$preset-$ty.csv" <<'PY'
+import csv, sys, collections
+tot = collections.defaultdict(lambda: [0.0, 0])
+for row in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"')):
+    if len(row) < 15 or row[12] != "gpu__time_duration.sum":
+        continue
+    key = f"{row[4].split('(')[0]} grid {row[8]} block {row[7]}"
+    tot[key][0] += float(row[14].replace(",", "")) / 1e3
+    tot[key][1] += 1
+rows = sorted(((t, n, k) for k, (t, n) in tot.items()), reverse=True)
+print(f"{'total us':>10} {'calls':>6} {'avg us':>9}  kernel  (sum {sum(r[0] for r in rows):.0f} us)")
+for t, n, k in rows[:30]:
+    print(f"{t:10.1f} {n:6d} {t / n:9.2f}  {k}")
+PY
+        fi
+        ;;
+    esac
+  done ;;
+*) echo "usage: $0 prepare | run [tests] [bench P:T...] [ncu P:T...]" >&2; exit 2 ;;
+esac
