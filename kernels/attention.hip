@@ -145,3 +145,96 @@ extern "C" __global__ void attention_combine_f32(const float* __restrict__ part_
         o[d] = s / l;
     }
 }
+
+// Prompt processing: RF_ATQ query rows of one head per block share each tile
+// of RF_ATK keys and values, staged once in shared memory (the one-row kernel
+// above reads every key from device memory once per query row).
+// Thread (query i = tid / 16, s = tid % 16) scores keys s and s + 16 of the
+// tile, the 16 threads of a query keep its online softmax with shuffles
+// inside their 16-lane group, and thread s accumulates output dims s, s + 16,
+// … of its query. Launch: grid = (n_head, ceil(n_rows / RF_ATQ)), block =
+// RF_ATQ * 16 threads; head_dim <= RF_ATD.
+#define RF_ATQ 16
+#define RF_ATK 32
+#define RF_ATD 128
+extern "C" __global__ void __launch_bounds__(RF_ATQ * 16)
+    attention_tiled_f32(const float* __restrict__ q, const float* __restrict__ k,
+                        const float* __restrict__ v, float* __restrict__ out, int start_pos,
+                        int n_rows, int n_head, int n_kv, int head_dim, float scale, int window,
+                        float softcap) {
+    __shared__ float qs[RF_ATQ][RF_ATD];
+    // One float of padding: the 16 threads of a query read 16 different key rows.
+    __shared__ float ks[RF_ATK][RF_ATD + 1];
+    __shared__ float vs[RF_ATK][RF_ATD];
+    __shared__ float ps[RF_ATQ][RF_ATK];
+    const int h = blockIdx.x, r0 = blockIdx.y * RF_ATQ, tid = threadIdx.x, nt = blockDim.x;
+    const int qi = tid >> 4, s = tid & 15;
+    const int kvh = h / (n_head / n_kv);
+    const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv * head_dim;
+    const int row = r0 + qi;
+    const bool valid = row < n_rows;
+    const int pos = start_pos + row;
+    const int lo_q = window > 0 ? max(0, pos - window + 1) : 0;
+    for (int i = tid; i < RF_ATQ * head_dim; i += nt) {
+        const int a = i / head_dim, d = i % head_dim;
+        qs[a][d] = r0 + a < n_rows ? q[(size_t)(r0 + a) * q_stride + (size_t)h * head_dim + d] : 0.0f;
+    }
+    // Keys any query of the block can see.
+    const int hi_blk = start_pos + min(r0 + RF_ATQ, n_rows) - 1;
+    const int lo_blk = window > 0 ? max(0, start_pos + r0 - window + 1) : 0;
+    float acc[RF_ATD / 16];
+#pragma unroll
+    for (int i = 0; i < RF_ATD / 16; i++) acc[i] = 0.0f;
+    float m = RF_NEG_INF, l = 0.0f;
+    for (int j0 = lo_blk; j0 <= hi_blk; j0 += RF_ATK) {
+        __syncthreads();  // the previous tile is consumed (and the queries are staged)
+        for (int i = tid; i < RF_ATK * head_dim; i += nt) {
+            const int a = i / head_dim, d = i % head_dim, j = j0 + a;
+            const size_t off = (size_t)j * kv_stride + (size_t)kvh * head_dim + d;
+            ks[a][d] = j <= hi_blk ? k[off] : 0.0f;
+            vs[a][d] = j <= hi_blk ? v[off] : 0.0f;
+        }
+        __syncthreads();
+        float sc[2];
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int kk = s + 16 * e, j = j0 + kk;
+            float dot = 0.0f;
+            for (int d = 0; d < head_dim; d++) dot += qs[qi][d] * ks[kk][d];
+            float x = dot * scale;
+            if (softcap > 0.0f) x = softcap * tanhf(x / softcap);
+            sc[e] = (valid && j <= pos && j >= lo_q) ? x : RF_NEG_INF;
+        }
+        float mx = fmaxf(sc[0], sc[1]);
+        for (int o = 8; o > 0; o >>= 1) mx = fmaxf(mx, RF_SHFL_XOR(mx, o));
+        const float m_new = fmaxf(m, mx);
+        const float corr = m_new == RF_NEG_INF ? 1.0f : expf(m - m_new);
+        const float p0 = sc[0] == RF_NEG_INF ? 0.0f : expf(sc[0] - m_new);
+        const float p1 = sc[1] == RF_NEG_INF ? 0.0f : expf(sc[1] - m_new);
+        float ps_sum = p0 + p1;
+        for (int o = 8; o > 0; o >>= 1) ps_sum += RF_SHFL_XOR(ps_sum, o);
+        l = l * corr + ps_sum;
+        m = m_new;
+        ps[qi][s] = p0;
+        ps[qi][s + 16] = p1;
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < RF_ATD / 16; i++) {
+            const int d = s + 16 * i;
+            if (d < head_dim) {
+                float a = acc[i] * corr;
+#pragma unroll 8
+                for (int jj = 0; jj < RF_ATK; jj++) a += ps[qi][jj] * vs[jj][d];
+                acc[i] = a;
+            }
+        }
+    }
+    if (valid) {
+        float* o = out + (size_t)row * q_stride + (size_t)h * head_dim;
+#pragma unroll
+        for (int i = 0; i < RF_ATD / 16; i++) {
+            const int d = s + 16 * i;
+            if (d < head_dim) o[d] = l > 0.0f ? acc[i] / l : 0.0f;
+        }
+    }
+}
