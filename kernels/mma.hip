@@ -151,6 +151,158 @@ RF_DEVICE void rf_mma_tile(const u8* __restrict__ W, int row_bytes, int K, int N
     }
 }
 
+// ---- Large prompts: dequantize once, then an f16 GEMM --------------------
+//
+// For many tokens the weights are first dequantized to an f16 matrix
+// (dequant_f16_<fmt>, one thread per 32-value chunk) and the activations
+// converted to f16 (f32_to_f16), then gemm_f16_tn multiplies the two
+// K-contiguous matrices: C[m][n] = sum_k A[m][k] * B[n][k] (A: tokens,
+// B: weight rows, C: f32). Block tile RF_GM x RF_GN x RF_GK; 8 waves as
+// 2 (m) x 4 (n), each 64 x 32; tiles copied global -> shared with cp.async
+// (16 bytes per copy, two stages: the copy of the next k-step overlaps the
+// matrix instructions of this one) and read with ldmatrix.
+#define RF_GM 128
+#define RF_GN 128
+#define RF_GK 32
+// Halves per shared-memory row: RF_GK + 8 (80 bytes: the eight 16-byte rows
+// an ldmatrix reads fall into different banks).
+#define RF_GLD 40
+
+RF_DEVICE u32 rf_smem_addr(const void* p) {
+    u32 a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+// 16 bytes global -> shared, asynchronous; `bytes` = 0 fills zeros instead.
+RF_DEVICE void rf_cp_async16(u32 dst, const void* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(bytes));
+}
+
+RF_DEVICE void rf_ldmatrix_x4(u32* r, u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+extern "C" __global__ void f32_to_f16(const float* __restrict__ x, int n, u32* __restrict__ out) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (4 * i >= n) return;
+    const float4 v = ((const float4*)x)[i];
+    ((uint2*)out)[i] = make_uint2(rf_pack_h2(v.x, v.y), rf_pack_h2(v.z, v.w));
+}
+
+// Stage `st` of the A and B tiles for k-step kt: 2 x 512 copies of 16 bytes.
+RF_DEVICE void rf_gemm_load(u32 as, u32 bs, const u16* __restrict__ A, const u16* __restrict__ B,
+                            int M, int N, int K, int m0, int n0, int kt, int tid) {
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        const int i = tid + u * 256;
+        const int r = i >> 2, c = (i & 3) * 8;
+        const int k = kt * RF_GK + c;
+        const bool am = m0 + r < M, bn = n0 + r < N;
+        rf_cp_async16(as + (r * RF_GLD + c) * 2, A + (size_t)(am ? m0 + r : 0) * K + k, am ? 16 : 0);
+        rf_cp_async16(bs + (r * RF_GLD + c) * 2, B + (size_t)(bn ? n0 + r : 0) * K + k, bn ? 16 : 0);
+    }
+    asm volatile("cp.async.commit_group;");
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    gemm_f16_tn(const u16* __restrict__ A, const u16* __restrict__ B, int M, int N, int K,
+                float* __restrict__ C) {
+    __shared__ __align__(16) u16 sa[2][RF_GM * RF_GLD];
+    __shared__ __align__(16) u16 sb[2][RF_GN * RF_GLD];
+    const int tid = threadIdx.x, lane = tid & 31, wave = tid >> 5;
+    const int wm = wave >> 2, wn = wave & 3;
+    const int m0 = blockIdx.y * RF_GM, n0 = blockIdx.x * RF_GN;
+    const u32 sa0 = rf_smem_addr(sa[0]), sa1 = rf_smem_addr(sa[1]);
+    const u32 sb0 = rf_smem_addr(sb[0]), sb1 = rf_smem_addr(sb[1]);
+    float acc[4][4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+    const int nk = K / RF_GK;
+    rf_gemm_load(sa0, sb0, A, B, M, N, K, m0, n0, 0, tid);
+    // ldmatrix row addresses of this lane (relative to a stage), see rf_ldmatrix_x4:
+    // A: matrix l/8 = (rows +8 if odd, k +8 if >= 2); B: (n +8 if >= 2, k +8 if odd).
+    const int a_row = wm * 64 + ((lane >> 3) & 1) * 8 + (lane & 7), a_col = (lane >> 4) * 8;
+    const int b_row = wn * 32 + (lane >> 4) * 8 + (lane & 7), b_col = ((lane >> 3) & 1) * 8;
+    for (int kt = 0; kt < nk; kt++) {
+        const int st = kt & 1;
+        if (kt + 1 < nk) {
+            rf_gemm_load(st ? sa0 : sa1, st ? sb0 : sb1, A, B, M, N, K, m0, n0, kt + 1, tid);
+            asm volatile("cp.async.wait_group 1;");
+        } else {
+            asm volatile("cp.async.wait_group 0;");
+        }
+        __syncthreads();
+        const u32 as = st ? sa1 : sa0, bs = st ? sb1 : sb0;
+#pragma unroll
+        for (int ks = 0; ks < RF_GK / 16; ks++) {
+            u32 a[4][4], b[4][2];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                rf_ldmatrix_x4(a[i], as + ((a_row + i * 16) * RF_GLD + ks * 16 + a_col) * 2);
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                u32 r[4];
+                rf_ldmatrix_x4(r, bs + ((b_row + j * 16) * RF_GLD + ks * 16 + b_col) * 2);
+                b[2 * j][0] = r[0];
+                b[2 * j][1] = r[1];
+                b[2 * j + 1][0] = r[2];
+                b[2 * j + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) rf_mma_16x8x16(acc[i][j], a[i], b[j]);
+        }
+        __syncthreads();  // this stage is overwritten by the copy two steps on
+    }
+    const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int n = n0 + wn * 32 + j * 8 + 2 * q;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int m = m0 + wm * 64 + i * 16 + g + 8 * h;
+                if (m < M) {
+                    float* cr = C + (size_t)m * N;
+                    if (n + 1 < N && (N & 1) == 0) {
+                        *(float2*)(cr + n) = make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+                    } else {
+                        if (n < N) cr[n] = acc[i][j][2 * h];
+                        if (n + 1 < N) cr[n + 1] = acc[i][j][2 * h + 1];
+                    }
+                }
+            }
+        }
+    }
+}
+
+// Rows of W (any format) -> f16, one thread per 32-value chunk: out[r][k].
+#define RF_DEQ_F16_KERNEL(name, deq)                                                            \
+    extern "C" __global__ void dequant_f16_##name(const u8* __restrict__ W, int row_bytes,      \
+                                                  int K, int N, uint4* __restrict__ out) {      \
+        const int chunks = K / 32;                                                              \
+        const size_t id = (size_t)blockIdx.x * blockDim.x + threadIdx.x;                        \
+        if (id >= (size_t)N * chunks) return;                                                   \
+        const int r = (int)(id / chunks), c = (int)(id % chunks);                               \
+        float y[32];                                                                            \
+        deq(W + (size_t)r * row_bytes, c, K, y);                                                \
+        uint4* o = out + id * 4;                                                                \
+        _Pragma("unroll") for (int i = 0; i < 4; i++) o[i] =                                    \
+            make_uint4(rf_pack_h2(y[8 * i], y[8 * i + 1]), rf_pack_h2(y[8 * i + 2], y[8 * i + 3]), \
+                       rf_pack_h2(y[8 * i + 4], y[8 * i + 5]),                                  \
+                       rf_pack_h2(y[8 * i + 6], y[8 * i + 7]));                                 \
+    }
+RF_FOR_EACH_FORMAT(RF_DEQ_F16_KERNEL)
+
 #define RF_MMA_KERNEL(name, deq)                                                                 \
     struct rf_deq_##name {                                                                       \
         RF_DEVICE static void run(const u8* row, int c, int K, float* y) { deq(row, c, K, y); } \
@@ -167,7 +319,10 @@ RF_DEVICE void rf_mma_tile(const u8* __restrict__ W, int row_bytes, int K, int N
 // every target exports the same names (the launcher never runs these).
 #define RF_MMA_KERNEL(name, deq)                                                   \
     extern "C" __global__ void matmul_mma_##name(const u8*, int, int, int,        \
-                                                 const float*, int, float*) {}
+                                                 const float*, int, float*) {}    \
+    extern "C" __global__ void dequant_f16_##name(const u8*, int, int, int, uint4*) {}
+extern "C" __global__ void f32_to_f16(const float*, int, u32*) {}
+extern "C" __global__ void gemm_f16_tn(const u16*, const u16*, int, int, int, float*) {}
 
 #endif
 

@@ -48,7 +48,10 @@ run)
         if [ "$mode" = bench ]; then
           echo "== $preset $ty"
           "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu 2>&1 | grep -E "pp512|tg128" || true
-          [ -n "${NO_MMA_TOO:-}" ] && ROCMFORGE_GPU_NO_MMA=1 "$D/rocmforge" bench -m "$f" -p 512 -n 16 -r 1 --device gpu 2>&1 | grep -E "pp512" | sed 's/^/no-mma /' || true
+          # ALSO="VAR=1 …": the prompt run again with those variables (variants).
+          for v in ${ALSO:-}; do
+            env "$v" "$D/rocmforge" bench -m "$f" -p 512 -n 16 -r 1 --device gpu 2>&1 | grep -E "pp512" | sed "s/^/$v /" || true
+          done
         else
           ncu --csv --print-units base --metrics gpu__time_duration.sum \
             "$D/rocmforge" bench -m "$f" -p 512 -n 4 -r 1 --device gpu > "$OUT/ncu-$preset-$ty.csv" 2>&1 || true

@@ -161,8 +161,9 @@ fn matmul_every_type_decode_and_prefill() {
         };
         let v = view("w", ty, k, n, &bytes);
         // 37 and 100 tokens take the matrix-unit kernel where the device has
-        // one (f16 operands): 100 spans two token tiles, 576 rows five row tiles.
-        for t in [1usize, 37, 100] {
+        // one (f16 operands): 100 spans two token tiles, 576 rows five row
+        // tiles; 130 tokens the f16 GEMM (weight dequantized once, 2 x 5 tiles).
+        for t in [1usize, 37, 100, 130] {
             let x = rng.vec(t * k, 1.0);
             let got = run_matmul(g, &v, &x, t);
             // Exact reference: the dequantized weight times x, in f64.

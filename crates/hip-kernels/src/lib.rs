@@ -19,7 +19,7 @@ mod sample;
 pub mod sources;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use format::GpuFormat;
 use gpu_runtime::{
@@ -48,6 +48,9 @@ pub struct Kernels {
     functions: HashMap<String, Function>,
     origins: Vec<(String, CodeOrigin)>,
     mma: bool,
+    gemm: bool,
+    /// f16 copies of the weight and of the activations for `gemm_f16_tn`.
+    gemm_scratch: Mutex<Option<(DeviceBuffer<u16>, DeviceBuffer<u16>)>>,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -97,6 +100,11 @@ const MMA_TILE_TOKENS: usize = 64;
 const MMA_TILE_ROWS: usize = 256 / 2;
 /// Fewest tokens for which the matrix-unit matmul beats the wave-per-row one.
 const MMA_MIN_TOKENS: usize = 16;
+/// Fewest tokens for which dequantizing the whole weight to f16 once and
+/// running the f16 GEMM beats dequantizing tiles inside the matmul.
+const GEMM_MIN_TOKENS: usize = 128;
+/// Block tile (tokens and rows) of `gemm_f16_tn`.
+const GEMM_TILE: usize = 128;
 
 impl Kernels {
     /// Load every kernel family on `device` (prebuilt when available for its
@@ -157,11 +165,14 @@ impl Kernels {
         let mma = vendor == Vendor::Cuda
             && sm.is_some_and(|v| v >= 80)
             && !std::env::var_os("ROCMFORGE_GPU_NO_MMA").is_some_and(|v| v == "1");
+        let gemm = mma && !std::env::var_os("ROCMFORGE_GPU_NO_GEMM").is_some_and(|v| v == "1");
         Ok(Kernels {
             device: device.clone(),
             functions,
             origins,
             mma,
+            gemm,
+            gemm_scratch: Mutex::new(None),
         })
     }
 
@@ -217,6 +228,9 @@ impl Kernels {
         if (format == GpuFormat::F32 && w.device_ptr() % 4 != 0) || w.device_ptr() % 2 != 0 {
             return Err(invalid("matmul: misaligned weight".into()));
         }
+        if t >= GEMM_MIN_TOKENS && self.gemm && k % 32 == 0 && x.device_ptr() % 16 == 0 {
+            return self.matmul_gemm(stream, format, w, row_bytes, n, k, x, t, y);
+        }
         if t >= MMA_MIN_TOKENS && self.has_mma() && k % 32 == 0 && x.device_ptr() % 16 == 0 {
             let cfg = LaunchConfig {
                 grid: (blocks(n, MMA_TILE_ROWS)?, blocks(t, MMA_TILE_TOKENS)?, 1),
@@ -255,6 +269,84 @@ impl Kernels {
         // SAFETY: the argument list matches `matmul_<fmt>` in kernels/matmul.hip;
         // the lengths were checked above against what the kernel touches.
         unsafe { f.launch(stream, cfg, &args) }
+    }
+
+    /// [`Kernels::matmul`] for many tokens: the weight dequantized to f16 and
+    /// the activations converted to f16 (scratch kept between calls), then
+    /// one f16 GEMM on the matrix units. Lengths checked by the caller.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_gemm(
+        &self,
+        stream: &Stream,
+        format: GpuFormat,
+        w: &DeviceBuffer<u8>,
+        row_bytes: usize,
+        n: usize,
+        k: usize,
+        x: &DeviceBuffer<f32>,
+        t: usize,
+        y: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        let mut scratch = self.gemm_scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let (w_need, x_need) = (n * k, t * k);
+        if scratch
+            .as_ref()
+            .map_or(true, |(wh, xh)| wh.len() < w_need || xh.len() < x_need)
+        {
+            let old = scratch.take();
+            let (w_len, x_len) = old.as_ref().map_or((0, 0), |(a, b)| (a.len(), b.len()));
+            drop(old);
+            *scratch = Some((
+                DeviceBuffer::alloc(&self.device, w_len.max(w_need))?,
+                DeviceBuffer::alloc(&self.device, x_len.max(x_need))?,
+            ));
+        }
+        let Some((wh, xh)) = scratch.as_mut() else {
+            return Err(invalid("matmul: no f16 scratch".into()));
+        };
+        let chunks = n * (k / 32);
+        let cfg = LaunchConfig {
+            grid: (blocks(chunks, BLOCK_1D)?, 1, 1),
+            block: (BLOCK_1D as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(w.device_ptr())
+            .i32(to_i32("row bytes", row_bytes)?)
+            .i32(to_i32("k", k)?)
+            .i32(to_i32("n", n)?)
+            .ptr(wh.device_ptr());
+        let f = self.f(&format!("dequant_f16_{}", format.kernel_suffix()))?;
+        // SAFETY: matches `dequant_f16_<fmt>`: reads n rows of row_bytes (checked
+        // by the caller), writes n·k halves (the scratch holds at least that).
+        unsafe { f.launch(stream, cfg, &args)? };
+        let cfg = LaunchConfig {
+            grid: (blocks(t * k / 4, BLOCK_1D)?, 1, 1),
+            block: (BLOCK_1D as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(x.device_ptr())
+            .i32(to_i32("t·k", t * k)?)
+            .ptr(xh.device_ptr());
+        // SAFETY: matches `f32_to_f16`: t·k floats read (checked by the caller,
+        // 16-byte aligned), t·k halves written (scratch length checked above).
+        unsafe { self.f("f32_to_f16")?.launch(stream, cfg, &args)? };
+        let cfg = LaunchConfig {
+            grid: (blocks(n, GEMM_TILE)?, blocks(t, GEMM_TILE)?, 1),
+            block: (256, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(xh.device_ptr())
+            .ptr(wh.device_ptr())
+            .i32(to_i32("t", t)?)
+            .i32(to_i32("n", n)?)
+            .i32(to_i32("k", k)?)
+            .ptr(y.device_ptr());
+        // SAFETY: matches `gemm_f16_tn`: A = t×k and B = n×k halves (written
+        // above), C = t×n floats (checked by the caller); k a multiple of 32.
+        unsafe { self.f("gemm_f16_tn")?.launch(stream, cfg, &args) }
     }
 
     /// `out[i] = row ids[i] of a table of `n_rows` rows of `k` elements`,
@@ -751,7 +843,13 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             .collect(),
         "mma" => GpuFormat::ALL
             .iter()
-            .map(|f| format!("matmul_mma_{}", f.kernel_suffix()))
+            .flat_map(|f| {
+                [
+                    format!("matmul_mma_{}", f.kernel_suffix()),
+                    format!("dequant_f16_{}", f.kernel_suffix()),
+                ]
+            })
+            .chain(["f32_to_f16".to_string(), "gemm_f16_tn".to_string()])
             .collect(),
         "norm" => vec!["rms_norm_f32".into(), "layer_norm_f32".into()],
         "rope" => vec!["rope_f32".into()],
