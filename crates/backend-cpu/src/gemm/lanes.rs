@@ -226,7 +226,8 @@ fn unpack_block(f: Fmt, b: &[u8], vals: &mut [u8], sc: &mut [f32; 16], mn: &mut 
 /// One group of eight rows, unpacked (see the module docs).
 #[derive(Default)]
 struct Group {
-    /// The eight rows' codes in element order (`8 × k` bytes).
+    /// The eight rows' codes in element order (`8 × k` bytes; K-quants
+    /// only, the legacy formats are interleaved straight from the weight).
     rows: Vec<u8>,
     /// `k / 4` vectors of 32 bytes.
     wq: Vec<u8>,
@@ -243,10 +244,32 @@ impl Group {
         let (be, bb) = f.block();
         let upb = be / f.unit();
         let units = k / f.unit();
-        self.rows.resize(ROWS * k, 0);
         self.wq.resize(k / 4 * 32, 0);
         self.ws.resize(units * ROWS, 0.0);
         self.wm.resize(units * ROWS, 0.0);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kind) = legacy_kind(f) {
+            let rows_bytes = &bytes[r0 * row_bytes..(r0 + rows) * row_bytes];
+            // SAFETY: `rows_bytes` holds `rows` (1..=8) whole rows of `k / 32`
+            // blocks of `kind`, `row_bytes` apart; `wq` holds `k / 4 · 32`
+            // bytes and `ws`, `wm` `k / 32 · 8` values; the CPU has AVX2 and
+            // F16C (the VNNI level).
+            unsafe {
+                x86::fill_legacy(
+                    kind,
+                    rows_bytes.as_ptr(),
+                    bytes.as_ptr_range().end,
+                    row_bytes,
+                    rows,
+                    k / 32,
+                    self.wq.as_mut_ptr(),
+                    self.ws.as_mut_ptr(),
+                    self.wm.as_mut_ptr(),
+                )
+            };
+            return;
+        }
+        self.rows.resize(ROWS * k, 0);
         if rows < ROWS {
             self.ws.fill(0.0);
             self.wm.fill(0.0);
@@ -256,22 +279,6 @@ impl Group {
         for j in 0..rows {
             let row = &bytes[(r0 + j) * row_bytes..(r0 + j + 1) * row_bytes];
             let dst = &mut self.rows[j * k..(j + 1) * k];
-            #[cfg(target_arch = "x86_64")]
-            if let Some(kind) = legacy_kind(f) {
-                for (b, (blk, d)) in row
-                    .chunks_exact(bb)
-                    .zip(dst.chunks_exact_mut(32))
-                    .enumerate()
-                {
-                    // SAFETY: `blk` is one whole block of `kind`, `d` holds 32
-                    // bytes; the CPU has AVX2 and F16C (the VNNI level).
-                    let (sc, mn) =
-                        unsafe { x86::unpack_legacy(kind, blk.as_ptr(), d.as_mut_ptr()) };
-                    self.ws[b * ROWS + j] = sc;
-                    self.wm[b * ROWS + j] = mn;
-                }
-                continue;
-            }
             for (b, (blk, d)) in row
                 .chunks_exact(bb)
                 .zip(dst.chunks_exact_mut(be))
@@ -736,28 +743,106 @@ mod x86 {
         }
     }
 
-    /// Unpack one legacy block at `wb` to 32 codes at `dst` (Q8_0 as `w +
-    /// 128`); returns its scale and minimum (zero but for Q4_1).
+    /// Unpack rows `0..rows` (1..=8) of `nb` blocks of `kind` at `w`
+    /// (`row_bytes` apart) straight into the interleaved form of a group:
+    /// per block, eight vectors at `wq + 256·b` (see [`transpose`]; Q8_0 as
+    /// `w + 128`), the eight scales at `ws + 8·b` and the eight minimums
+    /// (Q4_1; zero otherwise) at `wm + 8·b`. Lanes of missing rows get row
+    /// `rows − 1`'s codes and zero scales. Asks for the rows
+    /// [`PREFETCH_ROWS`] further on (those before `end`, the end of the
+    /// weight) to be brought into cache meanwhile.
     ///
     /// # Safety
-    /// `wb` holds one block of `kind`, `dst` 32 bytes; AVX2 and F16C.
+    /// `w` holds `rows` rows of `nb` blocks; `wq` holds `256 · nb` bytes,
+    /// `ws` and `wm` `8 · nb` values; `rows ≥ 1`; AVX2 and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn unpack_legacy(kind: Kind, wb: *const u8, dst: *mut u8) -> (f32, f32) {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn fill_legacy(
+        kind: Kind,
+        w: *const u8,
+        end: *const u8,
+        row_bytes: usize,
+        rows: usize,
+        nb: usize,
+        wq: *mut u8,
+        ws: *mut f32,
+        wm: *mut f32,
+    ) {
         // SAFETY: forwarded from the caller's contract.
         unsafe {
-            let mut v = gx86::unpack(kind, wb);
-            if kind == Kind::Q8_0 {
-                v = _mm256_xor_si256(v, _mm256_set1_epi8(-128));
+            match kind {
+                Kind::Q4_0 => fill_legacy_k::<0>(w, end, row_bytes, rows, nb, wq, ws, wm),
+                Kind::Q4_1 => fill_legacy_k::<1>(w, end, row_bytes, rows, nb, wq, ws, wm),
+                Kind::Q8_0 => fill_legacy_k::<2>(w, end, row_bytes, rows, nb, wq, ws, wm),
+                Kind::Q5_0 => fill_legacy_k::<3>(w, end, row_bytes, rows, nb, wq, ws, wm),
             }
-            _mm256_storeu_si256(dst as *mut __m256i, v);
-            let m = if kind == Kind::Q4_1 {
-                gx86::h2f(wb.add(2))
-            } else {
-                0.0
-            };
-            (gx86::h2f(wb), m)
         }
     }
+
+    /// [`fill_legacy`] for the kind numbered `K` (see `Kind::from_u8`).
+    ///
+    /// # Safety
+    /// As for [`fill_legacy`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn fill_legacy_k<const K: u8>(
+        w: *const u8,
+        end: *const u8,
+        row_bytes: usize,
+        rows: usize,
+        nb: usize,
+        wq: *mut u8,
+        ws: *mut f32,
+        wm: *mut f32,
+    ) {
+        let kind = Kind::from_u8(K);
+        let bb = kind.w_block();
+        let flip = _mm256_set1_epi8(-128);
+        let base: [*const u8; ROWS] = std::array::from_fn(|j| {
+            // SAFETY: `j.min(rows - 1) < rows`: a row the caller vouched for.
+            unsafe { w.add(j.min(rows - 1) * row_bytes) }
+        });
+        for b in 0..nb {
+            // SAFETY (all pointer accesses): `b < nb` and the rows in `base`
+            // keep the reads inside the caller's blocks, the writes inside
+            // `wq`, `ws` and `wm`.
+            unsafe {
+                let v: [__m256i; ROWS] = std::array::from_fn(|j| {
+                    let x = gx86::unpack(kind, base[j].add(b * bb));
+                    if K == 2 {
+                        _mm256_xor_si256(x, flip)
+                    } else {
+                        x
+                    }
+                });
+                interleave(&v, wq.add(b * 256));
+                // The same block of the rows two groups on, so that the
+                // weights arrive while this group is multiplied.
+                for p in base {
+                    let p = p.wrapping_add(PREFETCH_ROWS * row_bytes + b * bb);
+                    if p < end {
+                        _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+                    }
+                }
+                let mut d = [0u16; ROWS];
+                let mut m = [0u16; ROWS];
+                for j in 0..rows {
+                    let wb = base[j].add(b * bb);
+                    d[j] = (wb as *const u16).read_unaligned();
+                    if K == 1 {
+                        m[j] = (wb.add(2) as *const u16).read_unaligned();
+                    }
+                }
+                let dv = _mm256_cvtph_ps(_mm_loadu_si128(d.as_ptr() as *const __m128i));
+                _mm256_storeu_ps(ws.add(b * ROWS), dv);
+                let mv = _mm256_cvtph_ps(_mm_loadu_si128(m.as_ptr() as *const __m128i));
+                _mm256_storeu_ps(wm.add(b * ROWS), mv);
+            }
+        }
+    }
+
+    /// How far ahead (in rows) [`fill_legacy`] asks for the weights.
+    const PREFETCH_ROWS: usize = 16;
 
     /// Interleave eight rows of `k` bytes at `rows` (`k` apart) four bytes
     /// at a time: vector `c` of `wq` holds bytes `4c..4c + 4` of each row.
@@ -773,32 +858,46 @@ mod x86 {
                 let r: [__m256i; 8] = std::array::from_fn(|j| {
                     _mm256_loadu_si256(rows.add(j * k + e) as *const __m256i)
                 });
-                let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
-                let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
-                let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
-                let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
-                let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
-                let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
-                let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
-                let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
-                let u0 = _mm256_unpacklo_epi64(t0, t2);
-                let u1 = _mm256_unpackhi_epi64(t0, t2);
-                let u2 = _mm256_unpacklo_epi64(t1, t3);
-                let u3 = _mm256_unpackhi_epi64(t1, t3);
-                let u4 = _mm256_unpacklo_epi64(t4, t6);
-                let u5 = _mm256_unpackhi_epi64(t4, t6);
-                let u6 = _mm256_unpacklo_epi64(t5, t7);
-                let u7 = _mm256_unpackhi_epi64(t5, t7);
-                let o = wq.add(e * 8) as *mut __m256i;
-                _mm256_storeu_si256(o, _mm256_permute2x128_si256(u0, u4, 0x20));
-                _mm256_storeu_si256(o.add(1), _mm256_permute2x128_si256(u1, u5, 0x20));
-                _mm256_storeu_si256(o.add(2), _mm256_permute2x128_si256(u2, u6, 0x20));
-                _mm256_storeu_si256(o.add(3), _mm256_permute2x128_si256(u3, u7, 0x20));
-                _mm256_storeu_si256(o.add(4), _mm256_permute2x128_si256(u0, u4, 0x31));
-                _mm256_storeu_si256(o.add(5), _mm256_permute2x128_si256(u1, u5, 0x31));
-                _mm256_storeu_si256(o.add(6), _mm256_permute2x128_si256(u2, u6, 0x31));
-                _mm256_storeu_si256(o.add(7), _mm256_permute2x128_si256(u3, u7, 0x31));
+                interleave(&r, wq.add(e * 8));
             }
+        }
+    }
+
+    /// Interleave 32 bytes of each of eight rows four bytes at a time: the
+    /// eight vectors at `o` hold bytes `4c..4c + 4` of rows 0..8, `c` = 0..8.
+    ///
+    /// # Safety
+    /// `o` has room for 256 bytes; AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn interleave(r: &[__m256i; 8], o: *mut u8) {
+        let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+        let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+        let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+        let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+        let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+        let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+        let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+        let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+        let u0 = _mm256_unpacklo_epi64(t0, t2);
+        let u1 = _mm256_unpackhi_epi64(t0, t2);
+        let u2 = _mm256_unpacklo_epi64(t1, t3);
+        let u3 = _mm256_unpackhi_epi64(t1, t3);
+        let u4 = _mm256_unpacklo_epi64(t4, t6);
+        let u5 = _mm256_unpackhi_epi64(t4, t6);
+        let u6 = _mm256_unpacklo_epi64(t5, t7);
+        let u7 = _mm256_unpackhi_epi64(t5, t7);
+        let o = o as *mut __m256i;
+        // SAFETY: the caller's 256 bytes at `o`.
+        unsafe {
+            _mm256_storeu_si256(o, _mm256_permute2x128_si256(u0, u4, 0x20));
+            _mm256_storeu_si256(o.add(1), _mm256_permute2x128_si256(u1, u5, 0x20));
+            _mm256_storeu_si256(o.add(2), _mm256_permute2x128_si256(u2, u6, 0x20));
+            _mm256_storeu_si256(o.add(3), _mm256_permute2x128_si256(u3, u7, 0x20));
+            _mm256_storeu_si256(o.add(4), _mm256_permute2x128_si256(u0, u4, 0x31));
+            _mm256_storeu_si256(o.add(5), _mm256_permute2x128_si256(u1, u5, 0x31));
+            _mm256_storeu_si256(o.add(6), _mm256_permute2x128_si256(u2, u6, 0x31));
+            _mm256_storeu_si256(o.add(7), _mm256_permute2x128_si256(u3, u7, 0x31));
         }
     }
 }
