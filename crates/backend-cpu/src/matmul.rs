@@ -70,9 +70,10 @@ pub(crate) fn matmul(
     // Q4_0/Q4_1/Q5_0/Q8_0: this crate's kernels (several tokens per unpacked
     // weight block in a batch, four rows per activation block for one token).
     let ty = w.ggml_type();
-    // Prefill: eight weight rows per vector, the weights unpacked once per
-    // call (legacy formats and the K-quants, with AVX-512 VNNI).
-    if x.rows() >= crate::gemm::lanes::min_tokens(ty)
+    // Two tokens or more (batched decode, prefill): eight weight rows per
+    // vector, the weights unpacked once per call (legacy formats and the
+    // K-quants, with AVX-512 VNNI).
+    if x.rows() >= crate::gemm::lanes::MIN_TOKENS
         && crate::gemm::lanes::supports(ty)
         && !force_vec_dot()
     {

@@ -1,10 +1,13 @@
-//! Prefill kernels with eight weight rows in the lanes of a vector (AVX-512
-//! VNNI on ymm registers), for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K
-//! weights against the activation format of `quant::dot` for each.
+//! Multi-token kernels (prefill and batched decode, from [`MIN_TOKENS`]
+//! tokens) with eight weight rows in the lanes of a vector (AVX-512 VNNI on
+//! ymm registers), for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K weights
+//! against the activation format of `quant::dot` for each.
 //!
 //! Each task unpacks a group of eight weight rows once into a scratch buffer
 //! of bytes (one byte per weight, in the order of the elements), interleaved
-//! four bytes at a time: 32 bytes hold elements `4c..4c+4` of the eight rows.
+//! four bytes at a time: 32 bytes hold elements `4c..4c+4` of the eight rows
+//! (the legacy formats in registers straight from the weight, the K-quants
+//! through a row-major buffer).
 //! One `vpdpbusd` of that vector with four activation bytes broadcast adds
 //! the partial dot products of all eight rows for one token; `TOK` tokens
 //! share each weight vector. Per scale unit (32 elements, 16 for Q6_K) the
@@ -117,13 +120,11 @@ pub(crate) fn supports(t: GgmlType) -> bool {
     Fmt::of(t).is_some() && level() == Some(Level::Vnni)
 }
 
-/// The fewest tokens for which these kernels beat the per-token ones.
-pub(crate) fn min_tokens(t: GgmlType) -> usize {
-    match t {
-        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => 2,
-        _ => 8,
-    }
-}
+/// The fewest tokens for which these kernels beat the others, for every
+/// format (measured at SmolLM2-135M shapes with 1 and 2 threads by
+/// `gemm::sweep::tokens_sweep`); one token stays with the row kernels of
+/// `gemm` and `quant::dot`.
+pub(crate) const MIN_TOKENS: usize = 2;
 
 /// The 6-bit scales and mins of a Q4_K/Q5_K super-block (`s`: its 12 scale bytes).
 fn k4_scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {

@@ -705,3 +705,65 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 }
+
+#[cfg(test)]
+mod sweep {
+    use super::*;
+    use crate::testsuite::{Rng, TestWeight};
+    use crate::CpuBackend;
+    use std::time::Instant;
+
+    /// Best time (µs) of the tile path and the row-lane path for 1..=16
+    /// tokens at SmolLM2-135M shapes (`THREADS`, default 2; `TYPES`, e.g.
+    /// `Q4_1,Q8_0`): `cargo test --release -p backend-cpu --lib sweep --
+    /// --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn tokens_sweep() {
+        let threads: usize = std::env::var("THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2);
+        let types: Vec<GgmlType> = std::env::var("TYPES")
+            .unwrap_or_else(|_| "Q4_1".into())
+            .split(',')
+            .filter_map(GgmlType::from_name)
+            .collect();
+        let b = CpuBackend::new(threads).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut rng = Rng::new(3);
+        for ty in types {
+            for (k, n) in [(576, 576), (576, 1536), (1536, 576), (576, 49152)] {
+                let w = TestWeight::random(&mut rng, ty, k, n, 0.05).load(&b);
+                for t in 1..=16usize {
+                    let x = CpuTensor::from_vec(rng.vec(t * k, 1.0), t, k).unwrap();
+                    let mut out = CpuTensor::zeros(t, n).unwrap();
+                    let reps = (4_000_000 / (k * n)).clamp(20, 400);
+                    let mut time = |f: &mut dyn FnMut(&mut CpuTensor)| {
+                        let mut best = f64::MAX;
+                        for _ in 0..reps {
+                            let s = Instant::now();
+                            f(&mut out);
+                            best = best.min(s.elapsed().as_secs_f64());
+                        }
+                        best * 1e6
+                    };
+                    let mut act = Vec::new();
+                    let tile = time(&mut |o| {
+                        pool.install(|| matmul(&w, &x, o, threads, &mut act).unwrap())
+                    });
+                    let lanes =
+                        time(&mut |o| pool.install(|| lanes::matmul(&w, &x, o, threads).unwrap()));
+                    println!(
+                        "{} {k}x{n} t={t:>2} threads={threads}: tile {tile:>8.1} us  lanes {lanes:>8.1} us  {}",
+                        ty.name(),
+                        if tile < lanes { "tile" } else { "lanes" }
+                    );
+                }
+            }
+        }
+    }
+}
