@@ -12,6 +12,9 @@
 //!   (`pairs32`), so one conversion and one FMA serve two blocks;
 //!   the f16 scales of four blocks are gathered with `vpinsrw` from memory and
 //!   converted with one `vcvtph2ps`.
+//! - Q4_0 has a third variant, [`gfni`], for CPUs with GFNI besides AVX-512
+//!   VNNI (Ice Lake and later): one block per vector, nibbles split by one
+//!   `vgf2p8affineqb`, scales gathered in general-purpose registers.
 //! - Q4_K/Q5_K broadcast each sub-block scale with one load from a small
 //!   scratch array (no shuffle port), take the mins · bsums term in one
 //!   multiply-add, and on VNNI fold the scale multiply and the accumulation
@@ -43,6 +46,12 @@ pub(crate) fn has_avx512vnni() -> bool {
             && is_x86_feature_detected!("avx512vl")
             && is_x86_feature_detected!("avx512vnni")
     })
+}
+
+/// [`has_avx512vnni`] plus GFNI (`vgf2p8affineqb`), detected once.
+pub(crate) fn has_gfni() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| has_avx512vnni() && is_x86_feature_detected!("gfni"))
 }
 
 /// `acc + Σ pairs-of-4 a[i]·b[i]` per i32 lane, `a` unsigned, `b` signed (AVX2).
@@ -1013,6 +1022,186 @@ macro_rules! kernels {
 kernels!(avx2, "avx2,fma,f16c", super::udot_avx2, super::wdot_avx2);
 kernels!(vnni, "avx2,fma,f16c", super::udot_vnni, super::wdot_vnni);
 
+/// Kernels for CPUs where [`has_gfni`] holds: AVX-512 VL + VNNI and GFNI,
+/// used on 256-bit registers (inline assembly, as in [`udot_vnni`]).
+pub(crate) mod gfni {
+    use std::arch::x86_64::*;
+
+    /// Bit matrices for `vgf2p8affineqb`, one per qword: qwords 0-1 keep
+    /// bits 0..4 of each byte (the low nibble), qwords 2-3 move bits 4..8 to
+    /// bits 0..4 (the high nibble); both clear bits 4..8. Row i of a matrix
+    /// is byte 7 - i of its qword and selects the input bits that are summed
+    /// into output bit i.
+    const NIBBLE_MATRICES: [u64; 4] = [
+        0x0102_0408_0000_0000,
+        0x0102_0408_0000_0000,
+        0x1020_4080_0000_0000,
+        0x1020_4080_0000_0000,
+    ];
+
+    /// `vgf2p8affineqb`: each byte of `q` times the bit matrix of its qword in `m`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn affine(q: __m256i, m: __m256i) -> __m256i {
+        let out: __m256i;
+        // SAFETY: only reached from kernels handed out after `has_gfni()`;
+        // the instruction touches registers only.
+        std::arch::asm!(
+            "vgf2p8affineqb {out}, {q}, {m}, 0",
+            out = lateout(ymm_reg) out,
+            q = in(ymm_reg) q,
+            m = in(ymm_reg) m,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+        out
+    }
+
+    /// `acc + t · *p` with the f32 at `p` broadcast by the FMA itself
+    /// (`{1to8}`: a load, no shuffle).
+    ///
+    /// # Safety
+    /// AVX-512 VL and FMA must be available and `p` readable for 4 bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn fma_bcast(acc: __m256, t: __m256, p: *const f32) -> __m256 {
+        let mut acc = acc;
+        // SAFETY: the caller guarantees the features and 4 readable bytes.
+        std::arch::asm!(
+            "vfmadd231ps {acc}, {t}, dword ptr [{p}]{{1to8}}",
+            acc = inout(ymm_reg) acc,
+            t = in(ymm_reg) t,
+            p = in(reg) p,
+            options(pure, readonly, nostack, preserves_flags)
+        );
+        acc
+    }
+
+    /// The f16 scales (byte 0 of each block) of eight Q4_0 blocks at `x`
+    /// (stride 18) and of eight Q8_0 blocks at `y` (stride 34), as two
+    /// vectors of eight f16 values in block order.
+    ///
+    /// Assembled in general-purpose registers, which keeps the vector ports
+    /// free: per pair of scales one 4-byte load that ends with the second
+    /// and one 2-byte load of the first into the low half of the same
+    /// register; per four a shift and an or; per eight one move to and one
+    /// insertion into the vector register (instead of seven `vpinsrw`, each
+    /// taking a vector port).
+    ///
+    /// # Safety
+    /// AVX must be available; `x` readable for 128 bytes, `y` for 240.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn scales8(x: *const u8, y: *const u8) -> (__m128i, __m128i) {
+        let (vx, vy): (__m128i, __m128i);
+        // SAFETY: the caller guarantees the readable ranges; the last bytes
+        // read are x + 124..128 and y + 236..240. Registers only otherwise.
+        std::arch::asm!(
+            "mov {a:e}, dword ptr [{x} + 16]",
+            "mov {a:x}, word ptr [{x}]",
+            "mov {b:e}, dword ptr [{x} + 52]",
+            "mov {b:x}, word ptr [{x} + 36]",
+            "shl {b}, 32",
+            "or {a}, {b}",
+            "mov {c:e}, dword ptr [{x} + 88]",
+            "mov {c:x}, word ptr [{x} + 72]",
+            "mov {d:e}, dword ptr [{x} + 124]",
+            "mov {d:x}, word ptr [{x} + 108]",
+            "shl {d}, 32",
+            "or {c}, {d}",
+            "vmovq {vx}, {a}",
+            "vpinsrq {vx}, {vx}, {c}, 1",
+            "mov {a:e}, dword ptr [{y} + 32]",
+            "mov {a:x}, word ptr [{y}]",
+            "mov {b:e}, dword ptr [{y} + 100]",
+            "mov {b:x}, word ptr [{y} + 68]",
+            "shl {b}, 32",
+            "or {a}, {b}",
+            "mov {c:e}, dword ptr [{y} + 168]",
+            "mov {c:x}, word ptr [{y} + 136]",
+            "mov {d:e}, dword ptr [{y} + 236]",
+            "mov {d:x}, word ptr [{y} + 204]",
+            "shl {d}, 32",
+            "or {c}, {d}",
+            "vmovq {vy}, {a}",
+            "vpinsrq {vy}, {vy}, {c}, 1",
+            x = in(reg) x,
+            y = in(reg) y,
+            a = out(reg) _,
+            b = out(reg) _,
+            c = out(reg) _,
+            d = out(reg) _,
+            vx = out(xmm_reg) vx,
+            vy = out(xmm_reg) vy,
+            options(pure, readonly, nostack)
+        );
+        (vx, vy)
+    }
+
+    /// Q4_0 (d: f16, 16 × nibble pairs) · Q8_0 (d: f16, 32 × i8), one block
+    /// per vector instead of two (`pairs32`).
+    ///
+    /// The 16 nibble bytes are loaded into both 128-bit halves, and one affine
+    /// transformation with a different bit matrix per half gives the low
+    /// nibbles (elements 0..16) in the low half and the high nibbles
+    /// (elements 16..32) in the high half: the order of the Q8_0 quants in
+    /// memory, so they are one plain load, and no insertions or shifts are
+    /// needed. The eight block scales of a step (x · y, converted together)
+    /// are stored once and broadcast by the FMAs. Per block: two loads, one
+    /// `vgf2p8affineqb`, two `vpdpbusd` (codes · y and the 8 · Σy of the +8
+    /// offset), a subtraction, a conversion and an FMA.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn q4_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
+        let m = _mm256_loadu_si256(NIBBLE_MATRICES.as_ptr() as *const __m256i);
+        let eights = _mm256_set1_epi8(8);
+        let zero = _mm256_setzero_si256();
+        let mut prod = super::Align32([0f32; 8]);
+        let pp = prod.0.as_mut_ptr();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        // Eight blocks at `$xb`, `$yb` (a macro, not a closure, so that both
+        // uses are inlined).
+        macro_rules! step8 {
+            ($xb:expr, $yb:expr) => {{
+                let (xb, yb): (*const u8, *const u8) = ($xb, $yb);
+                let (sx, sy) = scales8(xb, yb);
+                _mm256_store_ps(pp, _mm256_mul_ps(_mm256_cvtph_ps(sx), _mm256_cvtph_ps(sy)));
+                for k in 0..8 {
+                    let q = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                        xb.add(18 * k + 2) as *const __m128i
+                    ));
+                    let codes = affine(q, m);
+                    let yv = _mm256_loadu_si256(yb.add(34 * k + 2) as *const __m256i);
+                    // Codes are stored +8: remove 8·Σy.
+                    let t = _mm256_sub_epi32(
+                        super::udot_vnni(zero, codes, yv),
+                        super::udot_vnni(zero, eights, yv),
+                    );
+                    acc[k & 3] = fma_bcast(acc[k & 3], _mm256_cvtepi32_ps(t), pp.add(k));
+                }
+            }};
+        }
+        let (mut xb, mut yb) = (x, y);
+        for _ in 0..nb / 8 {
+            step8!(xb, yb);
+            xb = xb.add(8 * 18);
+            yb = yb.add(8 * 34);
+        }
+        let rest = nb % 8;
+        if rest > 0 {
+            // The last 1..7 blocks from a zeroed copy of eight (zero scales
+            // contribute nothing).
+            let mut xt = [0u8; 8 * 18];
+            let mut yt = [0u8; 8 * 34];
+            std::ptr::copy_nonoverlapping(xb, xt.as_mut_ptr(), rest * 18);
+            std::ptr::copy_nonoverlapping(yb, yt.as_mut_ptr(), rest * 34);
+            step8!(xt.as_ptr(), yt.as_ptr());
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)))
+    }
+}
+
 /// Wrap a `(blocks, x, y)` kernel as a safe [`DotFn`] for `$t` (bytes per weight block).
 macro_rules! wrap {
     ($m:ident :: $f:ident, $ts:expr) => {{
@@ -1058,9 +1247,13 @@ pub(crate) fn kernel_avx2(weight: GgmlType) -> Option<DotFn> {
 }
 
 /// The AVX-512 VNNI kernel for `weight`; the caller checked [`has_avx512vnni`].
+/// Q4_0 gets the [`gfni`] variant where [`has_gfni`] also holds.
 pub(crate) fn kernel_vnni(weight: GgmlType) -> Option<DotFn> {
     if !has_avx512vnni() {
         return None;
+    }
+    if weight == GgmlType::Q4_0 && has_gfni() {
+        return Some(wrap!(gfni::q4_0, 18));
     }
     table!(vnni, weight)
 }
@@ -1068,6 +1261,65 @@ pub(crate) fn kernel_vnni(weight: GgmlType) -> Option<DotFn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pseudo-random Q4_0 and Q8_0 rows of `nb` blocks (scales in ±[2^-10, 2)).
+    fn q4_0_rows(nb: usize, seed: u32) -> (Vec<u8>, Vec<u8>) {
+        let mut s = seed;
+        let mut next = move || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as u8
+        };
+        let scale = |next: &mut dyn FnMut() -> u8| {
+            let e = 5 + u16::from(next() % 11);
+            let bits = ((u16::from(next()) & 0x80) << 8) | (e << 10) | u16::from(next());
+            bits.to_le_bytes()
+        };
+        let mut x = vec![0u8; nb * 18];
+        let mut y = vec![0u8; nb * 34];
+        for b in 0..nb {
+            x[b * 18..b * 18 + 2].copy_from_slice(&scale(&mut next));
+            y[b * 34..b * 34 + 2].copy_from_slice(&scale(&mut next));
+            for v in &mut x[b * 18 + 2..b * 18 + 18] {
+                *v = next();
+            }
+            for v in &mut y[b * 34 + 2..b * 34 + 34] {
+                // Q8_0 quants are in -127..=127.
+                *v = (next() % 255).wrapping_sub(127);
+            }
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn gfni_q4_0_equals_the_pairwise_vnni_kernel() {
+        if !has_gfni() {
+            return;
+        }
+        for nb in 1..=40 {
+            let (x, y) = q4_0_rows(nb, 0x5eed + nb as u32);
+            // SAFETY: GFNI and AVX-512 VNNI were detected; the rows hold `nb`
+            // whole blocks each.
+            let (got, want) = unsafe {
+                (
+                    gfni::q4_0(nb, x.as_ptr(), y.as_ptr()),
+                    vnni::q4_0(nb, x.as_ptr(), y.as_ptr()),
+                )
+            };
+            // Both sum the same exact per-block products, in different orders.
+            let bound: f32 = (0..nb)
+                .map(|b| {
+                    let d = |r: &[u8], o: usize| {
+                        half::f16::from_le_bytes([r[o], r[o + 1]]).to_f32().abs()
+                    };
+                    d(&x, b * 18) * d(&y, b * 34) * 32.0 * 8.0 * 127.0
+                })
+                .sum();
+            assert!(
+                (got - want).abs() <= bound * 1e-6,
+                "nb = {nb}: gfni {got}, vnni {want}"
+            );
+        }
+    }
 
     #[test]
     fn vector_e8m0_scales_equal_the_scalar_ones_for_every_exponent() {
