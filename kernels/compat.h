@@ -9,6 +9,8 @@
 //   rf_h2f(bits)         IEEE half (as its 16 bits) to float
 //   RF_DP4A(a, b, c)     c + the dot product of the four signed bytes of a
 //                        and of b (one instruction where the target has it)
+//   RF_WAVE_SYNC()       the lanes of a wave meet here, and their shared-memory
+//                        writes before it are visible to each other after it
 //   RF_DEVICE            inline device function qualifier
 //   u8 i8 u16 i16 u32 i32  fixed-width integers (no <stdint.h> under the
 //                        runtime compilers)
@@ -24,6 +26,7 @@ typedef decltype(sizeof(0)) size_t;
 #endif
 #define RF_WAVE 32
 #define RF_SHFL_XOR(v, m) __shfl_xor_sync(0xffffffffu, (v), (m))
+#define RF_WAVE_SYNC() __syncwarp()
 #define RF_DEVICE __device__ __forceinline__
 
 RF_DEVICE float rf_h2f(unsigned short h) {
@@ -45,6 +48,9 @@ RF_DEVICE float rf_h2f(unsigned short h) {
 #define RF_WAVE 64
 #endif
 #define RF_SHFL_XOR(v, m) __shfl_xor((v), (m))
+// A wave runs in lockstep and its LDS accesses complete in order; the
+// barrier keeps the compiler from moving them across this point.
+#define RF_WAVE_SYNC() __builtin_amdgcn_wave_barrier()
 #define RF_DEVICE __device__ __forceinline__
 #if defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) || defined(__gfx940__) || \
     defined(__gfx941__) || defined(__gfx942__) || defined(__gfx1030__)

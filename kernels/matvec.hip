@@ -4,7 +4,7 @@
 // each weight block is then multiplied with integer dot products of four
 // bytes at a time (RF_DP4A), which needs far fewer instructions per weight
 // than dequantizing to f32.
-// Launch (matvec_*): block = 4 * RF_WAVE, one wave per weight row.
+// Launch (matvec_*): block = 4 * RF_WAVE, wpr waves per weight row (see rf_matvec_store).
 #include "compat.h"
 #include "common.h"
 #include "quant.h"
@@ -101,19 +101,41 @@ RF_DEVICE float rf_vdot_q6_k(const u8* row, int c, const int* xq, float2 ds) {
     return rf_ld_f16(b + 208) * ds.x * (float)t;
 }
 
+// Rows and waves: `wpr` waves (1, 2 or 4) share a row, splitting its chunks;
+// a block of 4 waves covers 4 / wpr rows. Long rows get more waves so that
+// each lane has few chunks left and more loads are in flight per row.
+// The waves of a row add their sums through shared memory.
+RF_DEVICE void rf_matvec_store(float acc, int r, int N, int sub, int wpr, float* __restrict__ Y) {
+    __shared__ float part[4];
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+    acc = rf_wave_sum(acc);
+    if (wpr == 1) {
+        if (lane == 0 && r < N) Y[r] = acc;
+        return;
+    }
+    if (lane == 0) part[wave] = acc;
+    __syncthreads();
+    if (sub == 0 && lane == 0 && r < N) {
+        float s = 0.0f;
+        for (int i = 0; i < wpr; i++) s += part[wave + i];
+        Y[r] = s;
+    }
+}
+
 #define RF_MATVEC(name, vdot)                                                             \
     extern "C" __global__ void matvec_##name(const u8* __restrict__ W, int row_bytes, int K,    \
                                              int N, const int* __restrict__ xq,                 \
-                                             const float2* __restrict__ ds, float* __restrict__ Y) { \
-        const int lane = threadIdx.x % RF_WAVE;                                                  \
-        const int r = blockIdx.x * (blockDim.x / RF_WAVE) + threadIdx.x / RF_WAVE;               \
-        if (r >= N) return;                                                                      \
-        const u8* row = W + (size_t)r * row_bytes;                                               \
-        const int nb = K / 32;                                                                   \
+                                             const float2* __restrict__ ds, float* __restrict__ Y, \
+                                             int wpr) {                                         \
+        const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;                    \
+        const int sub = wave % wpr;                                                              \
+        const int r = blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr;                    \
+        const u8* row = W + (size_t)(r < N ? r : 0) * row_bytes;                                 \
+        const int nb = r < N ? K / 32 : 0;                                                       \
         float acc = 0.0f;                                                                        \
-        for (int c = lane; c < nb; c += RF_WAVE) acc += vdot(row, c, xq + c * 8, ds[c]);     \
-        acc = rf_wave_sum(acc);                                                                  \
-        if (lane == 0) Y[r] = acc;                                                               \
+        _Pragma("unroll 4") for (int c = sub * RF_WAVE + lane; c < nb; c += wpr * RF_WAVE)      \
+            acc += vdot(row, c, xq + c * 8, ds[c]);                                              \
+        rf_matvec_store(acc, r, N, sub, wpr, Y);                                                 \
     }
 
 RF_MATVEC(q4_0, rf_vdot_q4_0)
@@ -135,16 +157,17 @@ RF_DEVICE int rf_byte(u32 w, int i) { return (int)((w >> (8 * i)) & 0xFF); }
 // the launcher checks the base).
 extern "C" __global__ void matvec_q4_k_wide(const u8* __restrict__ W, int row_bytes, int K, int N,
                                             const int* __restrict__ xq,
-                                            const float2* __restrict__ ds, float* __restrict__ Y) {
-    const int lane = threadIdx.x % RF_WAVE;
-    const int r = blockIdx.x * (blockDim.x / RF_WAVE) + threadIdx.x / RF_WAVE;
-    if (r >= N) return;
-    const u8* row = W + (size_t)r * row_bytes;
-    const int nsb = K / 256;
+                                            const float2* __restrict__ ds, float* __restrict__ Y,
+                                            int wpr) {
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+    const int sub = wave % wpr;
+    const int r = blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr;
+    const u8* row = W + (size_t)(r < N ? r : 0) * row_bytes;
+    const int nsb = r < N ? K / 256 : 0;
     const int piece = lane & 7, p = piece >> 1, h = piece & 1;
     float acc = 0.0f;
 #pragma unroll 4
-    for (int sb = lane >> 3; sb < nsb; sb += RF_WAVE / 8) {
+    for (int sb = (sub * RF_WAVE + lane) >> 3; sb < nsb; sb += wpr * RF_WAVE / 8) {
         const u8* b = row + (size_t)sb * 144;
         const uint4 hdr = *(const uint4*)b;
         const uint4 w = *(const uint4*)(b + 16 + p * 32 + h * 16);
@@ -181,6 +204,57 @@ extern "C" __global__ void matvec_q4_k_wide(const u8* __restrict__ W, int row_by
         // The minima apply once per sub-block: on the first half's lane.
         if (h == 0) acc -= dmin * ((float)mn[0] * dl.y + (float)mn[1] * dh.y);
     }
-    acc = rf_wave_sum(acc);
-    if (lane == 0) Y[r] = acc;
+    rf_matvec_store(acc, r, N, sub, wpr, Y);
+}
+
+// Q6_K rows staged through shared memory. Q6_K blocks (210 bytes) are only
+// 2-byte aligned, but eight of them (1680 bytes, 2048 values) are a whole
+// number of 16-byte words, so a row of K = 2048 * n values (16-byte aligned,
+// the launcher checks) is read as tiles of 105 words with fully used 16-byte
+// loads. The next tile's words are loaded into registers while the lanes
+// multiply the current one from shared memory (two 32-value chunks each,
+// with rf_vdot_q6_k). Waves of a row take every wpr-th tile.
+#define RF_Q6_TILE_WORDS 105
+extern "C" __global__ void matvec_q6_k_staged(const u8* __restrict__ W, int row_bytes, int K,
+                                              int N, const int* __restrict__ xq,
+                                              const float2* __restrict__ ds,
+                                              float* __restrict__ Y, int wpr) {
+    __shared__ uint4 stage[4][RF_Q6_TILE_WORDS + 1];
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+    const int sub = wave % wpr;
+    const int r = blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr;
+    const uint4* row = (const uint4*)(W + (size_t)(r < N ? r : 0) * row_bytes);
+    const int n_tiles = r < N ? K / 2048 : 0;
+    uint4* st = stage[wave];
+    uint4 pre[(RF_Q6_TILE_WORDS + RF_WAVE - 1) / RF_WAVE];
+    float acc = 0.0f;
+    int t = sub;
+    if (t < n_tiles) {
+#pragma unroll
+        for (int u = 0; u < (RF_Q6_TILE_WORDS + RF_WAVE - 1) / RF_WAVE; u++) {
+            const int i = lane + u * RF_WAVE;
+            if (i < RF_Q6_TILE_WORDS) pre[u] = row[(size_t)t * RF_Q6_TILE_WORDS + i];
+        }
+    }
+    for (; t < n_tiles; t += wpr) {
+        RF_WAVE_SYNC();
+#pragma unroll
+        for (int u = 0; u < (RF_Q6_TILE_WORDS + RF_WAVE - 1) / RF_WAVE; u++) {
+            const int i = lane + u * RF_WAVE;
+            if (i < RF_Q6_TILE_WORDS) st[i] = pre[u];
+        }
+        RF_WAVE_SYNC();
+        if (t + wpr < n_tiles) {
+#pragma unroll
+            for (int u = 0; u < (RF_Q6_TILE_WORDS + RF_WAVE - 1) / RF_WAVE; u++) {
+                const int i = lane + u * RF_WAVE;
+                if (i < RF_Q6_TILE_WORDS) pre[u] = row[(size_t)(t + wpr) * RF_Q6_TILE_WORDS + i];
+            }
+        }
+        for (int cl = lane; cl < 64; cl += RF_WAVE) {
+            const int c = t * 64 + cl;
+            acc += rf_vdot_q6_k((const u8*)st, cl, xq + c * 8, ds[c]);
+        }
+    }
+    rf_matvec_store(acc, r, N, sub, wpr, Y);
 }

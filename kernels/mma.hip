@@ -157,8 +157,9 @@ RF_DEVICE void rf_mma_tile(const u8* __restrict__ W, int row_bytes, int K, int N
 // (dequant_f16_<fmt>, one thread per 32-value chunk) and the activations
 // converted to f16 (f32_to_f16), then gemm_f16_tn multiplies the two
 // K-contiguous matrices: C[m][n] = sum_k A[m][k] * B[n][k] (A: tokens,
-// B: weight rows, C: f32). Block tile RF_GM x RF_GN x RF_GK; 8 waves as
-// 2 (m) x 4 (n), each 64 x 32; tiles copied global -> shared with cp.async
+// B: weight rows, C: f32). Block tile RF_GM x RF_GN x RF_GK (or 64 tokens,
+// gemm_f16_tn_m64, when 128 would leave the GPU part idle); 8 waves as
+// 2 (m) x 4 (n), each 64 (32) x 32; tiles copied global -> shared with cp.async
 // (16 bytes per copy, two stages: the copy of the next k-step overlaps the
 // matrix instructions of this one) and read with ldmatrix.
 #define RF_GM 128
@@ -192,7 +193,9 @@ extern "C" __global__ void f32_to_f16(const float* __restrict__ x, int n, u32* _
     ((uint2*)out)[i] = make_uint2(rf_pack_h2(v.x, v.y), rf_pack_h2(v.z, v.w));
 }
 
-// Stage `st` of the A and B tiles for k-step kt: 2 x 512 copies of 16 bytes.
+// One stage of the A (32 * MT rows) and B (RF_GN rows) tiles for k-step kt,
+// in copies of 16 bytes (4 per 32-value row).
+template <int MT>
 RF_DEVICE void rf_gemm_load(u32 as, u32 bs, const u16* __restrict__ A, const u16* __restrict__ B,
                             int M, int N, int K, int m0, int n0, int kt, int tid) {
 #pragma unroll
@@ -200,40 +203,46 @@ RF_DEVICE void rf_gemm_load(u32 as, u32 bs, const u16* __restrict__ A, const u16
         const int i = tid + u * 256;
         const int r = i >> 2, c = (i & 3) * 8;
         const int k = kt * RF_GK + c;
-        const bool am = m0 + r < M, bn = n0 + r < N;
-        rf_cp_async16(as + (r * RF_GLD + c) * 2, A + (size_t)(am ? m0 + r : 0) * K + k, am ? 16 : 0);
+        if (r < 32 * MT) {
+            const bool am = m0 + r < M;
+            rf_cp_async16(as + (r * RF_GLD + c) * 2, A + (size_t)(am ? m0 + r : 0) * K + k,
+                          am ? 16 : 0);
+        }
+        const bool bn = n0 + r < N;
         rf_cp_async16(bs + (r * RF_GLD + c) * 2, B + (size_t)(bn ? n0 + r : 0) * K + k, bn ? 16 : 0);
     }
     asm volatile("cp.async.commit_group;");
 }
 
-extern "C" __global__ void __launch_bounds__(256)
-    gemm_f16_tn(const u16* __restrict__ A, const u16* __restrict__ B, int M, int N, int K,
-                float* __restrict__ C) {
+// MT: 16-row fragments per wave along m; the block covers 32 * MT tokens
+// (MT = 4: 128, the default; MT = 2: 64, for grids too small to fill the GPU).
+template <int MT>
+RF_DEVICE void rf_gemm_f16_tn(const u16* __restrict__ A, const u16* __restrict__ B, int M, int N,
+                              int K, float* __restrict__ C) {
     __shared__ __align__(16) u16 sa[2][RF_GM * RF_GLD];
     __shared__ __align__(16) u16 sb[2][RF_GN * RF_GLD];
     const int tid = threadIdx.x, lane = tid & 31, wave = tid >> 5;
     const int wm = wave >> 2, wn = wave & 3;
-    const int m0 = blockIdx.y * RF_GM, n0 = blockIdx.x * RF_GN;
+    const int m0 = blockIdx.y * (32 * MT), n0 = blockIdx.x * RF_GN;
     const u32 sa0 = rf_smem_addr(sa[0]), sa1 = rf_smem_addr(sa[1]);
     const u32 sb0 = rf_smem_addr(sb[0]), sb1 = rf_smem_addr(sb[1]);
-    float acc[4][4][4];
+    float acc[MT][4][4];
 #pragma unroll
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < MT; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
     const int nk = K / RF_GK;
-    rf_gemm_load(sa0, sb0, A, B, M, N, K, m0, n0, 0, tid);
+    rf_gemm_load<MT>(sa0, sb0, A, B, M, N, K, m0, n0, 0, tid);
     // ldmatrix row addresses of this lane (relative to a stage), see rf_ldmatrix_x4:
     // A: matrix l/8 = (rows +8 if odd, k +8 if >= 2); B: (n +8 if >= 2, k +8 if odd).
-    const int a_row = wm * 64 + ((lane >> 3) & 1) * 8 + (lane & 7), a_col = (lane >> 4) * 8;
+    const int a_row = wm * (16 * MT) + ((lane >> 3) & 1) * 8 + (lane & 7), a_col = (lane >> 4) * 8;
     const int b_row = wn * 32 + (lane >> 4) * 8 + (lane & 7), b_col = ((lane >> 3) & 1) * 8;
     for (int kt = 0; kt < nk; kt++) {
         const int st = kt & 1;
         if (kt + 1 < nk) {
-            rf_gemm_load(st ? sa0 : sa1, st ? sb0 : sb1, A, B, M, N, K, m0, n0, kt + 1, tid);
+            rf_gemm_load<MT>(st ? sa0 : sa1, st ? sb0 : sb1, A, B, M, N, K, m0, n0, kt + 1, tid);
             asm volatile("cp.async.wait_group 1;");
         } else {
             asm volatile("cp.async.wait_group 0;");
@@ -242,9 +251,9 @@ extern "C" __global__ void __launch_bounds__(256)
         const u32 as = st ? sa1 : sa0, bs = st ? sb1 : sb0;
 #pragma unroll
         for (int ks = 0; ks < RF_GK / 16; ks++) {
-            u32 a[4][4], b[4][2];
+            u32 a[MT][4], b[4][2];
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < MT; i++)
                 rf_ldmatrix_x4(a[i], as + ((a_row + i * 16) * RF_GLD + ks * 16 + a_col) * 2);
 #pragma unroll
             for (int j = 0; j < 2; j++) {
@@ -256,7 +265,7 @@ extern "C" __global__ void __launch_bounds__(256)
                 b[2 * j + 1][1] = r[3];
             }
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < MT; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++) rf_mma_16x8x16(acc[i][j], a[i], b[j]);
         }
@@ -264,13 +273,13 @@ extern "C" __global__ void __launch_bounds__(256)
     }
     const int g = lane >> 2, q = lane & 3;
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < MT; i++) {
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             const int n = n0 + wn * 32 + j * 8 + 2 * q;
 #pragma unroll
             for (int h = 0; h < 2; h++) {
-                const int m = m0 + wm * 64 + i * 16 + g + 8 * h;
+                const int m = m0 + wm * (16 * MT) + i * 16 + g + 8 * h;
                 if (m < M) {
                     float* cr = C + (size_t)m * N;
                     if (n + 1 < N && (N & 1) == 0) {
@@ -283,6 +292,18 @@ extern "C" __global__ void __launch_bounds__(256)
             }
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    gemm_f16_tn(const u16* __restrict__ A, const u16* __restrict__ B, int M, int N, int K,
+                float* __restrict__ C) {
+    rf_gemm_f16_tn<4>(A, B, M, N, K, C);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    gemm_f16_tn_m64(const u16* __restrict__ A, const u16* __restrict__ B, int M, int N, int K,
+                    float* __restrict__ C) {
+    rf_gemm_f16_tn<2>(A, B, M, N, K, C);
 }
 
 // Rows of W (any format) -> f16, one thread per 32-value chunk: out[r][k].
@@ -323,6 +344,7 @@ RF_FOR_EACH_FORMAT(RF_DEQ_F16_KERNEL)
     extern "C" __global__ void dequant_f16_##name(const u8*, int, int, int, uint4*) {}
 extern "C" __global__ void f32_to_f16(const float*, int, u32*) {}
 extern "C" __global__ void gemm_f16_tn(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_m64(const u16*, const u16*, int, int, int, float*) {}
 
 #endif
 

@@ -9,32 +9,45 @@ RF_DEVICE void rf_norm_store4(float* o, const float* w, int i, float4 t, float s
         make_float4(t.x * scale * g.x, t.y * scale * g.y, t.z * scale * g.z, t.w * scale * g.w);
 }
 
-// RMS norm of each group of `group` consecutive values (x viewed as
-// [n_groups][group]); w (length group) multiplies the result when not null.
-// Groups of a multiple of 4 values on 16-byte boundaries go as float4 with
-// the first 4 * blockDim.x values kept in registers between the two passes
-// (all of a 4096-value row with 1024 threads: one load in flight per thread
-// instead of a chain of dependent ones).
-extern "C" __global__ void rms_norm_f32(const float* __restrict__ x, const float* __restrict__ w,
-                                        int group, float eps, float* __restrict__ out) {
+// RMS norm of the group at xr (ADD: xr[i] + yr[i], also written back to xr)
+// into o, times w when not null. Groups of a multiple of 4 values on 16-byte
+// boundaries go as float4 with the first 8 * blockDim.x values kept in
+// registers between the two passes (all of a 4096-value row with 1024
+// threads: one load in flight per thread instead of a chain of dependent ones).
+template <bool ADD>
+RF_DEVICE void rf_rms_norm_group(float* xr, const float* __restrict__ yr,
+                                 const float* __restrict__ w, int group, float eps, float* o) {
     __shared__ float scratch[32];
-    const float* xr = x + (size_t)blockIdx.x * group;
-    float* o = out + (size_t)blockIdx.x * group;
     const int tid = threadIdx.x, nt = blockDim.x;
-    const bool vec = (group & 3) == 0 && (((size_t)xr | (size_t)o | (size_t)w) & 15) == 0;
+    const bool vec =
+        (group & 3) == 0 && (((size_t)xr | (size_t)o | (size_t)w | (size_t)yr) & 15) == 0;
     if (vec) {
         const int n4 = group >> 2;
-        const float4* x4 = (const float4*)xr;
+        float4* x4 = (float4*)xr;
+        const float4* y4 = (const float4*)yr;
         float4 c[2];
         float ss = 0.0f;
 #pragma unroll
         for (int u = 0; u < 2; u++) {
             const int i = tid + u * nt;
-            c[u] = i < n4 ? x4[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            c[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (i < n4) {
+                c[u] = x4[i];
+                if (ADD) {
+                    const float4 d = y4[i];
+                    c[u] = make_float4(c[u].x + d.x, c[u].y + d.y, c[u].z + d.z, c[u].w + d.w);
+                    x4[i] = c[u];
+                }
+            }
             ss += c[u].x * c[u].x + c[u].y * c[u].y + c[u].z * c[u].z + c[u].w * c[u].w;
         }
         for (int i = tid + 2 * nt; i < n4; i += nt) {
-            const float4 t = x4[i];
+            float4 t = x4[i];
+            if (ADD) {
+                const float4 d = y4[i];
+                t = make_float4(t.x + d.x, t.y + d.y, t.z + d.z, t.w + d.w);
+                x4[i] = t;
+            }
             ss += t.x * t.x + t.y * t.y + t.z * t.z + t.w * t.w;
         }
         ss = rf_block_sum(ss, scratch);
@@ -44,14 +57,39 @@ extern "C" __global__ void rms_norm_f32(const float* __restrict__ x, const float
             const int i = tid + u * nt;
             if (i < n4) rf_norm_store4(o, w, i, c[u], scale);
         }
+        // A thread reads back only what it wrote itself (same i): no barrier needed.
         for (int i = tid + 2 * nt; i < n4; i += nt) rf_norm_store4(o, w, i, x4[i], scale);
         return;
     }
     float ss = 0.0f;
-    for (int i = tid; i < group; i += nt) ss += xr[i] * xr[i];
+    for (int i = tid; i < group; i += nt) {
+        float v = xr[i];
+        if (ADD) {
+            v += yr[i];
+            xr[i] = v;
+        }
+        ss += v * v;
+    }
     ss = rf_block_sum(ss, scratch);
     const float scale = 1.0f / sqrtf(ss / (float)group + eps);
     for (int i = tid; i < group; i += nt) o[i] = xr[i] * scale * (w ? w[i] : 1.0f);
+}
+
+// RMS norm of each group of `group` consecutive values (x viewed as
+// [n_groups][group]); w (length group) multiplies the result when not null.
+extern "C" __global__ void rms_norm_f32(const float* x, const float* __restrict__ w, int group,
+                                        float eps, float* out) {
+    const size_t off = (size_t)blockIdx.x * group;
+    rf_rms_norm_group<false>((float*)x + off, nullptr, w, group, eps, out + off);
+}
+
+// x += y, then out = RMS norm of each group of x (times w when not null): the
+// residual add and the next layer's norm in one pass.
+extern "C" __global__ void add_rms_norm_f32(float* x, const float* __restrict__ y,
+                                            const float* __restrict__ w, int group, float eps,
+                                            float* out) {
+    const size_t off = (size_t)blockIdx.x * group;
+    rf_rms_norm_group<true>(x + off, y + off, w, group, eps, out + off);
 }
 
 // Layer norm of each row of `cols`; then * w + b where given.

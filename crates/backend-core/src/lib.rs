@@ -57,6 +57,12 @@ pub trait Backend: Send + Sync {
 
     /// A zero-filled `rows × cols` tensor.
     fn zeros(&self, rows: usize, cols: usize) -> Result<Self::Tensor>;
+    /// A `rows × cols` tensor with unspecified contents, for the output of
+    /// an op that writes all of it (saves the fill where a backend's fresh
+    /// buffers are not already zero). The default is [`Backend::zeros`].
+    fn output(&self, rows: usize, cols: usize) -> Result<Self::Tensor> {
+        self.zeros(rows, cols)
+    }
     /// A tensor holding `data` (`rows × cols`, row-major).
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor>;
     /// Copy a tensor back to the host (row-major).
@@ -68,8 +74,45 @@ pub trait Backend: Send + Sync {
     fn get_rows(&self, table: &Self::Weight, ids: &[u32], out: &mut Self::Tensor) -> Result<()>;
     /// `out[t][r] = Σ_k w[r][k] · x[t][k]` for a 2-D weight with ne0 = k.
     fn matmul(&self, w: &Self::Weight, x: &Self::Tensor, out: &mut Self::Tensor) -> Result<()>;
+    /// `outs[i] = x · ws[i]ᵀ`: several weights applied to the same input (a
+    /// layer's q/k/v or gate/up projections), so that a backend can share
+    /// the work on the input between them (the GPU quantizes one token's
+    /// activations once instead of once per weight). `ws` and `outs` have
+    /// the same length. The default runs [`Backend::matmul`] for each.
+    fn matmul_many(
+        &self,
+        x: &Self::Tensor,
+        ws: &[&Self::Weight],
+        outs: &mut [&mut Self::Tensor],
+    ) -> Result<()> {
+        if ws.len() != outs.len() {
+            return Err(BackendError::Shape {
+                op: "matmul_many",
+                detail: format!("{} weights for {} outputs", ws.len(), outs.len()),
+            });
+        }
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            self.matmul(w, x, out)?;
+        }
+        Ok(())
+    }
     /// `x[t][c] += bias[c]` for a 1-D weight.
     fn add_bias(&self, x: &mut Self::Tensor, bias: &Self::Weight) -> Result<()>;
+    /// `x += y`, then `out` = [`Backend::rms_norm`] of the new `x` in groups of
+    /// `group` (a residual add and the next norm, which a backend may do in
+    /// one pass). The default runs [`Backend::add`] and [`Backend::rms_norm`].
+    fn add_rms_norm(
+        &self,
+        x: &mut Self::Tensor,
+        y: &Self::Tensor,
+        weight: Option<&Self::Weight>,
+        group: usize,
+        eps: f32,
+        out: &mut Self::Tensor,
+    ) -> Result<()> {
+        self.add(x, y)?;
+        self.rms_norm(x, weight, group, eps, out)
+    }
     /// RMS-normalise groups of `group` consecutive columns of each row (`group
     /// == cols` for a whole-row norm, `head_dim` for per-head Q/K norms), then
     /// multiply by `weight` (length `group`) if given.

@@ -163,7 +163,19 @@ impl HipBackend {
     /// One token through the 8-bit-activation mat-vec (shapes checked by
     /// the caller).
     fn matvec_q8(&self, w: &HipWeight, x: &HipTensor, out: &mut HipTensor) -> Result<()> {
-        let (n, k) = (w.rows(), w.cols());
+        self.matvecs_q8(x, &[w], &mut [out])
+    }
+
+    /// One token through the 8-bit-activation mat-vecs of several weights
+    /// with the same input width: the activations are quantized once.
+    /// Shapes checked by the caller.
+    fn matvecs_q8(
+        &self,
+        x: &HipTensor,
+        ws: &[&HipWeight],
+        outs: &mut [&mut HipTensor],
+    ) -> Result<()> {
+        let k = x.cols;
         let mut scratch = self.q8_scratch.lock().unwrap_or_else(|p| p.into_inner());
         if scratch.as_ref().map_or(true, |(q, _)| q.len() < k / 4) {
             let q = DeviceBuffer::alloc(&self.device, k / 4).map_err(dev_err)?;
@@ -176,9 +188,26 @@ impl HipBackend {
         self.kernels
             .quantize_q8(&self.stream, &x.buf, k, q, ds)
             .map_err(dev_err)?;
-        self.kernels
-            .matvec_q8(&self.stream, w.format, &w.data, n, k, q, ds, &mut out.buf)
-            .map_err(dev_err)
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            self.kernels
+                .matvec_q8(
+                    &self.stream,
+                    w.format,
+                    &w.data,
+                    w.rows(),
+                    k,
+                    q,
+                    ds,
+                    &mut out.buf,
+                )
+                .map_err(dev_err)?;
+        }
+        Ok(())
+    }
+
+    /// Whether one token times `w` goes through the 8-bit mat-vec.
+    fn takes_matvec_q8(&self, w: &HipWeight, x: &HipTensor) -> bool {
+        x.rows == 1 && !self.f32_matvec && hip_kernels::matvec_q8_supports(w.format, w.cols())
     }
 
     fn tensor(&self, buf: DeviceBuffer<f32>, rows: usize, cols: usize) -> HipTensor {
@@ -266,6 +295,11 @@ impl Backend for HipBackend {
         Ok(self.tensor(buf, rows, cols))
     }
 
+    fn output(&self, rows: usize, cols: usize) -> Result<HipTensor> {
+        let buf = self.pool.take(&self.device, rows * cols).map_err(dev_err)?;
+        Ok(self.tensor(buf, rows, cols))
+    }
+
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<HipTensor> {
         if data.len() != rows * cols {
             return Err(shape(
@@ -336,7 +370,7 @@ impl Backend for HipBackend {
                 ),
             ));
         }
-        if x.rows == 1 && !self.f32_matvec && hip_kernels::matvec_q8_supports(w.format, k) {
+        if self.takes_matvec_q8(w, x) {
             return self.matvec_q8(w, x, out);
         }
         self.kernels
@@ -351,6 +385,34 @@ impl Backend for HipBackend {
                 &mut out.buf,
             )
             .map_err(dev_err)
+    }
+
+    fn matmul_many(
+        &self,
+        x: &HipTensor,
+        ws: &[&HipWeight],
+        outs: &mut [&mut HipTensor],
+    ) -> Result<()> {
+        let shared = ws.len() == outs.len()
+            && ws.iter().zip(outs.iter()).all(|(w, o)| {
+                self.takes_matvec_q8(w, x)
+                    && w.cols() == x.cols
+                    && o.rows == 1
+                    && o.cols == w.rows()
+            });
+        if !shared {
+            if ws.len() != outs.len() {
+                return Err(shape(
+                    "matmul_many",
+                    format!("{} weights for {} outputs", ws.len(), outs.len()),
+                ));
+            }
+            for (w, out) in ws.iter().zip(outs.iter_mut()) {
+                self.matmul(w, x, out)?;
+            }
+            return Ok(());
+        }
+        self.matvecs_q8(x, ws, outs)
     }
 
     fn add_bias(&self, x: &mut HipTensor, bias: &HipWeight) -> Result<()> {
@@ -380,6 +442,39 @@ impl Backend for HipBackend {
             .transpose()?;
         self.kernels
             .rms_norm(&self.stream, &x.buf, w, group, eps, &mut out.buf)
+            .map_err(dev_err)
+    }
+
+    fn add_rms_norm(
+        &self,
+        x: &mut HipTensor,
+        y: &HipTensor,
+        weight: Option<&HipWeight>,
+        group: usize,
+        eps: f32,
+        out: &mut HipTensor,
+    ) -> Result<()> {
+        check_same("add_rms_norm", x, out)?;
+        check_same("add_rms_norm", x, y)?;
+        if group == 0 || x.cols % group != 0 {
+            return Err(shape(
+                "add_rms_norm",
+                format!("rows of {} in groups of {group}", x.cols),
+            ));
+        }
+        let w = weight
+            .map(|w| self.vector("add_rms_norm", w, group))
+            .transpose()?;
+        self.kernels
+            .add_rms_norm(
+                &self.stream,
+                &mut x.buf,
+                &y.buf,
+                w,
+                group,
+                eps,
+                &mut out.buf,
+            )
             .map_err(dev_err)
     }
 

@@ -140,6 +140,44 @@ const TYPES: &[GgmlType] = &[
     GgmlType::IQ2_XXS,
 ];
 
+/// One token through the 8-bit mat-vecs with long rows: K = 6144 (three
+/// 2048-value tiles of the staged Q6_K kernel, several waves per row) and
+/// K = 2048 (one tile, one wave per row), against the exact product.
+#[test]
+fn matvec_long_rows() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(0x5eed);
+    for (k, n) in [(6144usize, 70usize), (2048, 300)] {
+        let w = rng.vec(n * k, 1.0);
+        let x = rng.vec(k, 1.0);
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+        ] {
+            let Some(bytes) = quantized(ty, &w) else {
+                continue;
+            };
+            let v = view("w", ty, k, n, &bytes);
+            let got = run_matmul(g, &v, &x, 1);
+            let mut wd = vec![0f32; n * k];
+            quant::dequantize(ty, &bytes, &mut wd).unwrap();
+            let exact: Vec<f32> = (0..n)
+                .map(|r| {
+                    (0..k)
+                        .map(|j| wd[r * k + j] as f64 * x[j] as f64)
+                        .sum::<f64>() as f32
+                })
+                .collect();
+            let name = format!("matvec {} {n}x{k}", ty.name());
+            assert_close(&format!("{name} vs exact"), &got, &exact, 2e-2);
+            let want = run_matmul(cpu(), &v, &x, 1);
+            assert_close(&format!("{name} vs cpu"), &got, &want, 2e-2);
+        }
+    }
+}
+
 #[test]
 fn matmul_every_type_decode_and_prefill() {
     let Some(g) = gpu() else { return };

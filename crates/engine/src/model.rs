@@ -243,23 +243,30 @@ impl<B: Backend> Model<B> {
         }
         let (q_dim, kv_dim) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
 
-        let mut x = be.zeros(n_rows, c.n_embd)?;
+        let mut x = be.output(n_rows, c.n_embd)?;
         be.get_rows(&self.weights.token_embd, &ids, &mut x)?;
         if c.arch.embed_scale == EmbedScale::SqrtEmbd {
             be.scale(&mut x, (c.n_embd as f32).sqrt())?;
         }
-        let mut h = be.zeros(n_rows, c.n_embd)?;
-        let mut q = be.zeros(n_rows, q_dim)?;
-        let mut k = be.zeros(n_rows, kv_dim)?;
-        let mut v = be.zeros(n_rows, kv_dim)?;
-        let mut attn = be.zeros(n_rows, q_dim)?;
-        let mut o = be.zeros(n_rows, c.n_embd)?;
+        let mut h = be.output(n_rows, c.n_embd)?;
+        let mut q = be.output(n_rows, q_dim)?;
+        let mut k = be.output(n_rows, kv_dim)?;
+        let mut v = be.output(n_rows, kv_dim)?;
+        let mut attn = be.output(n_rows, q_dim)?;
+        let mut o = be.output(n_rows, c.n_embd)?;
+        // Whether `h` already holds this layer's attention-norm input (the
+        // previous layer's residual add and this norm ran as one op).
+        let mut h_ready = false;
         for (il, layer) in self.weights.layers.iter().enumerate() {
             // Attention.
-            self.norm(&x, &layer.attn_norm, &mut h)?;
-            be.matmul(&layer.wq, &h, &mut q)?;
-            be.matmul(&layer.wk, &h, &mut k)?;
-            be.matmul(&layer.wv, &h, &mut v)?;
+            if !h_ready {
+                self.norm(&x, &layer.attn_norm, &mut h)?;
+            }
+            be.matmul_many(
+                &h,
+                &[&layer.wq, &layer.wk, &layer.wv],
+                &mut [&mut q, &mut k, &mut v],
+            )?;
             if let Some(b) = &layer.bq {
                 be.add_bias(&mut q, b)?;
             }
@@ -270,10 +277,10 @@ impl<B: Backend> Model<B> {
                 be.add_bias(&mut v, b)?;
             }
             if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                let mut qt = be.zeros(n_rows, q_dim)?;
+                let mut qt = be.output(n_rows, q_dim)?;
                 be.rms_norm(&q, Some(qn), c.head_dim, c.norm_eps, &mut qt)?;
                 q = qt;
-                let mut kt = be.zeros(n_rows, kv_dim)?;
+                let mut kt = be.output(n_rows, kv_dim)?;
                 be.rms_norm(&k, Some(kn), c.head_dim, c.norm_eps, &mut kt)?;
                 k = kt;
             }
@@ -301,19 +308,18 @@ impl<B: Backend> Model<B> {
             if let Some(n) = &layer.post_attn_norm {
                 self.norm(&o, n, &mut h)?;
                 be.add(&mut x, &h)?;
+                self.norm(&x, &layer.ffn_norm, &mut h)?;
             } else {
-                be.add(&mut x, &o)?;
+                self.residual_norm(&mut x, &o, &layer.ffn_norm, &mut h)?;
             }
 
-            // Feed-forward.
-            self.norm(&x, &layer.ffn_norm, &mut h)?;
+            // Feed-forward (its norm is already in `h`).
             match &layer.ffn {
                 Ffn::Dense { gate, up, down } => {
-                    let mut g = be.zeros(n_rows, c.n_ff)?;
-                    let mut u = be.zeros(n_rows, c.n_ff)?;
-                    be.matmul(gate, &h, &mut g)?;
-                    be.matmul(up, &h, &mut u)?;
-                    let mut a = be.zeros(n_rows, c.n_ff)?;
+                    let mut g = be.output(n_rows, c.n_ff)?;
+                    let mut u = be.output(n_rows, c.n_ff)?;
+                    be.matmul_many(&h, &[gate, up], &mut [&mut g, &mut u])?;
+                    let mut a = be.output(n_rows, c.n_ff)?;
                     be.glu(&g, &u, c.arch.activation, &mut a)?;
                     be.matmul(down, &a, &mut o)?;
                 }
@@ -321,9 +327,13 @@ impl<B: Backend> Model<B> {
                     o = moe::forward(be, c, router, experts, &h)?;
                 }
             }
+            h_ready = false;
             if let Some(n) = &layer.post_ffn_norm {
                 self.norm(&o, n, &mut h)?;
                 be.add(&mut x, &h)?;
+            } else if let Some(next) = self.weights.layers.get(il + 1) {
+                self.residual_norm(&mut x, &o, &next.attn_norm, &mut h)?;
+                h_ready = true;
             } else {
                 be.add(&mut x, &o)?;
             }
@@ -349,9 +359,9 @@ impl<B: Backend> Model<B> {
         } else {
             self.select_rows(&x, &wanted_rows)?
         };
-        let mut hn = be.zeros(wanted_rows.len(), c.n_embd)?;
+        let mut hn = be.output(wanted_rows.len(), c.n_embd)?;
         self.norm(&x, &self.weights.output_norm, &mut hn)?;
-        let mut logits = be.zeros(wanted_rows.len(), c.n_vocab)?;
+        let mut logits = be.output(wanted_rows.len(), c.n_vocab)?;
         let output = self
             .weights
             .output
@@ -359,6 +369,26 @@ impl<B: Backend> Model<B> {
             .unwrap_or(&self.weights.token_embd);
         be.matmul(output, &hn, &mut logits)?;
         Ok(Some(logits))
+    }
+
+    /// `x += y; out = norm(x) * w (+ b)`: one backend op for an RMS norm
+    /// without bias, else an add and [`Model::norm`].
+    fn residual_norm(
+        &self,
+        x: &mut B::Tensor,
+        y: &B::Tensor,
+        n: &NormWeights<B::Weight>,
+        out: &mut B::Tensor,
+    ) -> Result<()> {
+        let be = self.backend.as_ref();
+        let c = &self.config;
+        if c.arch.norm == NormKind::Rms && n.bias.is_none() {
+            be.add_rms_norm(x, y, Some(&n.weight), c.n_embd, c.norm_eps, out)?;
+        } else {
+            be.add(x, y)?;
+            self.norm(x, n, out)?;
+        }
+        Ok(())
     }
 
     /// `out = norm(x) * w (+ b)` with the architecture's norm kind.

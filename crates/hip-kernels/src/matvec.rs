@@ -16,8 +16,8 @@ pub fn matvec_q8_supports(format: GpuFormat, k: usize) -> bool {
     }
 }
 
-/// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K mat-vec instead
-/// of the 16-byte-load one (for comparisons).
+/// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
+/// mat-vecs instead of the 16-byte-load ones (for comparisons).
 fn narrow_matvec() -> bool {
     static NARROW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *NARROW
@@ -78,17 +78,18 @@ impl Kernels {
                 "matvec_q8: {format:?} rows of {k} are not supported"
             )));
         }
+        let row_bytes = format
+            .row_bytes(k)
+            .ok_or_else(|| invalid(format!("matvec_q8: row of {k} in {format:?}")))?;
         let wide = w.device_ptr() % 16 == 0 && !narrow_matvec();
         let name = match format {
             GpuFormat::Q4_0 => "matvec_q4_0",
             GpuFormat::Q4K if wide => "matvec_q4_k_wide",
             GpuFormat::Q4K => "matvec_q4_k",
+            GpuFormat::Q6K if wide && k % 2048 == 0 && row_bytes % 16 == 0 => "matvec_q6_k_staged",
             GpuFormat::Q6K => "matvec_q6_k",
             _ => "matvec_q8_0",
         };
-        let row_bytes = format
-            .row_bytes(k)
-            .ok_or_else(|| invalid(format!("matvec_q8: row of {k} in {format:?}")))?;
         need("matvec weight", w.len(), n * row_bytes)?;
         need("matvec values", q.len(), k / 4)?;
         need("matvec scales", ds.len(), k / 16)?;
@@ -97,8 +98,32 @@ impl Kernels {
             return Err(invalid("matvec_q8: misaligned buffers".into()));
         }
         let wave = self.device().props().wave_size.max(1);
+        // Waves per row: enough that each lane has about two chunks (wide
+        // Q4_K: super-blocks) or fewer; 1, 2 or 4 (a block is 4 waves).
+        let per_lane = if name == "matvec_q4_k_wide" {
+            256 / 8
+        } else {
+            32
+        };
+        let lane_items = k.div_ceil(per_lane * wave as usize);
+        // …but no more waves in all than about 16384: with many rows one wave
+        // per row already keeps enough loads in flight.
+        let by_rows = (16384 / n.max(1)).max(1);
+        let wpr: usize = match lane_items {
+            0..=2 => 1,
+            3..=4 => 2,
+            _ => 4,
+        }
+        .min(if by_rows >= 4 {
+            4
+        } else if by_rows >= 2 {
+            2
+        } else {
+            1
+        });
+        let rows_per_block = MATVEC_WAVES as usize / wpr;
         let cfg = LaunchConfig {
-            grid: (blocks(n, MATVEC_WAVES as usize)?, 1, 1),
+            grid: (blocks(n, rows_per_block)?, 1, 1),
             block: (MATVEC_WAVES * wave, 1, 1),
             shared_bytes: 0,
         };
@@ -109,7 +134,8 @@ impl Kernels {
             .i32(to_i32("n", n)?)
             .ptr(q.device_ptr())
             .ptr(ds.device_ptr())
-            .ptr(y.device_ptr());
+            .ptr(y.device_ptr())
+            .i32(wpr as i32);
         // SAFETY: matches the `matvec_*` kernel of `format`; weight, activation
         // and output lengths and alignments checked above.
         unsafe { self.f(name)?.launch(stream, cfg, &args) }
