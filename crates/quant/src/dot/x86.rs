@@ -12,9 +12,10 @@
 //!   (`pairs32`), so one conversion and one FMA serve two blocks;
 //!   the f16 scales of four blocks are gathered with `vpinsrw` from memory and
 //!   converted with one `vcvtph2ps`.
-//! - Q4_0 has a third variant, [`gfni`], for CPUs with GFNI besides AVX-512
-//!   VNNI (Ice Lake and later): one block per vector, nibbles split by one
-//!   `vgf2p8affineqb`, scales gathered in general-purpose registers.
+//! - Q4_0 and Q8_0 have a third variant, [`gfni`], for CPUs with GFNI besides
+//!   AVX-512 VNNI (Ice Lake and later): one block per vector, Q4_0 nibbles
+//!   split by one `vgf2p8affineqb`, Q8_0 weights offset by 128 instead of the
+//!   sign trick, scales gathered in general-purpose registers.
 //! - Q4_K/Q5_K broadcast each sub-block scale with one load from a small
 //!   scratch array (no shuffle port), take the mins · bsums term in one
 //!   multiply-add, and on VNNI fold the scale multiply and the accumulation
@@ -1076,6 +1077,70 @@ pub(crate) mod gfni {
         acc
     }
 
+    /// Assembly for eight f16 values into the vector register named `$v`
+    /// from the pointer register named `$p`: the pairs (0, 1), (2, 3),
+    /// (4, 5), (6, 7) each from a 4-byte load at `$dk` (ending with the odd
+    /// value) and a 2-byte load at `$wk` (the even value) into its low half.
+    macro_rules! gather8 {
+        ($p:literal, $v:literal, $d1:literal, $w0:literal, $d3:literal, $w2:literal,
+         $d5:literal, $w4:literal, $d7:literal, $w6:literal) => {
+            concat!(
+                "mov {a:e}, dword ptr [{",
+                $p,
+                "} + ",
+                $d1,
+                "]\n",
+                "mov {a:x}, word ptr [{",
+                $p,
+                "} + ",
+                $w0,
+                "]\n",
+                "mov {b:e}, dword ptr [{",
+                $p,
+                "} + ",
+                $d3,
+                "]\n",
+                "mov {b:x}, word ptr [{",
+                $p,
+                "} + ",
+                $w2,
+                "]\n",
+                "shl {b}, 32\n",
+                "or {a}, {b}\n",
+                "mov {c:e}, dword ptr [{",
+                $p,
+                "} + ",
+                $d5,
+                "]\n",
+                "mov {c:x}, word ptr [{",
+                $p,
+                "} + ",
+                $w4,
+                "]\n",
+                "mov {d:e}, dword ptr [{",
+                $p,
+                "} + ",
+                $d7,
+                "]\n",
+                "mov {d:x}, word ptr [{",
+                $p,
+                "} + ",
+                $w6,
+                "]\n",
+                "shl {d}, 32\n",
+                "or {c}, {d}\n",
+                "vmovq {",
+                $v,
+                "}, {a}\n",
+                "vpinsrq {",
+                $v,
+                "}, {",
+                $v,
+                "}, {c}, 1\n",
+            )
+        };
+    }
+
     /// The f16 scales (byte 0 of each block) of eight Q4_0 blocks at `x`
     /// (stride 18) and of eight Q8_0 blocks at `y` (stride 34), as two
     /// vectors of eight f16 values in block order.
@@ -1096,34 +1161,34 @@ pub(crate) mod gfni {
         // SAFETY: the caller guarantees the readable ranges; the last bytes
         // read are x + 124..128 and y + 236..240. Registers only otherwise.
         std::arch::asm!(
-            "mov {a:e}, dword ptr [{x} + 16]",
-            "mov {a:x}, word ptr [{x}]",
-            "mov {b:e}, dword ptr [{x} + 52]",
-            "mov {b:x}, word ptr [{x} + 36]",
-            "shl {b}, 32",
-            "or {a}, {b}",
-            "mov {c:e}, dword ptr [{x} + 88]",
-            "mov {c:x}, word ptr [{x} + 72]",
-            "mov {d:e}, dword ptr [{x} + 124]",
-            "mov {d:x}, word ptr [{x} + 108]",
-            "shl {d}, 32",
-            "or {c}, {d}",
-            "vmovq {vx}, {a}",
-            "vpinsrq {vx}, {vx}, {c}, 1",
-            "mov {a:e}, dword ptr [{y} + 32]",
-            "mov {a:x}, word ptr [{y}]",
-            "mov {b:e}, dword ptr [{y} + 100]",
-            "mov {b:x}, word ptr [{y} + 68]",
-            "shl {b}, 32",
-            "or {a}, {b}",
-            "mov {c:e}, dword ptr [{y} + 168]",
-            "mov {c:x}, word ptr [{y} + 136]",
-            "mov {d:e}, dword ptr [{y} + 236]",
-            "mov {d:x}, word ptr [{y} + 204]",
-            "shl {d}, 32",
-            "or {c}, {d}",
-            "vmovq {vy}, {a}",
-            "vpinsrq {vy}, {vy}, {c}, 1",
+            gather8!("x", "vx", 16, 0, 52, 36, 88, 72, 124, 108),
+            gather8!("y", "vy", 32, 0, 100, 68, 168, 136, 236, 204),
+            x = in(reg) x,
+            y = in(reg) y,
+            a = out(reg) _,
+            b = out(reg) _,
+            c = out(reg) _,
+            d = out(reg) _,
+            vx = out(xmm_reg) vx,
+            vy = out(xmm_reg) vy,
+            options(pure, readonly, nostack)
+        );
+        (vx, vy)
+    }
+
+    /// As [`scales8`] for two rows of 34-byte blocks (Q8_0 · Q8_0).
+    ///
+    /// # Safety
+    /// AVX must be available; `x` and `y` readable for 240 bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn scales8_34(x: *const u8, y: *const u8) -> (__m128i, __m128i) {
+        let (vx, vy): (__m128i, __m128i);
+        // SAFETY: the caller guarantees the readable ranges; the last bytes
+        // read are x + 236..240 and y + 236..240. Registers only otherwise.
+        std::arch::asm!(
+            gather8!("x", "vx", 32, 0, 100, 68, 168, 136, 236, 204),
+            gather8!("y", "vy", 32, 0, 100, 68, 168, 136, 236, 204),
             x = in(reg) x,
             y = in(reg) y,
             a = out(reg) _,
@@ -1200,6 +1265,58 @@ pub(crate) mod gfni {
         let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
         _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)))
     }
+
+    /// Q8_0 · Q8_0, one block per vector as [`q4_0`].
+    ///
+    /// The weight quants go into the unsigned operand of `vpdpbusd` as
+    /// x + 128 (one xor with 0x80), which needs no sign trick; the extra
+    /// 128 · Σy is a second `vpdpbusd` of the constant 0x80 against y. Per
+    /// block that is two multiply-adds instead of the sign trick's two
+    /// `vpsignb` and one multiply-add, on the ports that also convert and
+    /// accumulate.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
+        let flip = _mm256_set1_epi8(-128);
+        let zero = _mm256_setzero_si256();
+        let mut prod = super::Align32([0f32; 8]);
+        let pp = prod.0.as_mut_ptr();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        macro_rules! step8 {
+            ($xb:expr, $yb:expr) => {{
+                let (xb, yb): (*const u8, *const u8) = ($xb, $yb);
+                let (sx, sy) = scales8_34(xb, yb);
+                _mm256_store_ps(pp, _mm256_mul_ps(_mm256_cvtph_ps(sx), _mm256_cvtph_ps(sy)));
+                for k in 0..8 {
+                    let xv = _mm256_loadu_si256(xb.add(34 * k + 2) as *const __m256i);
+                    let yv = _mm256_loadu_si256(yb.add(34 * k + 2) as *const __m256i);
+                    // (x + 128) · y − 128 · y.
+                    let t = _mm256_sub_epi32(
+                        super::udot_vnni(zero, _mm256_xor_si256(xv, flip), yv),
+                        super::udot_vnni(zero, flip, yv),
+                    );
+                    acc[k & 3] = fma_bcast(acc[k & 3], _mm256_cvtepi32_ps(t), pp.add(k));
+                }
+            }};
+        }
+        let (mut xb, mut yb) = (x, y);
+        for _ in 0..nb / 8 {
+            step8!(xb, yb);
+            xb = xb.add(8 * 34);
+            yb = yb.add(8 * 34);
+        }
+        let rest = nb % 8;
+        if rest > 0 {
+            let mut xt = [0u8; 8 * 34];
+            let mut yt = [0u8; 8 * 34];
+            std::ptr::copy_nonoverlapping(xb, xt.as_mut_ptr(), rest * 34);
+            std::ptr::copy_nonoverlapping(yb, yt.as_mut_ptr(), rest * 34);
+            step8!(xt.as_ptr(), yt.as_ptr());
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)))
+    }
 }
 
 /// Wrap a `(blocks, x, y)` kernel as a safe [`DotFn`] for `$t` (bytes per weight block).
@@ -1247,13 +1364,17 @@ pub(crate) fn kernel_avx2(weight: GgmlType) -> Option<DotFn> {
 }
 
 /// The AVX-512 VNNI kernel for `weight`; the caller checked [`has_avx512vnni`].
-/// Q4_0 gets the [`gfni`] variant where [`has_gfni`] also holds.
+/// Q4_0 and Q8_0 get the [`gfni`] variants where [`has_gfni`] also holds.
 pub(crate) fn kernel_vnni(weight: GgmlType) -> Option<DotFn> {
     if !has_avx512vnni() {
         return None;
     }
-    if weight == GgmlType::Q4_0 && has_gfni() {
-        return Some(wrap!(gfni::q4_0, 18));
+    if has_gfni() {
+        match weight {
+            GgmlType::Q4_0 => return Some(wrap!(gfni::q4_0, 18)),
+            GgmlType::Q8_0 => return Some(wrap!(gfni::q8_0, 34)),
+            _ => {}
+        }
     }
     table!(vnni, weight)
 }
@@ -1288,6 +1409,38 @@ mod tests {
             }
         }
         (x, y)
+    }
+
+    #[test]
+    fn gfni_q8_0_equals_the_sign_trick_vnni_kernel() {
+        if !has_gfni() {
+            return;
+        }
+        for nb in 1..=40 {
+            // Two Q8_0 rows: the Q8_0 half of two Q4_0/Q8_0 pairs.
+            let (_, x) = q4_0_rows(nb, 0xface + nb as u32);
+            let (_, y) = q4_0_rows(nb, 0xbeef + nb as u32);
+            // SAFETY: GFNI and AVX-512 VNNI were detected; the rows hold `nb`
+            // whole blocks each.
+            let (got, want) = unsafe {
+                (
+                    gfni::q8_0(nb, x.as_ptr(), y.as_ptr()),
+                    vnni::q8_0(nb, x.as_ptr(), y.as_ptr()),
+                )
+            };
+            let bound: f32 = (0..nb)
+                .map(|b| {
+                    let d = |r: &[u8], o: usize| {
+                        half::f16::from_le_bytes([r[o], r[o + 1]]).to_f32().abs()
+                    };
+                    d(&x, b * 34) * d(&y, b * 34) * 32.0 * 127.0 * 127.0
+                })
+                .sum();
+            assert!(
+                (got - want).abs() <= bound * 1e-6,
+                "nb = {nb}: gfni {got}, vnni {want}"
+            );
+        }
     }
 
     #[test]
