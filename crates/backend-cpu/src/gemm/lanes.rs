@@ -803,10 +803,21 @@ mod x86 {
             // SAFETY: `j.min(rows - 1) < rows`: a row the caller vouched for.
             unsafe { w.add(j.min(rows - 1) * row_bytes) }
         });
+        let keep = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(rows as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        let sep = _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3,
+            6, 7, 10, 11, 14, 15,
+        );
+        // Cache lines of the rows ahead per block: `8 · bb / 64`, rounded up.
+        let lines = bb.div_ceil(8);
+        let ahead = w.wrapping_add(PREFETCH_ROWS * row_bytes);
         for b in 0..nb {
             // SAFETY (all pointer accesses): `b < nb` and the rows in `base`
-            // keep the reads inside the caller's blocks, the writes inside
-            // `wq`, `ws` and `wm`.
+            // keep the reads inside the caller's blocks (each at least four
+            // bytes), the writes inside `wq`, `ws` and `wm`.
             unsafe {
                 let v: [__m256i; ROWS] = std::array::from_fn(|j| {
                     let x = gx86::unpack(kind, base[j].add(b * bb));
@@ -817,26 +828,40 @@ mod x86 {
                     }
                 });
                 interleave(&v, wq.add(b * 256));
-                // The same block of the rows two groups on, so that the
-                // weights arrive while this group is multiplied.
-                for p in base {
-                    let p = p.wrapping_add(PREFETCH_ROWS * row_bytes + b * bb);
+                // A share of the eight rows two groups on (contiguous), so
+                // that they arrive while this group is multiplied.
+                for i in 0..lines {
+                    let p = ahead.wrapping_add((b * lines + i) * 64);
                     if p < end {
                         _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
                     }
                 }
-                let mut d = [0u16; ROWS];
-                let mut m = [0u16; ROWS];
-                for j in 0..rows {
-                    let wb = base[j].add(b * bb);
-                    d[j] = (wb as *const u16).read_unaligned();
-                    if K == 1 {
-                        m[j] = (wb.add(2) as *const u16).read_unaligned();
-                    }
-                }
-                let dv = _mm256_cvtph_ps(_mm_loadu_si128(d.as_ptr() as *const __m128i));
+                // The first four bytes of each row's block: the f16 scale,
+                // then (Q4_1) the f16 minimum; lanes of missing rows zeroed.
+                let head = |j: usize| (base[j].add(b * bb) as *const i32).read_unaligned();
+                let dm = _mm256_and_si256(
+                    _mm256_setr_epi32(
+                        head(0),
+                        head(1),
+                        head(2),
+                        head(3),
+                        head(4),
+                        head(5),
+                        head(6),
+                        head(7),
+                    ),
+                    keep,
+                );
+                // Per 128-bit lane: the four scales, then the four minimums;
+                // then the scales of both lanes, then the minimums.
+                let split = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_shuffle_epi8(dm, sep));
+                let dv = _mm256_cvtph_ps(_mm256_castsi256_si128(split));
                 _mm256_storeu_ps(ws.add(b * ROWS), dv);
-                let mv = _mm256_cvtph_ps(_mm_loadu_si128(m.as_ptr() as *const __m128i));
+                let mv = if K == 1 {
+                    _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(split))
+                } else {
+                    _mm256_setzero_ps()
+                };
                 _mm256_storeu_ps(wm.add(b * ROWS), mv);
             }
         }
