@@ -189,7 +189,8 @@ fn server(quick: bool) -> Result<()> {
     }
     let max_tokens = if quick { 32 } else { 64 };
     println!(
-        "aggregate generated tokens/s, {max_tokens} tokens per request, 2 threads, --parallel 8\n"
+        "aggregate generated tokens/s, {max_tokens} tokens per request, 2 threads, --parallel 8, best of {} rounds\n",
+        http_load::ROUNDS
     );
     println!("| clients | rocmforge | llama-server | ratio | rocmforge scaling vs 1 client |");
     println!("|---:|---:|---:|---:|---:|");
