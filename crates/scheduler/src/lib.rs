@@ -9,6 +9,9 @@
 //! The scheduler knows nothing about tokenizers or samplers: requests bring a
 //! [`TokenSampler`] and a sink for [`Event`]s, and the model only maps token
 //! ids to logits.
+//!
+//! With `ROCMFORGE_SCHED_TRACE` set in the environment, every step prints a
+//! line to stderr: sequences, tokens fed, and its wall time in ms.
 
 #![warn(missing_docs)]
 

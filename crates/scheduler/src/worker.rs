@@ -178,6 +178,13 @@ impl Drop for Scheduler {
     }
 }
 
+/// Whether `ROCMFORGE_SCHED_TRACE` is set: then every step prints its
+/// sequence and token counts and its wall time (model and sampling) to stderr.
+fn trace() -> bool {
+    static T: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *T.get_or_init(|| std::env::var_os("ROCMFORGE_SCHED_TRACE").is_some())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -304,6 +311,7 @@ impl<M: BatchModel> Worker<M> {
 
     fn step(&mut self) {
         let plan = self.plan();
+        let t_start = Instant::now();
         let decode_tokens: Vec<[u32; 1]> = plan
             .iter()
             .map(|&(i, _, _)| [self.running[i].next.unwrap_or(0)])
@@ -362,6 +370,15 @@ impl<M: BatchModel> Worker<M> {
                 }
                 finished.push(i);
             }
+        }
+        if trace() {
+            let fed: usize = plan.iter().map(|p| p.2).sum();
+            eprintln!(
+                "sched step: {} seqs, {} tokens, {:.2} ms",
+                plan.len(),
+                fed,
+                t_start.elapsed().as_secs_f64() * 1e3
+            );
         }
         for i in finished.into_iter().rev() {
             self.running.swap_remove(i);
