@@ -218,8 +218,9 @@ pub(crate) fn matmul_dequant(
 }
 
 /// Quantize each of the `t` rows of `x` (`k` values each) to `act_type` into
-/// `act` (resized to `t` rows of `act_row` bytes); rows in parallel from four
-/// tokens on.
+/// `act` (resized to `t` rows of `act_row` bytes); rows in parallel from
+/// [`crate::PAR_MIN`] values on (a batched decode step's few rows cost less
+/// than the pool's fork and join).
 pub(crate) fn quantize_activation_rows(
     act_type: quant::GgmlType,
     x: &[f32],
@@ -233,7 +234,7 @@ pub(crate) fn quantize_activation_rows(
         quant::dot::quantize_activations(act_type, src, dst)
             .map_err(|e| BackendError::Device(e.to_string()))
     };
-    if t >= 4 {
+    if t * k >= crate::PAR_MIN {
         act.par_chunks_mut(act_row)
             .zip(x.par_chunks(k))
             .try_for_each(quantize)
