@@ -105,7 +105,7 @@ RF_DEVICE float rf_vdot_q6_k(const u8* row, int c, const int* xq, float2 ds) {
 // a block of 4 waves covers 4 / wpr rows. Long rows get more waves so that
 // each lane has few chunks left and more loads are in flight per row.
 // The waves of a row add their sums through shared memory.
-RF_DEVICE void rf_matvec_store(float acc, int r, int N, int sub, int wpr, float* __restrict__ Y) {
+RF_DEVICE void rf_matvec_store(float acc, int r, int N, int sub, int wpr, float* Y) {
     __shared__ float part[4];
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
     acc = rf_wave_sum(acc);
@@ -122,14 +122,40 @@ RF_DEVICE void rf_matvec_store(float acc, int r, int N, int sub, int wpr, float*
     }
 }
 
+// Up to three weights with the same format and row length share one launch
+// (a layer's q/k/v or gate/up, one quantized input): rows 0..N0 of the grid
+// are weight 0's, the next N1 weight 1's, then N2 weight 2's.
+#define RF_MV_ARGS                                                                               \
+    const u8 *__restrict__ W0, const u8 *__restrict__ W1, const u8 *__restrict__ W2, int N0,      \
+        int N1, int N2, float *Y0, float *Y1, float *Y2, int row_bytes, int K,                    \
+        const int *__restrict__ xq, const float2 *__restrict__ ds, int wpr
+
+// Weight, output, row count and local row of grid row `rg` (past the end:
+// weight 0 with r = N, which no kernel reads or writes).
+RF_DEVICE void rf_mv_pick(int rg, const u8* W0, const u8* W1, const u8* W2, int N0, int N1, int N2,
+                          float* Y0, float* Y1, float* Y2, const u8** W, float** Y, int* N, int* r) {
+    if (rg < N0) {
+        *W = W0, *Y = Y0, *N = N0, *r = rg;
+    } else if (rg < N0 + N1) {
+        *W = W1, *Y = Y1, *N = N1, *r = rg - N0;
+    } else if (rg < N0 + N1 + N2) {
+        *W = W2, *Y = Y2, *N = N2, *r = rg - N0 - N1;
+    } else {
+        *W = W0, *Y = Y0, *N = N0, *r = N0;
+    }
+}
+
+#define RF_MV_PICK(rg)                                                                           \
+    const u8* W;                                                                                 \
+    float* Y;                                                                                    \
+    int N, r;                                                                                    \
+    rf_mv_pick(rg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &W, &Y, &N, &r)
+
 #define RF_MATVEC(name, vdot)                                                             \
-    extern "C" __global__ void matvec_##name(const u8* __restrict__ W, int row_bytes, int K,    \
-                                             int N, const int* __restrict__ xq,                 \
-                                             const float2* __restrict__ ds, float* __restrict__ Y, \
-                                             int wpr) {                                         \
+    extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                     \
         const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;                    \
         const int sub = wave % wpr;                                                              \
-        const int r = blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr;                    \
+        RF_MV_PICK(blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr);                      \
         const u8* row = W + (size_t)(r < N ? r : 0) * row_bytes;                                 \
         const int nb = r < N ? K / 32 : 0;                                                       \
         float acc = 0.0f;                                                                        \
@@ -155,13 +181,10 @@ RF_DEVICE int rf_byte(u32 w, int i) { return (int)((w >> (8 * i)) & 0xFF); }
 // and are unpacked with shifts (no byte arrays, which would live in local
 // memory). Rows must be 16-byte aligned (row bytes are a multiple of 144 and
 // the launcher checks the base).
-extern "C" __global__ void matvec_q4_k_wide(const u8* __restrict__ W, int row_bytes, int K, int N,
-                                            const int* __restrict__ xq,
-                                            const float2* __restrict__ ds, float* __restrict__ Y,
-                                            int wpr) {
+extern "C" __global__ void matvec_q4_k_wide(RF_MV_ARGS) {
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
     const int sub = wave % wpr;
-    const int r = blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr;
+    RF_MV_PICK(blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr);
     const u8* row = W + (size_t)(r < N ? r : 0) * row_bytes;
     const int nsb = r < N ? K / 256 : 0;
     const int piece = lane & 7, p = piece >> 1, h = piece & 1;
@@ -215,14 +238,11 @@ extern "C" __global__ void matvec_q4_k_wide(const u8* __restrict__ W, int row_by
 // multiply the current one from shared memory (two 32-value chunks each,
 // with rf_vdot_q6_k). Waves of a row take every wpr-th tile.
 #define RF_Q6_TILE_WORDS 105
-extern "C" __global__ void matvec_q6_k_staged(const u8* __restrict__ W, int row_bytes, int K,
-                                              int N, const int* __restrict__ xq,
-                                              const float2* __restrict__ ds,
-                                              float* __restrict__ Y, int wpr) {
+extern "C" __global__ void matvec_q6_k_staged(RF_MV_ARGS) {
     __shared__ uint4 stage[4][RF_Q6_TILE_WORDS + 1];
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
     const int sub = wave % wpr;
-    const int r = blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr;
+    RF_MV_PICK(blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr);
     const uint4* row = (const uint4*)(W + (size_t)(r < N ? r : 0) * row_bytes);
     const int n_tiles = r < N ? K / 2048 : 0;
     uint4* st = stage[wave];

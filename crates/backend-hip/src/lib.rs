@@ -28,6 +28,7 @@ use backend_core::{
     AttnSpec, Backend, BackendError, GluKind, Result, RopeMode, RopeSpec, TokenSelect, WeightView,
 };
 use gpu_runtime::{Device, DeviceBuffer, RuntimeError, Stream};
+use hip_kernels::MatvecPart;
 use hip_kernels::{AttnParams, Kernels, RopeParams};
 
 pub use gpu_runtime::DeviceProps;
@@ -188,18 +189,25 @@ impl HipBackend {
         self.kernels
             .quantize_q8(&self.stream, &x.buf, k, q, ds)
             .map_err(dev_err)?;
+        // Weights of one format share a launch (up to MATVEC_MAX_PARTS).
+        let mut pending: Vec<(hip_kernels::GpuFormat, Vec<MatvecPart<'_>>)> = Vec::new();
         for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            let part = MatvecPart {
+                w: &w.data,
+                n: w.rows(),
+                y: &mut out.buf,
+            };
+            match pending
+                .iter_mut()
+                .find(|(f, p)| *f == w.format && p.len() < hip_kernels::MATVEC_MAX_PARTS)
+            {
+                Some((_, parts)) => parts.push(part),
+                None => pending.push((w.format, vec![part])),
+            }
+        }
+        for (format, mut parts) in pending {
             self.kernels
-                .matvec_q8(
-                    &self.stream,
-                    w.format,
-                    &w.data,
-                    w.rows(),
-                    k,
-                    q,
-                    ds,
-                    &mut out.buf,
-                )
+                .matvec_q8_multi(&self.stream, format, &mut parts, k, q, ds)
                 .map_err(dev_err)?;
         }
         Ok(())

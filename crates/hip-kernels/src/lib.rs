@@ -26,7 +26,7 @@ use gpu_runtime::{
     rtc::Compiler, Device, DeviceBuffer, Function, KernelArgs, LaunchConfig, Module, Result,
     RuntimeError, Stream, Vendor,
 };
-pub use matvec::matvec_q8_supports;
+pub use matvec::{matvec_q8_supports, MatvecPart, MATVEC_MAX_PARTS};
 pub use sample::{SampleParams, SAMPLE_MAX_K};
 
 mod prebuilt {

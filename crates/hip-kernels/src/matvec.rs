@@ -3,8 +3,22 @@
 use super::{blocks, invalid, need, to_i32, GpuFormat, Kernels, Result, BLOCK_1D};
 use gpu_runtime::{DeviceBuffer, KernelArgs, LaunchConfig, Stream};
 
-/// Waves per block of the `matvec_*` kernels (one weight row per wave).
+/// Waves per block of the `matvec_*` kernels.
 const MATVEC_WAVES: u32 = 4;
+
+/// Most weights one `matvec_*` launch serves ([`Kernels::matvec_q8_multi`]).
+pub const MATVEC_MAX_PARTS: usize = 3;
+
+/// One weight of a [`Kernels::matvec_q8_multi`] launch: `n` rows in `w`,
+/// results into `y`.
+pub struct MatvecPart<'a> {
+    /// The weight rows.
+    pub w: &'a DeviceBuffer<u8>,
+    /// Number of rows.
+    pub n: usize,
+    /// Output, `n` values.
+    pub y: &'a mut DeviceBuffer<f32>,
+}
 
 /// Whether [`Kernels::matvec_q8`] handles weights in `format` with rows of
 /// `k` values.
@@ -73,6 +87,27 @@ impl Kernels {
         ds: &DeviceBuffer<f32>,
         y: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
+        self.matvec_q8_multi(stream, format, &mut [MatvecPart { w, n, y }], k, q, ds)
+    }
+
+    /// [`Kernels::matvec_q8`] for up to [`MATVEC_MAX_PARTS`] weights of the
+    /// same format and row length against the same quantized input, in one
+    /// launch (a layer's q/k/v or gate/up).
+    pub fn matvec_q8_multi(
+        &self,
+        stream: &Stream,
+        format: GpuFormat,
+        parts: &mut [MatvecPart<'_>],
+        k: usize,
+        q: &DeviceBuffer<u32>,
+        ds: &DeviceBuffer<f32>,
+    ) -> Result<()> {
+        if parts.is_empty() || parts.len() > MATVEC_MAX_PARTS {
+            return Err(invalid(format!(
+                "matvec_q8: {} weights in one launch (1 to {MATVEC_MAX_PARTS})",
+                parts.len()
+            )));
+        }
         if !matvec_q8_supports(format, k) {
             return Err(invalid(format!(
                 "matvec_q8: {format:?} rows of {k} are not supported"
@@ -81,7 +116,20 @@ impl Kernels {
         let row_bytes = format
             .row_bytes(k)
             .ok_or_else(|| invalid(format!("matvec_q8: row of {k} in {format:?}")))?;
-        let wide = w.device_ptr() % 16 == 0 && !narrow_matvec();
+        need("matvec values", q.len(), k / 4)?;
+        need("matvec scales", ds.len(), k / 16)?;
+        if q.device_ptr() % 16 != 0 || ds.device_ptr() % 8 != 0 {
+            return Err(invalid("matvec_q8: misaligned activations".into()));
+        }
+        let mut wide = !narrow_matvec();
+        for p in parts.iter() {
+            need("matvec weight", p.w.len(), p.n * row_bytes)?;
+            need("matvec output", p.y.len(), p.n)?;
+            if p.w.device_ptr() % 2 != 0 {
+                return Err(invalid("matvec_q8: misaligned weight".into()));
+            }
+            wide &= p.w.device_ptr() % 16 == 0;
+        }
         let name = match format {
             GpuFormat::Q4_0 => "matvec_q4_0",
             GpuFormat::Q4K if wide => "matvec_q4_k_wide",
@@ -90,22 +138,11 @@ impl Kernels {
             GpuFormat::Q6K => "matvec_q6_k",
             _ => "matvec_q8_0",
         };
-        need("matvec weight", w.len(), n * row_bytes)?;
-        need("matvec values", q.len(), k / 4)?;
-        need("matvec scales", ds.len(), k / 16)?;
-        need("matvec output", y.len(), n)?;
-        if w.device_ptr() % 2 != 0 || q.device_ptr() % 16 != 0 || ds.device_ptr() % 8 != 0 {
-            return Err(invalid("matvec_q8: misaligned buffers".into()));
-        }
+        let n: usize = parts.iter().map(|p| p.n).sum();
         let wave = self.device().props().wave_size.max(1);
-        // Waves per row: enough that each lane has about two chunks (wide
-        // Q4_K: super-blocks) or fewer; 1, 2 or 4 (a block is 4 waves).
-        let per_lane = if name == "matvec_q4_k_wide" {
-            256 / 8
-        } else {
-            32
-        };
-        let lane_items = k.div_ceil(per_lane * wave as usize);
+        // Waves per row: enough that each lane has about two 32-value chunks
+        // or fewer; 1, 2 or 4 (a block is 4 waves)…
+        let lane_items = k.div_ceil(32 * wave as usize);
         // …but no more waves in all than about 16384: with many rows one wave
         // per row already keeps enough loads in flight.
         let by_rows = (16384 / n.max(1)).max(1);
@@ -127,17 +164,27 @@ impl Kernels {
             block: (MATVEC_WAVES * wave, 1, 1),
             shared_bytes: 0,
         };
-        let args = KernelArgs::new()
-            .ptr(w.device_ptr())
+        let slot = |i: usize| parts.get(i).unwrap_or(&parts[0]);
+        let count = |i: usize| parts.get(i).map_or(0, |p| p.n);
+        let mut args = KernelArgs::new();
+        for i in 0..MATVEC_MAX_PARTS {
+            args = args.ptr(slot(i).w.device_ptr());
+        }
+        for i in 0..MATVEC_MAX_PARTS {
+            args = args.i32(to_i32("rows", count(i))?);
+        }
+        for i in 0..MATVEC_MAX_PARTS {
+            args = args.ptr(slot(i).y.device_ptr());
+        }
+        let args = args
             .i32(to_i32("row bytes", row_bytes)?)
             .i32(to_i32("k", k)?)
-            .i32(to_i32("n", n)?)
             .ptr(q.device_ptr())
             .ptr(ds.device_ptr())
-            .ptr(y.device_ptr())
             .i32(wpr as i32);
-        // SAFETY: matches the `matvec_*` kernel of `format`; weight, activation
-        // and output lengths and alignments checked above.
+        // SAFETY: matches RF_MV_ARGS of the `matvec_*` kernels; every part's
+        // weight and output lengths and the activation lengths and alignments
+        // checked above (unused slots repeat part 0 with 0 rows).
         unsafe { self.f(name)?.launch(stream, cfg, &args) }
     }
 }
