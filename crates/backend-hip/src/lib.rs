@@ -213,6 +213,26 @@ impl HipBackend {
         Ok(())
     }
 
+    /// The checks of an RMS norm of `x` into `out` in groups of `group`, and
+    /// its weight vector on the device.
+    fn norm_args<'w>(
+        &self,
+        op: &'static str,
+        x: &HipTensor,
+        weight: Option<&'w HipWeight>,
+        group: usize,
+        out: &HipTensor,
+    ) -> Result<Option<&'w DeviceBuffer<f32>>> {
+        check_same(op, x, out)?;
+        if group == 0 || x.cols % group != 0 {
+            return Err(shape(
+                op,
+                format!("rows of {} in groups of {group}", x.cols),
+            ));
+        }
+        weight.map(|w| self.vector(op, w, group)).transpose()
+    }
+
     /// Whether one token times `w` goes through the 8-bit mat-vec.
     fn takes_matvec_q8(&self, w: &HipWeight, x: &HipTensor) -> bool {
         x.rows == 1 && !self.f32_matvec && hip_kernels::matvec_q8_supports(w.format, w.cols())
@@ -438,16 +458,7 @@ impl Backend for HipBackend {
         eps: f32,
         out: &mut HipTensor,
     ) -> Result<()> {
-        check_same("rms_norm", x, out)?;
-        if group == 0 || x.cols % group != 0 {
-            return Err(shape(
-                "rms_norm",
-                format!("rows of {} in groups of {group}", x.cols),
-            ));
-        }
-        let w = weight
-            .map(|w| self.vector("rms_norm", w, group))
-            .transpose()?;
+        let w = self.norm_args("rms_norm", x, weight, group, out)?;
         self.kernels
             .rms_norm(&self.stream, &x.buf, w, group, eps, &mut out.buf)
             .map_err(dev_err)
@@ -462,17 +473,8 @@ impl Backend for HipBackend {
         eps: f32,
         out: &mut HipTensor,
     ) -> Result<()> {
-        check_same("add_rms_norm", x, out)?;
         check_same("add_rms_norm", x, y)?;
-        if group == 0 || x.cols % group != 0 {
-            return Err(shape(
-                "add_rms_norm",
-                format!("rows of {} in groups of {group}", x.cols),
-            ));
-        }
-        let w = weight
-            .map(|w| self.vector("add_rms_norm", w, group))
-            .transpose()?;
+        let w = self.norm_args("add_rms_norm", x, weight, group, out)?;
         self.kernels
             .add_rms_norm(
                 &self.stream,

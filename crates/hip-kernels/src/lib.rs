@@ -231,32 +231,25 @@ impl Kernels {
         if t >= GEMM_MIN_TOKENS && self.gemm && k % 32 == 0 && x.device_ptr() % 16 == 0 {
             return self.matmul_gemm(stream, format, w, row_bytes, n, k, x, t, y);
         }
-        if t >= MMA_MIN_TOKENS && self.has_mma() && k % 32 == 0 && x.device_ptr() % 16 == 0 {
-            let cfg = LaunchConfig {
-                grid: (blocks(n, MMA_TILE_ROWS)?, blocks(t, MMA_TILE_TOKENS)?, 1),
-                block: (256, 1, 1),
-                shared_bytes: 0,
+        // `matmul_mma_<fmt>` (kernels/mma.hip) and `matmul_<fmt>`
+        // (kernels/matmul.hip) take the same arguments.
+        let (name, cfg) =
+            if t >= MMA_MIN_TOKENS && self.has_mma() && k % 32 == 0 && x.device_ptr() % 16 == 0 {
+                let cfg = LaunchConfig {
+                    grid: (blocks(n, MMA_TILE_ROWS)?, blocks(t, MMA_TILE_TOKENS)?, 1),
+                    block: (256, 1, 1),
+                    shared_bytes: 0,
+                };
+                (format!("matmul_mma_{}", format.kernel_suffix()), cfg)
+            } else {
+                let waves = 4u32;
+                let cfg = LaunchConfig {
+                    grid: (blocks(n, waves as usize)?, blocks(t, MM_TOKENS)?, 1),
+                    block: (waves * self.wave(), 1, 1),
+                    shared_bytes: 0,
+                };
+                (format!("matmul_{}", format.kernel_suffix()), cfg)
             };
-            let args = KernelArgs::new()
-                .ptr(w.device_ptr())
-                .i32(to_i32("row bytes", row_bytes)?)
-                .i32(to_i32("k", k)?)
-                .i32(to_i32("n", n)?)
-                .ptr(x.device_ptr())
-                .i32(to_i32("t", t)?)
-                .ptr(y.device_ptr());
-            let f = self.f(&format!("matmul_mma_{}", format.kernel_suffix()))?;
-            // SAFETY: the argument list matches `matmul_mma_<fmt>` in
-            // kernels/mma.hip; lengths checked above, k a multiple of 32 and x
-            // 16-byte aligned as the kernel's wide loads need.
-            return unsafe { f.launch(stream, cfg, &args) };
-        }
-        let waves = 4u32;
-        let cfg = LaunchConfig {
-            grid: (blocks(n, waves as usize)?, blocks(t, MM_TOKENS)?, 1),
-            block: (waves * self.wave(), 1, 1),
-            shared_bytes: 0,
-        };
         let args = KernelArgs::new()
             .ptr(w.device_ptr())
             .i32(to_i32("row bytes", row_bytes)?)
@@ -265,9 +258,11 @@ impl Kernels {
             .ptr(x.device_ptr())
             .i32(to_i32("t", t)?)
             .ptr(y.device_ptr());
-        let f = self.f(&format!("matmul_{}", format.kernel_suffix()))?;
-        // SAFETY: the argument list matches `matmul_<fmt>` in kernels/matmul.hip;
-        // the lengths were checked above against what the kernel touches.
+        let f = self.f(&name)?;
+        // SAFETY: the argument list matches `matmul_<fmt>` and `matmul_mma_<fmt>`;
+        // the lengths were checked above against what the kernels touch (the
+        // matrix-unit one also needs k a multiple of 32 and x 16-byte aligned,
+        // checked where it is picked).
         unsafe { f.launch(stream, cfg, &args) }
     }
 
