@@ -1,6 +1,24 @@
 //! Small `f32` vector kernels (dot, axpy) with an AVX2+FMA path chosen at
 //! run time and a portable reference that the tests compare it with.
 
+/// Ask the cache for every 64-byte line of `bytes` (a hint: no effect on
+/// results; nothing on targets without a prefetch instruction here).
+#[inline]
+pub fn prefetch_lines(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for off in (0..bytes.len()).step_by(64) {
+        // SAFETY: `off < bytes.len()`, so the address is inside the slice;
+        // SSE (and so `prefetcht0`) is part of every x86_64 CPU.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                bytes.as_ptr().add(off) as *const i8,
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// `Σ a[i]·b[i]` (the shorter length wins).
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {

@@ -458,21 +458,14 @@ mod x86 {
     tile_fn!(tile_vnni, "avx2,fma,f16c", dot_vnni);
     tile_fn!(tile_avx2, "avx2,fma,f16c", dot_avx2);
 
-    /// Bytes ahead of the block being read that the one-token row kernels
-    /// ask the cache for. The rows of a one-token mat-vec are read as one
-    /// sequential stream, and the hardware prefetcher alone left it at about
-    /// 5 GB/s on one core: SmolLM2 Q4_1 tg64 at one thread went from 52–58
-    /// to 80–100 t/s (Emerald Rapids VM, 2026-11-29; 4–8 KiB ahead all
-    /// measured alike, 1 KiB less).
-    pub(super) const ROW_PREFETCH_BYTES: usize = 6144;
-
-    /// Prefetch the cache line [`ROW_PREFETCH_BYTES`] after `p` into L1.
+    /// Prefetch the cache line `crate::matmul::ROW_PREFETCH_BYTES` after `p`
+    /// into L1.
     /// Past the end of the weights it is a hint to an address nobody reads
     /// (prefetches never fault), hence the wrapping address arithmetic.
     #[inline]
     #[target_feature(enable = "sse")]
     pub(super) unsafe fn prefetch_ahead(p: *const u8) {
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(ROW_PREFETCH_BYTES) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(crate::matmul::ROW_PREFETCH_BYTES) as *const i8);
     }
 
     /// The 32 weights of a block as bytes: unsigned 4/5-bit values, or the
