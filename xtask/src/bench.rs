@@ -93,15 +93,44 @@ fn bench_models() -> Result<Vec<(String, PathBuf)>> {
     Ok(models)
 }
 
-/// (pp t/s, tg t/s) from llama-bench's JSON output.
-fn llama_bench(model: &Path, threads: usize, reps: usize) -> Result<(f64, f64)> {
-    let out = Command::new(llamacpp_bin("llama-bench")?)
+/// Whether llama.cpp's CPU weight repacking must be turned off on this
+/// machine: some VMs report AMX in CPUID without enabling it, and the
+/// repacked AMX kernels then die of SIGILL. Probed once with a short
+/// llama-bench prompt run; the answer is printed.
+fn repack_off(model: &Path) -> Result<bool> {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if let Some(&off) = OFF.get() {
+        return Ok(off);
+    }
+    let status = Command::new(llamacpp_bin("llama-bench")?)
         .arg("-m")
         .arg(model)
-        .args(["-p", "128", "-n", "64", "-o", "json"])
-        .args(["-t", &threads.to_string(), "-r", &reps.to_string()])
-        .output()
+        .args(["-p", "32", "-n", "0", "-r", "1", "-t", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
         .context("running llama-bench")?;
+    let off = !status.success();
+    if off {
+        eprintln!(
+            "note: llama-bench with its default weight repacking failed on this machine ({status}); \
+             llama.cpp runs with --repack 0 (llama-server: LLAMA_ARG_REPACK=false)"
+        );
+    }
+    Ok(*OFF.get_or_init(|| off))
+}
+
+/// (pp t/s, tg t/s) from llama-bench's JSON output.
+fn llama_bench(model: &Path, threads: usize, reps: usize) -> Result<(f64, f64)> {
+    let mut cmd = Command::new(llamacpp_bin("llama-bench")?);
+    cmd.arg("-m")
+        .arg(model)
+        .args(["-p", "128", "-n", "64", "-o", "json"])
+        .args(["-t", &threads.to_string(), "-r", &reps.to_string()]);
+    if repack_off(model)? {
+        cmd.args(["--repack", "0"]);
+    }
+    let out = cmd.output().context("running llama-bench")?;
     if !out.status.success() {
         bail!(
             "llama-bench failed: {}",
@@ -205,13 +234,15 @@ fn server(quick: bool) -> Result<()> {
         ]),
         max_tokens,
     )?;
-    let theirs = http_load::with_server(
-        Command::new(llamacpp_bin("llama-server")?)
-            .arg("-m")
-            .arg(&model)
-            .args(["-np", "8", "-cb", "-t", "2", "-c", "4096"]),
-        max_tokens,
-    )?;
+    let mut llama_server = Command::new(llamacpp_bin("llama-server")?);
+    llama_server
+        .arg("-m")
+        .arg(&model)
+        .args(["-np", "8", "-cb", "-t", "2", "-c", "4096"]);
+    if repack_off(&model)? {
+        llama_server.env("LLAMA_ARG_REPACK", "false");
+    }
+    let theirs = http_load::with_server(&mut llama_server, max_tokens)?;
     for ((c, o), (_, t)) in ours.iter().zip(&theirs) {
         println!(
             "| {c} | {o:.1} | {t:.1} | {:.2} | {:.2}x |",
