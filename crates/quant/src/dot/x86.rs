@@ -1411,6 +1411,16 @@ mod tests {
         (x, y)
     }
 
+    /// `Σ_b |d_x[b]·d_y[b]| · per_block`: the largest value `nb` block
+    /// products can reach, with the f16 block scales at the start of blocks
+    /// of the given strides (`(row, stride)` for x and y).
+    fn scale_bound(nb: usize, x: (&[u8], usize), y: (&[u8], usize), per_block: f32) -> f32 {
+        let d = |r: &[u8], o: usize| half::f16::from_le_bytes([r[o], r[o + 1]]).to_f32().abs();
+        (0..nb)
+            .map(|b| d(x.0, b * x.1) * d(y.0, b * y.1) * per_block)
+            .sum()
+    }
+
     #[test]
     fn gfni_q8_0_equals_the_sign_trick_vnni_kernel() {
         if !has_gfni() {
@@ -1428,14 +1438,7 @@ mod tests {
                     vnni::q8_0(nb, x.as_ptr(), y.as_ptr()),
                 )
             };
-            let bound: f32 = (0..nb)
-                .map(|b| {
-                    let d = |r: &[u8], o: usize| {
-                        half::f16::from_le_bytes([r[o], r[o + 1]]).to_f32().abs()
-                    };
-                    d(&x, b * 34) * d(&y, b * 34) * 32.0 * 127.0 * 127.0
-                })
-                .sum();
+            let bound = scale_bound(nb, (&x, 34), (&y, 34), 32.0 * 127.0 * 127.0);
             assert!(
                 (got - want).abs() <= bound * 1e-6,
                 "nb = {nb}: gfni {got}, vnni {want}"
@@ -1459,14 +1462,7 @@ mod tests {
                 )
             };
             // Both sum the same exact per-block products, in different orders.
-            let bound: f32 = (0..nb)
-                .map(|b| {
-                    let d = |r: &[u8], o: usize| {
-                        half::f16::from_le_bytes([r[o], r[o + 1]]).to_f32().abs()
-                    };
-                    d(&x, b * 18) * d(&y, b * 34) * 32.0 * 8.0 * 127.0
-                })
-                .sum();
+            let bound = scale_bound(nb, (&x, 18), (&y, 34), 32.0 * 8.0 * 127.0);
             assert!(
                 (got - want).abs() <= bound * 1e-6,
                 "nb = {nb}: gfni {got}, vnni {want}"
