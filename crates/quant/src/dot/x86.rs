@@ -1411,63 +1411,59 @@ mod tests {
         (x, y)
     }
 
-    /// `Σ_b |d_x[b]·d_y[b]| · per_block`: the largest value `nb` block
-    /// products can reach, with the f16 block scales at the start of blocks
-    /// of the given strides (`(row, stride)` for x and y).
-    fn scale_bound(nb: usize, x: (&[u8], usize), y: (&[u8], usize), per_block: f32) -> f32 {
+    /// A kernel over `nb` blocks of a weight row and an activation row.
+    type RawDot = unsafe fn(usize, *const u8, *const u8) -> f32;
+
+    /// For 1..=40 blocks of the rows `rows(nb)` (weight blocks of `xs` bytes,
+    /// activation blocks of `ys`), the `gfni` kernel `new` equals the VNNI
+    /// kernel `old` up to summation order: within 1e-6 of the largest value
+    /// the block products can reach (`per_block` times the two scales).
+    fn gfni_agrees_with_vnni(
+        rows: impl Fn(usize) -> (Vec<u8>, Vec<u8>),
+        (xs, ys): (usize, usize),
+        per_block: f32,
+        new: RawDot,
+        old: RawDot,
+    ) {
+        if !has_gfni() {
+            return;
+        }
         let d = |r: &[u8], o: usize| half::f16::from_le_bytes([r[o], r[o + 1]]).to_f32().abs();
-        (0..nb)
-            .map(|b| d(x.0, b * x.1) * d(y.0, b * y.1) * per_block)
-            .sum()
+        for nb in 1..=40 {
+            let (x, y) = rows(nb);
+            // SAFETY: GFNI and AVX-512 VNNI were detected; the rows hold `nb`
+            // whole blocks each.
+            let (got, want) = unsafe {
+                (
+                    new(nb, x.as_ptr(), y.as_ptr()),
+                    old(nb, x.as_ptr(), y.as_ptr()),
+                )
+            };
+            let bound: f32 = (0..nb)
+                .map(|b| d(&x, b * xs) * d(&y, b * ys) * per_block)
+                .sum();
+            assert!(
+                (got - want).abs() <= bound * 1e-6,
+                "nb = {nb}: gfni {got}, vnni {want}"
+            );
+        }
     }
 
     #[test]
     fn gfni_q8_0_equals_the_sign_trick_vnni_kernel() {
-        if !has_gfni() {
-            return;
-        }
-        for nb in 1..=40 {
-            // Two Q8_0 rows: the Q8_0 half of two Q4_0/Q8_0 pairs.
+        // Two Q8_0 rows: the Q8_0 halves of two Q4_0/Q8_0 pairs.
+        let rows = |nb: usize| {
             let (_, x) = q4_0_rows(nb, 0xface + nb as u32);
             let (_, y) = q4_0_rows(nb, 0xbeef + nb as u32);
-            // SAFETY: GFNI and AVX-512 VNNI were detected; the rows hold `nb`
-            // whole blocks each.
-            let (got, want) = unsafe {
-                (
-                    gfni::q8_0(nb, x.as_ptr(), y.as_ptr()),
-                    vnni::q8_0(nb, x.as_ptr(), y.as_ptr()),
-                )
-            };
-            let bound = scale_bound(nb, (&x, 34), (&y, 34), 32.0 * 127.0 * 127.0);
-            assert!(
-                (got - want).abs() <= bound * 1e-6,
-                "nb = {nb}: gfni {got}, vnni {want}"
-            );
-        }
+            (x, y)
+        };
+        gfni_agrees_with_vnni(rows, (34, 34), 32.0 * 127.0 * 127.0, gfni::q8_0, vnni::q8_0);
     }
 
     #[test]
     fn gfni_q4_0_equals_the_pairwise_vnni_kernel() {
-        if !has_gfni() {
-            return;
-        }
-        for nb in 1..=40 {
-            let (x, y) = q4_0_rows(nb, 0x5eed + nb as u32);
-            // SAFETY: GFNI and AVX-512 VNNI were detected; the rows hold `nb`
-            // whole blocks each.
-            let (got, want) = unsafe {
-                (
-                    gfni::q4_0(nb, x.as_ptr(), y.as_ptr()),
-                    vnni::q4_0(nb, x.as_ptr(), y.as_ptr()),
-                )
-            };
-            // Both sum the same exact per-block products, in different orders.
-            let bound = scale_bound(nb, (&x, 18), (&y, 34), 32.0 * 8.0 * 127.0);
-            assert!(
-                (got - want).abs() <= bound * 1e-6,
-                "nb = {nb}: gfni {got}, vnni {want}"
-            );
-        }
+        let rows = |nb: usize| q4_0_rows(nb, 0x5eed + nb as u32);
+        gfni_agrees_with_vnni(rows, (18, 34), 32.0 * 8.0 * 127.0, gfni::q4_0, vnni::q4_0);
     }
 
     #[test]
