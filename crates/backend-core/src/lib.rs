@@ -85,16 +85,7 @@ pub trait Backend: Send + Sync {
         ws: &[&Self::Weight],
         outs: &mut [&mut Self::Tensor],
     ) -> Result<()> {
-        if ws.len() != outs.len() {
-            return Err(BackendError::Shape {
-                op: "matmul_many",
-                detail: format!("{} weights for {} outputs", ws.len(), outs.len()),
-            });
-        }
-        for (w, out) in ws.iter().zip(outs.iter_mut()) {
-            self.matmul(w, x, out)?;
-        }
-        Ok(())
+        matmul_each(self, x, ws, outs)
     }
     /// `x[t][c] += bias[c]` for a 1-D weight.
     fn add_bias(&self, x: &mut Self::Tensor, bias: &Self::Weight) -> Result<()>;
@@ -243,4 +234,25 @@ pub trait Backend: Send + Sync {
             self.name()
         )))
     }
+}
+
+/// [`Backend::matmul`] for each weight of a [`Backend::matmul_many`] call (its
+/// default, and the fallback of backends that share work only in some
+/// cases); `ws` and `outs` must have the same length.
+pub fn matmul_each<B: Backend + ?Sized>(
+    be: &B,
+    x: &B::Tensor,
+    ws: &[&B::Weight],
+    outs: &mut [&mut B::Tensor],
+) -> Result<()> {
+    if ws.len() != outs.len() {
+        return Err(BackendError::Shape {
+            op: "matmul_many",
+            detail: format!("{} weights for {} outputs", ws.len(), outs.len()),
+        });
+    }
+    for (w, out) in ws.iter().zip(outs.iter_mut()) {
+        be.matmul(w, x, out)?;
+    }
+    Ok(())
 }

@@ -429,16 +429,7 @@ impl Backend for HipBackend {
                     && o.cols == w.rows()
             });
         if !shared {
-            if ws.len() != outs.len() {
-                return Err(shape(
-                    "matmul_many",
-                    format!("{} weights for {} outputs", ws.len(), outs.len()),
-                ));
-            }
-            for (w, out) in ws.iter().zip(outs.iter_mut()) {
-                self.matmul(w, x, out)?;
-            }
-            return Ok(());
+            return backend_core::matmul_each(self, x, ws, outs);
         }
         self.matvecs_q8(x, ws, outs)
     }

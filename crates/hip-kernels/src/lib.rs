@@ -49,6 +49,9 @@ pub struct Kernels {
     origins: Vec<(String, CodeOrigin)>,
     mma: bool,
     gemm: bool,
+    /// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
+    /// mat-vecs instead of the 16-byte-load ones (for comparisons).
+    narrow_matvec: bool,
     /// f16 copies of the weight and of the activations for `gemm_f16_tn`.
     gemm_scratch: Mutex<Option<(DeviceBuffer<u16>, DeviceBuffer<u16>)>>,
 }
@@ -59,6 +62,12 @@ impl std::fmt::Debug for Kernels {
             .field("origins", &self.origins)
             .finish()
     }
+}
+
+/// Whether the environment variable `name` is set to `1` (read once, when
+/// the kernels are loaded).
+fn env_flag(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v == "1")
 }
 
 fn invalid(msg: String) -> RuntimeError {
@@ -164,14 +173,15 @@ impl Kernels {
             .and_then(|v| v.parse::<u32>().ok());
         let mma = vendor == Vendor::Cuda
             && sm.is_some_and(|v| v >= 80)
-            && !std::env::var_os("ROCMFORGE_GPU_NO_MMA").is_some_and(|v| v == "1");
-        let gemm = mma && !std::env::var_os("ROCMFORGE_GPU_NO_GEMM").is_some_and(|v| v == "1");
+            && !env_flag("ROCMFORGE_GPU_NO_MMA");
+        let gemm = mma && !env_flag("ROCMFORGE_GPU_NO_GEMM");
         Ok(Kernels {
             device: device.clone(),
             functions,
             origins,
             mma,
             gemm,
+            narrow_matvec: env_flag("ROCMFORGE_GPU_NARROW_MATVEC"),
             gemm_scratch: Mutex::new(None),
         })
     }

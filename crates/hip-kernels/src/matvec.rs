@@ -30,14 +30,6 @@ pub fn matvec_q8_supports(format: GpuFormat, k: usize) -> bool {
     }
 }
 
-/// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
-/// mat-vecs instead of the 16-byte-load ones (for comparisons).
-fn narrow_matvec() -> bool {
-    static NARROW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *NARROW
-        .get_or_init(|| std::env::var_os("ROCMFORGE_GPU_NARROW_MATVEC").is_some_and(|v| v == "1"))
-}
-
 impl Kernels {
     /// Quantize one activation row of `k` values (a multiple of 32) to 8-bit
     /// blocks: `q` receives `k` signed bytes (`k / 4` words), `ds` the pairs
@@ -121,7 +113,7 @@ impl Kernels {
         if q.device_ptr() % 16 != 0 || ds.device_ptr() % 8 != 0 {
             return Err(invalid("matvec_q8: misaligned activations".into()));
         }
-        let mut wide = !narrow_matvec();
+        let mut wide = !self.narrow_matvec;
         for p in parts.iter() {
             need("matvec weight", p.w.len(), p.n * row_bytes)?;
             need("matvec output", p.y.len(), p.n)?;
