@@ -33,7 +33,7 @@ pub(crate) fn rms_norm(
     out: &mut CpuTensor,
 ) -> Result<()> {
     same_shape("rms_norm", x, out)?;
-    if group == 0 || x.cols() % group != 0 {
+    if group == 0 || !x.cols().is_multiple_of(group) {
         return Err(BackendError::Shape {
             op: "rms_norm",
             detail: format!("group {group} does not divide {} columns", x.cols()),

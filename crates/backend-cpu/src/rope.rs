@@ -107,11 +107,11 @@ pub(crate) fn rope(
             x.rows()
         )));
     }
-    if n_heads == 0 || cols % n_heads != 0 {
+    if n_heads == 0 || !cols.is_multiple_of(n_heads) {
         return Err(err(format!("{n_heads} heads do not divide {cols} columns")));
     }
     let head_dim = cols / n_heads;
-    if spec.n_dims == 0 || spec.n_dims % 2 != 0 || spec.n_dims > head_dim {
+    if spec.n_dims == 0 || !spec.n_dims.is_multiple_of(2) || spec.n_dims > head_dim {
         return Err(err(format!(
             "n_dims {} invalid for head size {head_dim}",
             spec.n_dims

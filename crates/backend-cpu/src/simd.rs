@@ -38,7 +38,7 @@ pub fn dot_many(q: &[f32], keys: &[f32], out: &mut [f32]) {
     let hd = q.len();
     assert!(keys.len() >= out.len() * hd, "dot_many: keys too short");
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() && hd % 8 == 0 && hd <= 256 {
+    if has_avx2_fma() && hd.is_multiple_of(8) && hd <= 256 {
         // SAFETY: AVX2+FMA available; `keys` holds `out.len()` rows of `hd`
         // (asserted above); `hd` is a multiple of 8 no larger than 256.
         unsafe { x86::dot_many(q, keys, out) };
@@ -58,7 +58,7 @@ pub fn accumulate_rows(acc: &mut [f32], w: &[f32], vals: &[f32]) {
         "accumulate_rows: vals too short"
     );
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() && hd % 8 == 0 {
+    if has_avx2_fma() && hd.is_multiple_of(8) {
         // SAFETY: AVX2+FMA available; `vals` holds `w.len()` rows of `hd`
         // (asserted above); `hd` is a multiple of 8.
         unsafe { x86::accumulate_rows(acc, w, vals) };

@@ -66,7 +66,7 @@ impl CpuWeight {
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .ok_or_else(|| shape_err(format!("dims {:?} overflow", view.dims)))?;
-        if t.block_size() == 0 || view.dims[0] % t.block_size() != 0 {
+        if t.block_size() == 0 || !view.dims[0].is_multiple_of(t.block_size()) {
             return Err(shape_err(format!(
                 "row length {} is not a multiple of the {} block size {}",
                 view.dims[0],

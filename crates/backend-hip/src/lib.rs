@@ -178,7 +178,7 @@ impl HipBackend {
     ) -> Result<()> {
         let k = x.cols;
         let mut scratch = self.q8_scratch.lock().unwrap_or_else(|p| p.into_inner());
-        if scratch.as_ref().map_or(true, |(q, _)| q.len() < k / 4) {
+        if scratch.as_ref().is_none_or(|(q, _)| q.len() < k / 4) {
             let q = DeviceBuffer::alloc(&self.device, k / 4).map_err(dev_err)?;
             let ds = DeviceBuffer::alloc(&self.device, k / 16).map_err(dev_err)?;
             *scratch = Some((q, ds));
@@ -224,7 +224,7 @@ impl HipBackend {
         out: &HipTensor,
     ) -> Result<Option<&'w DeviceBuffer<f32>>> {
         check_same(op, x, out)?;
-        if group == 0 || x.cols % group != 0 {
+        if group == 0 || !x.cols.is_multiple_of(group) {
             return Err(shape(
                 op,
                 format!("rows of {} in groups of {group}", x.cols),
@@ -506,7 +506,7 @@ impl Backend for HipBackend {
         positions: &[u32],
         spec: &RopeSpec,
     ) -> Result<()> {
-        if n_heads == 0 || x.cols % n_heads != 0 || positions.len() != x.rows {
+        if n_heads == 0 || !x.cols.is_multiple_of(n_heads) || positions.len() != x.rows {
             return Err(shape(
                 "rope",
                 format!(
@@ -518,7 +518,7 @@ impl Backend for HipBackend {
             ));
         }
         let head_dim = x.cols / n_heads;
-        if spec.n_dims > head_dim || spec.n_dims % 2 != 0 {
+        if spec.n_dims > head_dim || !spec.n_dims.is_multiple_of(2) {
             return Err(shape(
                 "rope",
                 format!("{} rotated dims of heads of {head_dim}", spec.n_dims),
@@ -554,7 +554,7 @@ impl Backend for HipBackend {
             corr_dims,
         };
         let mut cached = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-        if cached.as_ref().map_or(true, |(host, _)| host != positions) {
+        if cached.as_ref().is_none_or(|(host, _)| host != positions) {
             *cached = Some((positions.to_vec(), self.upload_u32(positions)?));
         }
         let Some((_, pos)) = cached.as_ref() else {

@@ -35,7 +35,7 @@ impl Raw {
         self.u32(ty).u64(offset)
     }
     fn pad_and_data(&mut self, data_len: usize) -> &mut Self {
-        while self.0.len() % 32 != 0 {
+        while !self.0.len().is_multiple_of(32) {
             self.0.push(0);
         }
         self.0.resize(self.0.len() + data_len, 0);

@@ -124,7 +124,7 @@ impl<T: Pod> DeviceBuffer<T> {
         self.check_stream(stream)?;
         if offset
             .checked_add(data.len())
-            .map_or(true, |end| end > self.len)
+            .is_none_or(|end| end > self.len)
         {
             return Err(RuntimeError::Invalid(format!(
                 "host copy of {} elements at {offset} into a buffer of {}",
@@ -196,8 +196,8 @@ impl<T: Pod> DeviceBuffer<T> {
         len: usize,
     ) -> Result<()> {
         self.check_stream(stream)?;
-        if dst_off.checked_add(len).map_or(true, |e| e > self.len)
-            || src_off.checked_add(len).map_or(true, |e| e > src.len)
+        if dst_off.checked_add(len).is_none_or(|e| e > self.len)
+            || src_off.checked_add(len).is_none_or(|e| e > src.len)
         {
             return Err(RuntimeError::Invalid(format!(
                 "device copy of {len} elements ({src_off} of {} -> {dst_off} of {}) out of range",

@@ -118,7 +118,7 @@ impl GpuFormat {
     pub fn row_bytes(self, k: usize) -> Option<usize> {
         let t = self.ggml();
         let bs = t.block_size();
-        if k % bs != 0 {
+        if !k.is_multiple_of(bs) {
             return None;
         }
         Some(k / bs * t.type_size())

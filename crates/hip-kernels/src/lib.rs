@@ -235,31 +235,40 @@ impl Kernels {
         need("matmul weight", w.len(), n * row_bytes)?;
         need("matmul input", x.len(), t * k)?;
         need("matmul output", y.len(), t * n)?;
-        if (format == GpuFormat::F32 && w.device_ptr() % 4 != 0) || w.device_ptr() % 2 != 0 {
+        if (format == GpuFormat::F32 && !w.device_ptr().is_multiple_of(4))
+            || !w.device_ptr().is_multiple_of(2)
+        {
             return Err(invalid("matmul: misaligned weight".into()));
         }
-        if t >= GEMM_MIN_TOKENS && self.gemm && k % 32 == 0 && x.device_ptr() % 16 == 0 {
+        if t >= GEMM_MIN_TOKENS
+            && self.gemm
+            && k.is_multiple_of(32)
+            && x.device_ptr().is_multiple_of(16)
+        {
             return self.matmul_gemm(stream, format, w, row_bytes, n, k, x, t, y);
         }
         // `matmul_mma_<fmt>` (kernels/mma.hip) and `matmul_<fmt>`
         // (kernels/matmul.hip) take the same arguments.
-        let (name, cfg) =
-            if t >= MMA_MIN_TOKENS && self.has_mma() && k % 32 == 0 && x.device_ptr() % 16 == 0 {
-                let cfg = LaunchConfig {
-                    grid: (blocks(n, MMA_TILE_ROWS)?, blocks(t, MMA_TILE_TOKENS)?, 1),
-                    block: (256, 1, 1),
-                    shared_bytes: 0,
-                };
-                (format!("matmul_mma_{}", format.kernel_suffix()), cfg)
-            } else {
-                let waves = 4u32;
-                let cfg = LaunchConfig {
-                    grid: (blocks(n, waves as usize)?, blocks(t, MM_TOKENS)?, 1),
-                    block: (waves * self.wave(), 1, 1),
-                    shared_bytes: 0,
-                };
-                (format!("matmul_{}", format.kernel_suffix()), cfg)
+        let (name, cfg) = if t >= MMA_MIN_TOKENS
+            && self.has_mma()
+            && k.is_multiple_of(32)
+            && x.device_ptr().is_multiple_of(16)
+        {
+            let cfg = LaunchConfig {
+                grid: (blocks(n, MMA_TILE_ROWS)?, blocks(t, MMA_TILE_TOKENS)?, 1),
+                block: (256, 1, 1),
+                shared_bytes: 0,
             };
+            (format!("matmul_mma_{}", format.kernel_suffix()), cfg)
+        } else {
+            let waves = 4u32;
+            let cfg = LaunchConfig {
+                grid: (blocks(n, waves as usize)?, blocks(t, MM_TOKENS)?, 1),
+                block: (waves * self.wave(), 1, 1),
+                shared_bytes: 0,
+            };
+            (format!("matmul_{}", format.kernel_suffix()), cfg)
+        };
         let args = KernelArgs::new()
             .ptr(w.device_ptr())
             .i32(to_i32("row bytes", row_bytes)?)
@@ -296,7 +305,7 @@ impl Kernels {
         let (w_need, x_need) = (n * k, t * k);
         if scratch
             .as_ref()
-            .map_or(true, |(wh, xh)| wh.len() < w_need || xh.len() < x_need)
+            .is_none_or(|(wh, xh)| wh.len() < w_need || xh.len() < x_need)
         {
             let old = scratch.take();
             let (w_len, x_len) = old.as_ref().map_or((0, 0), |(a, b)| (a.len(), b.len()));
@@ -445,7 +454,7 @@ impl Kernels {
         eps: f32,
         out: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
-        if group == 0 || x.len() % group != 0 {
+        if group == 0 || !x.len().is_multiple_of(group) {
             return Err(invalid(format!(
                 "rms_norm: {} values are not groups of {group}",
                 x.len()
@@ -502,7 +511,7 @@ impl Kernels {
         eps: f32,
         out: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
-        if cols == 0 || x.len() % cols != 0 {
+        if cols == 0 || !x.len().is_multiple_of(cols) {
             return Err(invalid(format!(
                 "layer_norm: {} values are not rows of {cols}",
                 x.len()
@@ -536,7 +545,7 @@ impl Kernels {
         pos: &DeviceBuffer<u32>,
         p: &RopeParams,
     ) -> Result<()> {
-        if p.n_dims > p.head_dim || p.n_dims % 2 != 0 {
+        if p.n_dims > p.head_dim || !p.n_dims.is_multiple_of(2) {
             return Err(invalid(format!(
                 "rope: {} rotated dims for heads of {}",
                 p.n_dims, p.head_dim
@@ -582,7 +591,10 @@ impl Kernels {
         p: &AttnParams,
         out: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
-        if p.n_kv == 0 || p.n_head % p.n_kv != 0 || p.head_dim == 0 || p.head_dim > ATT_MAX_HEAD_DIM
+        if p.n_kv == 0
+            || !p.n_head.is_multiple_of(p.n_kv)
+            || p.head_dim == 0
+            || p.head_dim > ATT_MAX_HEAD_DIM
         {
             return Err(invalid(format!(
                 "attention: {} heads over {} KV heads of {}",
@@ -747,7 +759,7 @@ impl Kernels {
         b: &DeviceBuffer<f32>,
         nb: usize,
     ) -> Result<()> {
-        if nb == 0 || a.len() % nb != 0 {
+        if nb == 0 || !a.len().is_multiple_of(nb) {
             return Err(invalid(format!(
                 "{name}: {} values do not repeat {nb}",
                 a.len()
@@ -797,7 +809,7 @@ impl Kernels {
 
     /// Softmax of each row of `cols`, in place.
     pub fn softmax(&self, stream: &Stream, a: &mut DeviceBuffer<f32>, cols: usize) -> Result<()> {
-        if cols == 0 || a.len() % cols != 0 {
+        if cols == 0 || !a.len().is_multiple_of(cols) {
             return Err(invalid(format!(
                 "softmax: {} values are not rows of {cols}",
                 a.len()
@@ -823,7 +835,7 @@ impl Kernels {
         cols: usize,
         out: &mut DeviceBuffer<u32>,
     ) -> Result<()> {
-        if cols == 0 || a.len() % cols != 0 {
+        if cols == 0 || !a.len().is_multiple_of(cols) {
             return Err(invalid(format!(
                 "argmax: {} values are not rows of {cols}",
                 a.len()

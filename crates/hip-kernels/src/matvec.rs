@@ -24,8 +24,8 @@ pub struct MatvecPart<'a> {
 /// `k` values.
 pub fn matvec_q8_supports(format: GpuFormat, k: usize) -> bool {
     match format {
-        GpuFormat::Q4_0 | GpuFormat::Q8_0 => k > 0 && k % 32 == 0,
-        GpuFormat::Q4K | GpuFormat::Q6K => k > 0 && k % 256 == 0,
+        GpuFormat::Q4_0 | GpuFormat::Q8_0 => k > 0 && k.is_multiple_of(32),
+        GpuFormat::Q4K | GpuFormat::Q6K => k > 0 && k.is_multiple_of(256),
         _ => false,
     }
 }
@@ -42,7 +42,7 @@ impl Kernels {
         q: &mut DeviceBuffer<u32>,
         ds: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
-        if k == 0 || k % 32 != 0 {
+        if k == 0 || !k.is_multiple_of(32) {
             return Err(invalid(format!(
                 "quantize_q8: {k} values are not blocks of 32"
             )));
@@ -110,7 +110,7 @@ impl Kernels {
             .ok_or_else(|| invalid(format!("matvec_q8: row of {k} in {format:?}")))?;
         need("matvec values", q.len(), k / 4)?;
         need("matvec scales", ds.len(), k / 16)?;
-        if q.device_ptr() % 16 != 0 || ds.device_ptr() % 8 != 0 {
+        if !q.device_ptr().is_multiple_of(16) || !ds.device_ptr().is_multiple_of(8) {
             return Err(invalid("matvec_q8: misaligned activations".into()));
         }
         let mut wide = !self.narrow_matvec;
@@ -126,7 +126,9 @@ impl Kernels {
             GpuFormat::Q4_0 => "matvec_q4_0",
             GpuFormat::Q4K if wide => "matvec_q4_k_wide",
             GpuFormat::Q4K => "matvec_q4_k",
-            GpuFormat::Q6K if wide && k % 2048 == 0 && row_bytes % 16 == 0 => "matvec_q6_k_staged",
+            GpuFormat::Q6K if wide && k.is_multiple_of(2048) && row_bytes % 16 == 0 => {
+                "matvec_q6_k_staged"
+            }
             GpuFormat::Q6K => "matvec_q6_k",
             _ => "matvec_q8_0",
         };

@@ -54,7 +54,7 @@ pub use gguf_format::GgmlType;
 pub fn bytes_for(format: impl Into<Format>, elements: usize) -> Result<usize, QuantError> {
     let format = format.into();
     let bs = format.block_size();
-    if elements % bs != 0 {
+    if !elements.is_multiple_of(bs) {
         return Err(QuantError::NotWholeBlocks {
             format,
             elements,

@@ -171,7 +171,7 @@ fn matrix_type(w: WeightType, role: Role, layer: usize, n_layer: usize, ne0: u64
         }
         (WeightType::Q4KM, _) => GgmlType::Q4_K,
     };
-    if ne0 % 256 != 0 {
+    if !ne0.is_multiple_of(256) {
         match t {
             GgmlType::Q4_K => return GgmlType::Q5_0,
             GgmlType::Q6_K => return GgmlType::Q8_0,

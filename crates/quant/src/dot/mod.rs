@@ -160,7 +160,7 @@ impl VecDotKernel {
     fn elements(&self, weight_row: &[u8]) -> Result<usize, QuantError> {
         let ts = self.weight.type_size();
         let format = Format::Ggml(self.weight);
-        if weight_row.len() % ts != 0 {
+        if !weight_row.len().is_multiple_of(ts) {
             return Err(QuantError::ByteLength {
                 format,
                 elements: weight_row.len() / ts * self.weight.block_size(),
