@@ -6,8 +6,11 @@
 
 // out = act(gate) * up; kind 0 = SiLU, 1 = GELU (tanh approximation).
 extern "C" __global__ void glu_f32(const float* __restrict__ gate, const float* __restrict__ up,
-                                   float* __restrict__ out, int n, int kind) {
+                                   float* __restrict__ out, int n, int kind, i8* __restrict__ q,
+                                   float2* __restrict__ ds) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    // With q (n a multiple of 32, the 8-bit form for the decode mat-vec, as
+    // quantize_q8_f32 would write it): whole groups of 32 lanes return here.
     if (i >= n) return;
     const float g = gate[i];
     float a;
@@ -17,7 +20,20 @@ extern "C" __global__ void glu_f32(const float* __restrict__ gate, const float* 
         const float c = 0.7978845608028654f;  // sqrt(2 / pi)
         a = 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g)));
     }
-    out[i] = a * up[i];
+    const float r = a * up[i];
+    out[i] = r;
+    if (q) rf_q8_emit1(r, i, true, q, ds);
+}
+
+// dst0[i] = src0[i] and dst1[i] = src1[i] for i < n: a layer's new K and V
+// rows into the KV cache in one launch.
+extern "C" __global__ void copy2_f32(float* __restrict__ dst0, const float* __restrict__ src0,
+                                     float* __restrict__ dst1, const float* __restrict__ src1,
+                                     int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    dst0[i] = src0[i];
+    dst1[i] = src1[i];
 }
 
 // a[i] += b[i % nb] (nb == n: plain add; nb == cols: a bias or a row broadcast).

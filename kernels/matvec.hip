@@ -17,16 +17,7 @@ extern "C" __global__ void quantize_q8_f32(const float* __restrict__ x, int n, i
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     // n and blockDim.x are multiples of 32: a group of 32 is in or out whole.
     if (i >= n) return;
-    const float v = x[i];
-    float a = fabsf(v);
-    for (int m = 16; m > 0; m >>= 1) a = fmaxf(a, RF_SHFL_XOR(a, m));
-    const float d = a / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    const int qi = (int)rintf(v * id);
-    q[i] = (i8)qi;
-    int s = qi;
-    for (int m = 16; m > 0; m >>= 1) s += RF_SHFL_XOR(s, m);
-    if ((i & 31) == 0) ds[i >> 5] = make_float2(d, d * (float)s);
+    rf_q8_emit1(x[i], i, true, q, ds);
 }
 
 // Four bytes of a weight block at a 2-byte aligned address.

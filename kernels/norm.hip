@@ -2,11 +2,13 @@
 #include "compat.h"
 #include "common.h"
 
-// o[i] (as float4 number i) = t * scale * w[i] (w may be null).
-RF_DEVICE void rf_norm_store4(float* o, const float* w, int i, float4 t, float scale) {
+// o[i] (as float4 number i) = t * scale * w[i] (w may be null); returns it.
+RF_DEVICE float4 rf_norm_store4(float* o, const float* w, int i, float4 t, float scale) {
     const float4 g = w ? ((const float4*)w)[i] : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
-    ((float4*)o)[i] =
+    const float4 r =
         make_float4(t.x * scale * g.x, t.y * scale * g.y, t.z * scale * g.z, t.w * scale * g.w);
+    ((float4*)o)[i] = r;
+    return r;
 }
 
 // RMS norm of the group at xr (ADD: xr[i] + yr[i], also written back to xr)
@@ -14,13 +16,19 @@ RF_DEVICE void rf_norm_store4(float* o, const float* w, int i, float4 t, float s
 // boundaries go as float4 with the first 8 * blockDim.x values kept in
 // registers between the two passes (all of a 4096-value row with 1024
 // threads: one load in flight per thread instead of a chain of dependent ones).
+// With q not null (group a multiple of 32) the result is also written as
+// 8-bit blocks (q, ds) for the decode mat-vec, exactly as quantize_q8_f32
+// would from o; loops then run the same trip count on every lane, because
+// the block's lanes reduce with shuffles.
 template <bool ADD>
 RF_DEVICE void rf_rms_norm_group(float* xr, const float* __restrict__ yr,
-                                 const float* __restrict__ w, int group, float eps, float* o) {
+                                 const float* __restrict__ w, int group, float eps, float* o,
+                                 i8* __restrict__ q, float2* __restrict__ ds) {
     __shared__ float scratch[32];
     const int tid = threadIdx.x, nt = blockDim.x;
     const bool vec =
         (group & 3) == 0 && (((size_t)xr | (size_t)o | (size_t)w | (size_t)yr) & 15) == 0;
+    const float4 zero4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (vec) {
         const int n4 = group >> 2;
         float4* x4 = (float4*)xr;
@@ -30,7 +38,7 @@ RF_DEVICE void rf_rms_norm_group(float* xr, const float* __restrict__ yr,
 #pragma unroll
         for (int u = 0; u < 2; u++) {
             const int i = tid + u * nt;
-            c[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            c[u] = zero4;
             if (i < n4) {
                 c[u] = x4[i];
                 if (ADD) {
@@ -55,10 +63,17 @@ RF_DEVICE void rf_rms_norm_group(float* xr, const float* __restrict__ yr,
 #pragma unroll
         for (int u = 0; u < 2; u++) {
             const int i = tid + u * nt;
-            if (i < n4) rf_norm_store4(o, w, i, c[u], scale);
+            float4 r = zero4;
+            if (i < n4) r = rf_norm_store4(o, w, i, c[u], scale);
+            if (q) rf_q8_emit4(r, i, i < n4, q, ds);
         }
         // A thread reads back only what it wrote itself (same i): no barrier needed.
-        for (int i = tid + 2 * nt; i < n4; i += nt) rf_norm_store4(o, w, i, x4[i], scale);
+        for (int b = 2 * nt; b < n4; b += nt) {
+            const int i = b + tid;
+            float4 r = zero4;
+            if (i < n4) r = rf_norm_store4(o, w, i, x4[i], scale);
+            if (q) rf_q8_emit4(r, i, i < n4, q, ds);
+        }
         return;
     }
     float ss = 0.0f;
@@ -72,24 +87,35 @@ RF_DEVICE void rf_rms_norm_group(float* xr, const float* __restrict__ yr,
     }
     ss = rf_block_sum(ss, scratch);
     const float scale = 1.0f / sqrtf(ss / (float)group + eps);
-    for (int i = tid; i < group; i += nt) o[i] = xr[i] * scale * (w ? w[i] : 1.0f);
+    for (int b = 0; b < group; b += nt) {
+        const int i = b + tid;
+        float r = 0.0f;
+        if (i < group) {
+            r = xr[i] * scale * (w ? w[i] : 1.0f);
+            o[i] = r;
+        }
+        if (q) rf_q8_emit1(r, i, i < group, q, ds);
+    }
 }
 
 // RMS norm of each group of `group` consecutive values (x viewed as
 // [n_groups][group]); w (length group) multiplies the result when not null.
+// q, ds: see rf_rms_norm_group (one group only; null otherwise).
 extern "C" __global__ void rms_norm_f32(const float* x, const float* __restrict__ w, int group,
-                                        float eps, float* out) {
+                                        float eps, float* out, i8* __restrict__ q,
+                                        float2* __restrict__ ds) {
     const size_t off = (size_t)blockIdx.x * group;
-    rf_rms_norm_group<false>((float*)x + off, nullptr, w, group, eps, out + off);
+    rf_rms_norm_group<false>((float*)x + off, nullptr, w, group, eps, out + off, q, ds);
 }
 
 // x += y, then out = RMS norm of each group of x (times w when not null): the
-// residual add and the next layer's norm in one pass.
+// residual add and the next layer's norm in one pass. q, ds as rms_norm_f32.
 extern "C" __global__ void add_rms_norm_f32(float* x, const float* __restrict__ y,
                                             const float* __restrict__ w, int group, float eps,
-                                            float* out) {
+                                            float* out, i8* __restrict__ q,
+                                            float2* __restrict__ ds) {
     const size_t off = (size_t)blockIdx.x * group;
-    rf_rms_norm_group<true>(x + off, y + off, w, group, eps, out + off);
+    rf_rms_norm_group<true>(x + off, y + off, w, group, eps, out + off, q, ds);
 }
 
 // Layer norm of each row of `cols`; then * w + b where given.

@@ -1,18 +1,27 @@
 // Rotary position embedding in place (ggml's rope with optional YaRN).
-// x is [rows][n_heads * head_dim]; row t is at position pos[t].
+// x is [rows][n_heads * head_dim]; row t is at position pos[t]. A second
+// tensor x2 ([rows][n_heads2 * head_dim], same positions; null with
+// n_heads2 = 0) is rotated in the same launch (a layer's queries and keys).
 // One thread per (row, head, rotated pair). Launch: 1-D, 256 threads per block.
 #include "compat.h"
 
 extern "C" __global__ void rope_f32(float* __restrict__ x, const u32* __restrict__ pos, int rows,
-                                    int n_heads, int head_dim, int n_dims, int neox, float theta_scale,
+                                    int n_heads, float* __restrict__ x2, int n_heads2,
+                                    int head_dim, int n_dims, int neox, float theta_scale,
                                     float freq_scale, float ext_factor, float attn_factor,
                                     float corr_low, float corr_high) {
     const int half = n_dims / 2;
     const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (long long)rows * n_heads * half) return;
+    const int heads = n_heads + n_heads2;
+    if (idx >= (long long)rows * heads * half) return;
     const int i = (int)(idx % half);
-    const int h = (int)((idx / half) % n_heads);
-    const int t = (int)(idx / ((long long)half * n_heads));
+    const int hh = (int)((idx / half) % heads);
+    const int t = (int)(idx / ((long long)half * heads));
+    // Head hh of the pair: one of x's n_heads, then one of x2's.
+    const bool second = hh >= n_heads;
+    const int h = second ? hh - n_heads : hh;
+    const int nh = second ? n_heads2 : n_heads;
+    float* base = second ? x2 : x;
     const int i0 = 2 * i;
     // Repeated multiplication by theta_scale = base^(-2/n_dims) (computed on
     // the host), as ggml does, so the angles match the CPU bit for bit.
@@ -27,7 +36,7 @@ extern "C" __global__ void rope_f32(float* __restrict__ x, const u32* __restrict
         mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);
     }
     const float c = cosf(theta) * mscale, s = sinf(theta) * mscale;
-    float* head = x + (size_t)t * n_heads * head_dim + (size_t)h * head_dim;
+    float* head = base + (size_t)t * nh * head_dim + (size_t)h * head_dim;
     const int a = neox ? i : i0, b = neox ? i + half : i0 + 1;
     const float x0 = head[a], x1 = head[b];
     head[a] = x0 * c - x1 * s;

@@ -48,9 +48,9 @@ run)
         if [ "$mode" = bench ]; then
           echo "== $preset $ty"
           "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu 2>&1 | grep -E "pp512|tg128" || true
-          # ALSO="VAR=1 …": the prompt run again with those variables (variants).
+          # ALSO="VAR=1 …": the same runs again with those variables (variants).
           for v in ${ALSO:-}; do
-            env "$v" "$D/rocmforge" bench -m "$f" -p 512 -n 16 -r 1 --device gpu 2>&1 | grep -E "pp512" | sed "s/^/$v /" || true
+            env "$v" "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu 2>&1 | grep -E "pp512|tg128" | sed "s/^/$v /" || true
           done
         else
           ncu --csv --print-units base --metrics gpu__time_duration.sum \

@@ -134,6 +134,22 @@ pub trait Backend: Send + Sync {
         spec: &RopeSpec,
     ) -> Result<()>;
 
+    /// [`Backend::rope`] of a layer's queries `q` (`n_head` heads) and keys
+    /// `k` (`n_head_kv` heads) at the same positions; backends may do both
+    /// in one pass.
+    fn rope_qk(
+        &self,
+        q: &mut Self::Tensor,
+        n_head: usize,
+        k: &mut Self::Tensor,
+        n_head_kv: usize,
+        positions: &[u32],
+        spec: &RopeSpec,
+    ) -> Result<()> {
+        self.rope(q, n_head, positions, spec)?;
+        self.rope(k, n_head_kv, positions, spec)
+    }
+
     /// Allocate a KV cache for `n_ctx` positions.
     fn kv_cache(
         &self,

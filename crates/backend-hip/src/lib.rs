@@ -18,6 +18,7 @@
 
 mod convert;
 mod pool;
+mod q8;
 mod select;
 mod tensor;
 
@@ -91,12 +92,14 @@ pub struct HipBackend {
     /// The positions last uploaded for RoPE: every layer of a forward pass
     /// rotates the same positions, so they cross the bus once per pass.
     positions: std::sync::Mutex<Option<(Vec<u32>, DeviceBuffer<u32>)>>,
-    /// The 8-bit activation row of the decode mat-vec (values, scales),
-    /// grown to the longest row seen; reused call after call (one stream).
-    q8_scratch: std::sync::Mutex<Option<(DeviceBuffer<u32>, DeviceBuffer<f32>)>>,
+    /// The 8-bit activation row of the decode mat-vec and whose it is.
+    q8_scratch: std::sync::Mutex<q8::Q8Scratch>,
     /// `ROCMFORGE_GPU_F32_MATVEC=1`: decode through the f32 matmul kernel
     /// instead of the 8-bit-activation mat-vec (for comparisons).
     f32_matvec: bool,
+    /// `ROCMFORGE_GPU_NO_Q8_FUSE=1`: norms and GLU do not write the 8-bit
+    /// row of the decode mat-vec (each mat-vec quantizes; for comparisons).
+    no_q8_fuse: bool,
 }
 
 impl std::fmt::Debug for HipBackend {
@@ -131,8 +134,9 @@ impl HipBackend {
             // Free activation buffers kept: 1/16 of the device's memory.
             pool: Arc::new(pool::BufferPool::new(total / 16)),
             positions: std::sync::Mutex::new(None),
-            q8_scratch: std::sync::Mutex::new(None),
+            q8_scratch: std::sync::Mutex::new(q8::Q8Scratch::default()),
             f32_matvec: std::env::var_os("ROCMFORGE_GPU_F32_MATVEC").is_some_and(|v| v == "1"),
+            no_q8_fuse: std::env::var_os("ROCMFORGE_GPU_NO_Q8_FUSE").is_some_and(|v| v == "1"),
         })
     }
 
@@ -177,18 +181,16 @@ impl HipBackend {
         outs: &mut [&mut HipTensor],
     ) -> Result<()> {
         let k = x.cols;
-        let mut scratch = self.q8_scratch.lock().unwrap_or_else(|p| p.into_inner());
-        if scratch.as_ref().is_none_or(|(q, _)| q.len() < k / 4) {
-            let q = DeviceBuffer::alloc(&self.device, k / 4).map_err(dev_err)?;
-            let ds = DeviceBuffer::alloc(&self.device, k / 16).map_err(dev_err)?;
-            *scratch = Some((q, ds));
+        let mut scratch = self.q8();
+        // The row's 8-bit form may already be there: written by the norm or
+        // GLU that produced `x`, or by the previous mat-vec of the same `x`.
+        let ready = scratch.holds(&x.buf, k);
+        let (q, ds) = scratch.buffers(&self.device, k)?;
+        if !ready {
+            self.kernels
+                .quantize_q8(&self.stream, &x.buf, k, q, ds)
+                .map_err(dev_err)?;
         }
-        let Some((q, ds)) = scratch.as_mut() else {
-            return Err(shape("matmul", "no activation scratch".into()));
-        };
-        self.kernels
-            .quantize_q8(&self.stream, &x.buf, k, q, ds)
-            .map_err(dev_err)?;
         // Weights of one format share a launch (up to MATVEC_MAX_PARTS).
         let mut pending: Vec<(hip_kernels::GpuFormat, Vec<MatvecPart<'_>>)> = Vec::new();
         for (w, out) in ws.iter().zip(outs.iter_mut()) {
@@ -210,6 +212,7 @@ impl HipBackend {
                 .matvec_q8_multi(&self.stream, format, &mut parts, k, q, ds)
                 .map_err(dev_err)?;
         }
+        scratch.set_holder(&x.buf, k);
         Ok(())
     }
 
@@ -231,6 +234,110 @@ impl HipBackend {
             ));
         }
         weight.map(|w| self.vector(op, w, group)).transpose()
+    }
+
+    /// RoPE of `x` (`n_heads` heads) and, when given, of a second tensor
+    /// with its own head count at the same positions, in one launch.
+    fn rope_pair(
+        &self,
+        x: &mut HipTensor,
+        n_heads: usize,
+        mut second: Option<(&mut HipTensor, usize)>,
+        positions: &[u32],
+        spec: &RopeSpec,
+    ) -> Result<()> {
+        self.forget_q8();
+        if n_heads == 0 || !x.cols.is_multiple_of(n_heads) || positions.len() != x.rows {
+            return Err(shape(
+                "rope",
+                format!(
+                    "{}x{} in {n_heads} heads with {} positions",
+                    x.rows,
+                    x.cols,
+                    positions.len()
+                ),
+            ));
+        }
+        let head_dim = x.cols / n_heads;
+        if spec.n_dims > head_dim || !spec.n_dims.is_multiple_of(2) {
+            return Err(shape(
+                "rope",
+                format!("{} rotated dims of heads of {head_dim}", spec.n_dims),
+            ));
+        }
+        if let Some((y, ny)) = &second {
+            if *ny == 0 || y.rows != x.rows || y.cols != ny * head_dim {
+                return Err(shape(
+                    "rope",
+                    format!(
+                        "second input {}x{} in {ny} heads of {head_dim} for {} rows",
+                        y.rows, y.cols, x.rows
+                    ),
+                ));
+            }
+        }
+        if x.rows == 0 || spec.n_dims == 0 {
+            return Ok(());
+        }
+        let (ext_factor, attn_factor, corr_dims) = match spec.yarn {
+            Some(y) => (
+                y.ext_factor,
+                y.attn_factor,
+                yarn_corr_dims(
+                    spec.n_dims,
+                    y.n_ctx_orig,
+                    spec.freq_base,
+                    y.beta_fast,
+                    y.beta_slow,
+                ),
+            ),
+            None => (0.0, 1.0, [0.0, 0.0]),
+        };
+        let p = RopeParams {
+            rows: x.rows,
+            n_heads,
+            head_dim,
+            n_dims: spec.n_dims,
+            neox: spec.mode == RopeMode::Neox,
+            theta_scale: spec.freq_base.powf(-2.0 / spec.n_dims as f32),
+            freq_scale: spec.freq_scale,
+            ext_factor,
+            attn_factor,
+            corr_dims,
+        };
+        let mut cached = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.as_ref().is_none_or(|(host, _)| host != positions) {
+            *cached = Some((positions.to_vec(), self.upload_u32(positions)?));
+        }
+        let Some((_, pos)) = cached.as_ref() else {
+            return Err(shape("rope", "positions were not uploaded".into()));
+        };
+        let x2 = second.as_mut().map(|(y, ny)| (&mut y.buf, *ny));
+        self.kernels
+            .rope_pair(&self.stream, &mut x.buf, x2, pos, &p)
+            .map_err(dev_err)
+    }
+
+    /// The 8-bit activation scratch, locked for the caller's launches.
+    fn q8(&self) -> std::sync::MutexGuard<'_, q8::Q8Scratch> {
+        self.q8_scratch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every op that writes device memory (other than the mat-vecs, which
+    /// only read their input) first forgets whose 8-bit row the scratch
+    /// holds: the row it was made from may change or be handed out again.
+    fn forget_q8(&self) {
+        self.q8().forget();
+    }
+
+    /// Whether an op producing `out` (one row of `k` values) should also
+    /// write its 8-bit form for the decode mat-vec that reads it next.
+    fn emits_q8(&self, out: &HipTensor, k: usize) -> bool {
+        out.rows == 1
+            && out.cols == k
+            && k.is_multiple_of(32)
+            && !self.f32_matvec
+            && !self.no_q8_fuse
     }
 
     /// Whether one token times `w` goes through the 8-bit mat-vec.
@@ -318,17 +425,20 @@ impl Backend for HipBackend {
     }
 
     fn zeros(&self, rows: usize, cols: usize) -> Result<HipTensor> {
+        self.forget_q8();
         let buf = self.pool.take(&self.device, rows * cols).map_err(dev_err)?;
         buf.fill_zero(&self.stream).map_err(dev_err)?;
         Ok(self.tensor(buf, rows, cols))
     }
 
     fn output(&self, rows: usize, cols: usize) -> Result<HipTensor> {
+        self.forget_q8();
         let buf = self.pool.take(&self.device, rows * cols).map_err(dev_err)?;
         Ok(self.tensor(buf, rows, cols))
     }
 
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<HipTensor> {
+        self.forget_q8();
         if data.len() != rows * cols {
             return Err(shape(
                 "upload",
@@ -349,6 +459,7 @@ impl Backend for HipBackend {
     }
 
     fn get_rows(&self, table: &HipWeight, ids: &[u32], out: &mut HipTensor) -> Result<()> {
+        self.forget_q8();
         let (n_rows, k) = (table.rows(), table.cols());
         if out.rows != ids.len() || out.cols != k {
             return Err(shape(
@@ -435,6 +546,7 @@ impl Backend for HipBackend {
     }
 
     fn add_bias(&self, x: &mut HipTensor, bias: &HipWeight) -> Result<()> {
+        self.forget_q8();
         let b = self.vector("add_bias", bias, x.cols)?;
         self.kernels
             .add(&self.stream, &mut x.buf, b, x.cols)
@@ -450,9 +562,21 @@ impl Backend for HipBackend {
         out: &mut HipTensor,
     ) -> Result<()> {
         let w = self.norm_args("rms_norm", x, weight, group, out)?;
+        let emit = self.emits_q8(out, group);
+        let mut scratch = self.q8();
+        scratch.forget();
+        let q8 = if emit {
+            Some(scratch.out(&self.device, group)?)
+        } else {
+            None
+        };
         self.kernels
-            .rms_norm(&self.stream, &x.buf, w, group, eps, &mut out.buf)
-            .map_err(dev_err)
+            .rms_norm(&self.stream, &x.buf, w, group, eps, &mut out.buf, q8)
+            .map_err(dev_err)?;
+        if emit {
+            scratch.set_holder(&out.buf, group);
+        }
+        Ok(())
     }
 
     fn add_rms_norm(
@@ -466,6 +590,14 @@ impl Backend for HipBackend {
     ) -> Result<()> {
         check_same("add_rms_norm", x, y)?;
         let w = self.norm_args("add_rms_norm", x, weight, group, out)?;
+        let emit = self.emits_q8(out, group);
+        let mut scratch = self.q8();
+        scratch.forget();
+        let q8 = if emit {
+            Some(scratch.out(&self.device, group)?)
+        } else {
+            None
+        };
         self.kernels
             .add_rms_norm(
                 &self.stream,
@@ -475,8 +607,13 @@ impl Backend for HipBackend {
                 group,
                 eps,
                 &mut out.buf,
+                q8,
             )
-            .map_err(dev_err)
+            .map_err(dev_err)?;
+        if emit {
+            scratch.set_holder(&out.buf, group);
+        }
+        Ok(())
     }
 
     fn layer_norm(
@@ -487,6 +624,7 @@ impl Backend for HipBackend {
         eps: f32,
         out: &mut HipTensor,
     ) -> Result<()> {
+        self.forget_q8();
         check_same("layer_norm", x, out)?;
         let w = weight
             .map(|w| self.vector("layer_norm", w, x.cols))
@@ -506,63 +644,19 @@ impl Backend for HipBackend {
         positions: &[u32],
         spec: &RopeSpec,
     ) -> Result<()> {
-        if n_heads == 0 || !x.cols.is_multiple_of(n_heads) || positions.len() != x.rows {
-            return Err(shape(
-                "rope",
-                format!(
-                    "{}x{} in {n_heads} heads with {} positions",
-                    x.rows,
-                    x.cols,
-                    positions.len()
-                ),
-            ));
-        }
-        let head_dim = x.cols / n_heads;
-        if spec.n_dims > head_dim || !spec.n_dims.is_multiple_of(2) {
-            return Err(shape(
-                "rope",
-                format!("{} rotated dims of heads of {head_dim}", spec.n_dims),
-            ));
-        }
-        if x.rows == 0 || spec.n_dims == 0 {
-            return Ok(());
-        }
-        let (ext_factor, attn_factor, corr_dims) = match spec.yarn {
-            Some(y) => (
-                y.ext_factor,
-                y.attn_factor,
-                yarn_corr_dims(
-                    spec.n_dims,
-                    y.n_ctx_orig,
-                    spec.freq_base,
-                    y.beta_fast,
-                    y.beta_slow,
-                ),
-            ),
-            None => (0.0, 1.0, [0.0, 0.0]),
-        };
-        let p = RopeParams {
-            rows: x.rows,
-            n_heads,
-            head_dim,
-            n_dims: spec.n_dims,
-            neox: spec.mode == RopeMode::Neox,
-            theta_scale: spec.freq_base.powf(-2.0 / spec.n_dims as f32),
-            freq_scale: spec.freq_scale,
-            ext_factor,
-            attn_factor,
-            corr_dims,
-        };
-        let mut cached = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-        if cached.as_ref().is_none_or(|(host, _)| host != positions) {
-            *cached = Some((positions.to_vec(), self.upload_u32(positions)?));
-        }
-        let Some((_, pos)) = cached.as_ref() else {
-            return Err(shape("rope", "positions were not uploaded".into()));
-        };
-        self.kernels
-            .rope(&self.stream, &mut x.buf, pos, &p)
-            .map_err(dev_err)
+        self.rope_pair(x, n_heads, None, positions, spec)
+    }
+
+    fn rope_qk(
+        &self,
+        q: &mut HipTensor,
+        n_head: usize,
+        k: &mut HipTensor,
+        n_head_kv: usize,
+        positions: &[u32],
+        spec: &RopeSpec,
+    ) -> Result<()> {
+        self.rope_pair(q, n_head, Some((k, n_head_kv)), positions, spec)
     }
 
     fn kv_cache(
@@ -584,7 +678,8 @@ impl Backend for HipBackend {
         rows: Range<usize>,
         start_pos: usize,
     ) -> Result<()> {
-        cache.store(&self.stream, layer, k, v, rows, start_pos)
+        self.forget_q8();
+        cache.store(&self.stream, &self.kernels, layer, k, v, rows, start_pos)
     }
 
     fn attention(
@@ -597,6 +692,7 @@ impl Backend for HipBackend {
         spec: &AttnSpec,
         out: &mut HipTensor,
     ) -> Result<()> {
+        self.forget_q8();
         check_same("attention", q, out)?;
         if q.cols != spec.n_head * spec.head_dim
             || spec.n_head_kv != cache.n_head_kv
@@ -656,6 +752,14 @@ impl Backend for HipBackend {
     ) -> Result<()> {
         check_same("glu", gate, up)?;
         check_same("glu", gate, out)?;
+        let emit = self.emits_q8(out, out.cols);
+        let mut scratch = self.q8();
+        scratch.forget();
+        let q8 = if emit {
+            Some(scratch.out(&self.device, out.cols)?)
+        } else {
+            None
+        };
         self.kernels
             .glu(
                 &self.stream,
@@ -663,11 +767,17 @@ impl Backend for HipBackend {
                 &up.buf,
                 kind == GluKind::GeluTanh,
                 &mut out.buf,
+                q8,
             )
-            .map_err(dev_err)
+            .map_err(dev_err)?;
+        if emit {
+            scratch.set_holder(&out.buf, out.cols);
+        }
+        Ok(())
     }
 
     fn add(&self, a: &mut HipTensor, b: &HipTensor) -> Result<()> {
+        self.forget_q8();
         check_same("add", a, b)?;
         let n = a.buf.len();
         if n == 0 {
@@ -679,6 +789,7 @@ impl Backend for HipBackend {
     }
 
     fn mul(&self, a: &mut HipTensor, b: &HipTensor) -> Result<()> {
+        self.forget_q8();
         let nb = if (a.rows, a.cols) == (b.rows, b.cols) {
             a.buf.len()
         } else if b.rows == 1 && b.cols == a.cols {
@@ -698,12 +809,14 @@ impl Backend for HipBackend {
     }
 
     fn scale(&self, a: &mut HipTensor, s: f32) -> Result<()> {
+        self.forget_q8();
         self.kernels
             .scale(&self.stream, &mut a.buf, s)
             .map_err(dev_err)
     }
 
     fn softmax(&self, a: &mut HipTensor) -> Result<()> {
+        self.forget_q8();
         if a.buf.is_empty() {
             return Ok(());
         }
@@ -732,6 +845,7 @@ impl Backend for HipBackend {
     }
 
     fn select_tokens(&self, logits: &mut HipTensor, select: &[TokenSelect]) -> Result<Vec<u32>> {
+        self.forget_q8();
         self.select_on_device(logits, select)
     }
 }

@@ -131,9 +131,13 @@ impl HipKvCache {
         }
     }
 
+    /// Rows `rows` of `k` and `v` into positions `start_pos..` of `layer`
+    /// (one launch for both).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn store(
         &mut self,
         stream: &Stream,
+        kernels: &hip_kernels::Kernels,
         layer: usize,
         k: &crate::HipTensor,
         v: &crate::HipTensor,
@@ -168,11 +172,18 @@ impl HipKvCache {
                 detail: format!("layer {layer} of {}", self.k.len()),
             });
         }
-        self.k[layer]
-            .copy_from_device(stream, start_pos * w, &k.buf, rows.start * w, n * w)
-            .map_err(dev_err)?;
-        self.v[layer]
-            .copy_from_device(stream, start_pos * w, &v.buf, rows.start * w, n * w)
+        let (kc, vc) = (&mut self.k[layer], &mut self.v[layer]);
+        kernels
+            .copy2(
+                stream,
+                kc,
+                vc,
+                start_pos * w,
+                &k.buf,
+                &v.buf,
+                rows.start * w,
+                n * w,
+            )
             .map_err(dev_err)
     }
 }

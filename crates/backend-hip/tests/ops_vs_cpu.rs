@@ -721,3 +721,107 @@ fn select_tokens_equals_the_host_reference() {
     assert!(g.select_tokens(&mut t, &[too_big]).is_err());
     eprintln!("select_tokens: {checked} picks equal to the host reference");
 }
+
+/// The norms and GLU write the 8-bit form of a one-token result for the
+/// decode mat-vec that reads it next; the mat-vec's output must be the same
+/// to the bit as when it quantizes the row itself (another op in between
+/// makes the backend forget the fused form).
+#[test]
+fn fused_8bit_rows_equal_the_separate_quantize() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(0xf00d);
+    for (k, n) in [(4096usize, 96usize), (HIDDEN, 64)] {
+        let x = rng.vec(k, 3.0);
+        let y = rng.vec(k, 1.0);
+        let nw = rng.vec(k, 1.0);
+        let nw_bytes = f32_bytes(&nw);
+        let norm_w = g
+            .load_weight(&view("norm", GgmlType::F32, k, 1, &nw_bytes))
+            .unwrap();
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+        ] {
+            if !k.is_multiple_of(ty.block_size()) {
+                continue;
+            }
+            let Some(bytes) = quantized(ty, &rng.vec(n * k, 1.0)) else {
+                continue;
+            };
+            let w = g.load_weight(&view("w", ty, k, n, &bytes)).unwrap();
+            // `between`: an unrelated op after the producer, so the mat-vec
+            // quantizes the row itself.
+            let run = |op: u8, between: bool| -> Vec<f32> {
+                let mut xt = g.upload(&x, 1, k).unwrap();
+                let yt = g.upload(&y, 1, k).unwrap();
+                let mut h = g.output(1, k).unwrap();
+                match op {
+                    0 => g.rms_norm(&xt, Some(&norm_w), k, 1e-5, &mut h).unwrap(),
+                    1 => g
+                        .add_rms_norm(&mut xt, &yt, Some(&norm_w), k, 1e-5, &mut h)
+                        .unwrap(),
+                    _ => g.glu(&xt, &yt, GluKind::Silu, &mut h).unwrap(),
+                }
+                if between {
+                    let mut other = g.upload(&[1.0; 32], 1, 32).unwrap();
+                    g.scale(&mut other, 2.0).unwrap();
+                }
+                let mut out = g.output(1, n).unwrap();
+                g.matmul(&w, &h, &mut out).unwrap();
+                g.download(&out).unwrap()
+            };
+            for (op, name) in [(0u8, "rms_norm"), (1, "add_rms_norm"), (2, "glu")] {
+                let fused = run(op, false);
+                let separate = run(op, true);
+                assert_eq!(
+                    fused.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    separate.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{name} then {} {n}x{k}: fused 8-bit row differs",
+                    ty.name()
+                );
+            }
+        }
+    }
+}
+
+/// RoPE of queries and keys in one launch equals two separate ropes (and
+/// the CPU's).
+#[test]
+fn rope_qk_equals_two_ropes() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(21);
+    let rows = 5;
+    let q = rng.vec(rows * HEADS * HEAD_DIM, 2.0);
+    let k = rng.vec(rows * KV_HEADS * HEAD_DIM, 2.0);
+    let pos: Vec<u32> = (0..rows as u32).map(|i| i * 11 + 7).collect();
+    let spec = RopeSpec {
+        mode: RopeMode::Neox,
+        n_dims: HEAD_DIM,
+        freq_base: 10000.0,
+        freq_scale: 1.0,
+        yarn: None,
+    };
+    fn both<B: Backend>(
+        b: &B,
+        q: &[f32],
+        k: &[f32],
+        rows: usize,
+        pos: &[u32],
+        spec: &RopeSpec,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let mut qt = b.upload(q, rows, HEADS * HEAD_DIM).unwrap();
+        let mut kt = b.upload(k, rows, KV_HEADS * HEAD_DIM).unwrap();
+        b.rope_qk(&mut qt, HEADS, &mut kt, KV_HEADS, pos, spec)
+            .unwrap();
+        (b.download(&qt).unwrap(), b.download(&kt).unwrap())
+    }
+    let (gq, gk) = both(g, &q, &k, rows, &pos, &spec);
+    let (cq, ck) = both(cpu(), &q, &k, rows, &pos, &spec);
+    assert_close("rope_qk q", &gq, &cq, 1e-5);
+    assert_close("rope_qk k", &gk, &ck, 1e-5);
+    let mut qt = g.upload(&q, rows, HEADS * HEAD_DIM).unwrap();
+    g.rope(&mut qt, HEADS, &pos, &spec).unwrap();
+    assert_eq!(g.download(&qt).unwrap(), gq, "rope_qk q vs rope");
+}

@@ -285,8 +285,7 @@ impl<B: Backend> Model<B> {
                 k = kt;
             }
             let rope = c.rope_for_layer(il);
-            be.rope(&mut q, c.n_head, &positions, &rope)?;
-            be.rope(&mut k, c.n_head_kv, &positions, &rope)?;
+            be.rope_qk(&mut q, c.n_head, &mut k, c.n_head_kv, &positions, &rope)?;
             let spec = AttnSpec {
                 n_head: c.n_head,
                 n_head_kv: c.n_head_kv,

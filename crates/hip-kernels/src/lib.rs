@@ -26,7 +26,7 @@ use gpu_runtime::{
     rtc::Compiler, Device, DeviceBuffer, Function, KernelArgs, LaunchConfig, Module, Result,
     RuntimeError, Stream, Vendor,
 };
-pub use matvec::{matvec_q8_supports, MatvecPart, MATVEC_MAX_PARTS};
+pub use matvec::{matvec_q8_supports, MatvecPart, Q8Out, MATVEC_MAX_PARTS};
 pub use sample::{SampleParams, SAMPLE_MAX_K};
 
 mod prebuilt {
@@ -414,6 +414,7 @@ impl Kernels {
 
     /// RMS-normalise `x` as groups of `group` values (`x.len()` a multiple of
     /// `group`), times `w` (length `group`) when given.
+    #[allow(clippy::too_many_arguments)]
     pub fn rms_norm(
         &self,
         stream: &Stream,
@@ -422,8 +423,9 @@ impl Kernels {
         group: usize,
         eps: f32,
         out: &mut DeviceBuffer<f32>,
+        q8: Option<Q8Out<'_>>,
     ) -> Result<()> {
-        self.norm_groups(stream, x, None, w, group, eps, out)
+        self.norm_groups(stream, x, None, w, group, eps, out, q8)
     }
 
     /// `x += y`, then `out` = [`Kernels::rms_norm`] of the new `x`: a
@@ -438,11 +440,13 @@ impl Kernels {
         group: usize,
         eps: f32,
         out: &mut DeviceBuffer<f32>,
+        q8: Option<Q8Out<'_>>,
     ) -> Result<()> {
-        self.norm_groups(stream, x, Some(y), w, group, eps, out)
+        self.norm_groups(stream, x, Some(y), w, group, eps, out, q8)
     }
 
-    /// `rms_norm_f32` (no `y`) or `add_rms_norm_f32` (x += y first).
+    /// `rms_norm_f32` (no `y`) or `add_rms_norm_f32` (x += y first); with
+    /// `q8`, one group only, also its 8-bit form for the decode mat-vecs.
     #[allow(clippy::too_many_arguments)]
     fn norm_groups(
         &self,
@@ -453,6 +457,7 @@ impl Kernels {
         group: usize,
         eps: f32,
         out: &mut DeviceBuffer<f32>,
+        q8: Option<Q8Out<'_>>,
     ) -> Result<()> {
         if group == 0 || !x.len().is_multiple_of(group) {
             return Err(invalid(format!(
@@ -468,6 +473,17 @@ impl Kernels {
             need("rms_norm weight", w.len(), group)?;
         }
         let groups = x.len() / group;
+        let (q_ptr, ds_ptr) = match &q8 {
+            Some(o) => {
+                if groups != 1 {
+                    return Err(invalid(format!(
+                        "rms_norm: 8-bit output of {groups} groups (one only)"
+                    )));
+                }
+                o.check("rms_norm", group)?
+            }
+            None => (0, 0),
+        };
         // Few long groups (one token's hidden state): a wide block, so that
         // the row is read with one float4 per thread.
         let threads = if groups < 64 && group >= 2048 {
@@ -488,14 +504,17 @@ impl Kernels {
             .ptr(w.map_or(0, |w| w.device_ptr()))
             .i32(to_i32("group", group)?)
             .f32(eps)
-            .ptr(out.device_ptr());
+            .ptr(out.device_ptr())
+            .ptr(q_ptr)
+            .ptr(ds_ptr);
         let name = if y.is_some() {
             "add_rms_norm_f32"
         } else {
             "rms_norm_f32"
         };
         // SAFETY: matches `rms_norm_f32` / `add_rms_norm_f32` (which writes x:
-        // the caller holds it mutably); lengths checked above.
+        // the caller holds it mutably); lengths checked above, the 8-bit
+        // buffers by `Q8Out::check` (the caller holds them mutably).
         unsafe { self.f(name)?.launch(stream, cfg, &args) }
     }
 
@@ -545,6 +564,20 @@ impl Kernels {
         pos: &DeviceBuffer<u32>,
         p: &RopeParams,
     ) -> Result<()> {
+        self.rope_pair(stream, x, None, pos, p)
+    }
+
+    /// RoPE in place on `x` and, when given, on `(x2, n_heads2)`: rows of
+    /// `n_heads2 × head_dim` at the same positions, in the same launch (a
+    /// layer's queries and keys).
+    pub fn rope_pair(
+        &self,
+        stream: &Stream,
+        x: &mut DeviceBuffer<f32>,
+        x2: Option<(&mut DeviceBuffer<f32>, usize)>,
+        pos: &DeviceBuffer<u32>,
+        p: &RopeParams,
+    ) -> Result<()> {
         if p.n_dims > p.head_dim || !p.n_dims.is_multiple_of(2) {
             return Err(invalid(format!(
                 "rope: {} rotated dims for heads of {}",
@@ -553,7 +586,14 @@ impl Kernels {
         }
         need("rope input", x.len(), p.rows * p.n_heads * p.head_dim)?;
         need("rope positions", pos.len(), p.rows)?;
-        let pairs = p.rows * p.n_heads * (p.n_dims / 2);
+        let (x2_ptr, n_heads2) = match x2 {
+            Some((b, n)) => {
+                need("rope second input", b.len(), p.rows * n * p.head_dim)?;
+                (b.device_ptr(), n)
+            }
+            None => (0, 0),
+        };
+        let pairs = p.rows * (p.n_heads + n_heads2) * (p.n_dims / 2);
         let cfg = LaunchConfig {
             grid: (blocks(pairs, BLOCK_1D)?, 1, 1),
             block: (BLOCK_1D as u32, 1, 1),
@@ -564,6 +604,8 @@ impl Kernels {
             .ptr(pos.device_ptr())
             .i32(to_i32("rows", p.rows)?)
             .i32(to_i32("heads", p.n_heads)?)
+            .ptr(x2_ptr)
+            .i32(to_i32("heads", n_heads2)?)
             .i32(to_i32("head_dim", p.head_dim)?)
             .i32(to_i32("n_dims", p.n_dims)?)
             .i32(p.neox as i32)
@@ -573,7 +615,8 @@ impl Kernels {
             .f32(p.attn_factor)
             .f32(p.corr_dims[0])
             .f32(p.corr_dims[1]);
-        // SAFETY: matches `rope_f32`; lengths checked above.
+        // SAFETY: matches `rope_f32`; lengths checked above (x2 null only
+        // with n_heads2 = 0, when the kernel never touches it).
         unsafe { self.f("rope_f32")?.launch(stream, cfg, &args) }
     }
 
@@ -731,6 +774,7 @@ impl Kernels {
     }
 
     /// `out = act(gate) * up` element-wise; `gelu` selects GELU-tanh over SiLU.
+    /// With `q8`, also the 8-bit form of `out` for the decode mat-vecs.
     pub fn glu(
         &self,
         stream: &Stream,
@@ -738,17 +782,58 @@ impl Kernels {
         up: &DeviceBuffer<f32>,
         gelu: bool,
         out: &mut DeviceBuffer<f32>,
+        q8: Option<Q8Out<'_>>,
     ) -> Result<()> {
         let n = gate.len();
         need("glu up", up.len(), n)?;
         need("glu output", out.len(), n)?;
+        let (q_ptr, ds_ptr) = match &q8 {
+            Some(o) => o.check("glu", n)?,
+            None => (0, 0),
+        };
         let args = KernelArgs::new()
             .ptr(gate.device_ptr())
             .ptr(up.device_ptr())
             .ptr(out.device_ptr())
             .i32(to_i32("n", n)?)
-            .i32(gelu as i32);
+            .i32(gelu as i32)
+            .ptr(q_ptr)
+            .ptr(ds_ptr);
         self.launch_1d(stream, "glu_f32", n, args)
+    }
+
+    /// `dst0[..n] = src0[..n]` and `dst1[..n] = src1[..n]` from the given
+    /// offsets (values) in one launch: a layer's K and V rows into its cache.
+    #[allow(clippy::too_many_arguments)]
+    pub fn copy2(
+        &self,
+        stream: &Stream,
+        dst0: &mut DeviceBuffer<f32>,
+        dst1: &mut DeviceBuffer<f32>,
+        dst_off: usize,
+        src0: &DeviceBuffer<f32>,
+        src1: &DeviceBuffer<f32>,
+        src_off: usize,
+        n: usize,
+    ) -> Result<()> {
+        for (what, len, off) in [
+            ("copy2 destination", dst0.len(), dst_off),
+            ("copy2 destination", dst1.len(), dst_off),
+            ("copy2 source", src0.len(), src_off),
+            ("copy2 source", src1.len(), src_off),
+        ] {
+            need(what, len.saturating_sub(off), n)?;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let args = KernelArgs::new()
+            .ptr(dst0.device_ptr() + 4 * dst_off as u64)
+            .ptr(src0.device_ptr() + 4 * src_off as u64)
+            .ptr(dst1.device_ptr() + 4 * dst_off as u64)
+            .ptr(src1.device_ptr() + 4 * src_off as u64)
+            .i32(to_i32("n", n)?);
+        self.launch_1d(stream, "copy2_f32", n, args)
     }
 
     fn binary(
@@ -940,6 +1025,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
         ],
         "elementwise" => [
             "glu_f32",
+            "copy2_f32",
             "add_f32",
             "mul_f32",
             "scale_f32",

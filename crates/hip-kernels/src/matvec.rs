@@ -20,6 +20,31 @@ pub struct MatvecPart<'a> {
     pub y: &'a mut DeviceBuffer<f32>,
 }
 
+/// Where a kernel that produces an activation row also writes its 8-bit
+/// form (the layout of [`Kernels::quantize_q8`]), so the decode mat-vec that
+/// reads the row next needs no quantize launch of its own.
+pub struct Q8Out<'a> {
+    /// The signed bytes, `k / 4` words.
+    pub q: &'a mut DeviceBuffer<u32>,
+    /// `(d, d · Σq)` per block of 32, `k / 16` floats.
+    pub ds: &'a mut DeviceBuffer<f32>,
+}
+
+impl Q8Out<'_> {
+    /// The device pointers for a row of `k` values, after checking that `k`
+    /// is whole blocks of 32 and that the buffers hold them.
+    pub(crate) fn check(&self, op: &str, k: usize) -> Result<(u64, u64)> {
+        if k == 0 || !k.is_multiple_of(32) {
+            return Err(invalid(format!(
+                "{op}: 8-bit output of {k} values (not blocks of 32)"
+            )));
+        }
+        need("8-bit output values", self.q.len(), k / 4)?;
+        need("8-bit output scales", self.ds.len(), k / 16)?;
+        Ok((self.q.device_ptr(), self.ds.device_ptr()))
+    }
+}
+
 /// Whether [`Kernels::matvec_q8`] handles weights in `format` with rows of
 /// `k` values.
 pub fn matvec_q8_supports(format: GpuFormat, k: usize) -> bool {
