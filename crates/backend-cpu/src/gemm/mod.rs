@@ -15,6 +15,7 @@
 //! The scalar reference is [`quant::dot`]; the tests compare the two.
 
 pub(crate) mod lanes;
+mod zmm_rows;
 
 use backend_core::{BackendError, GgmlType, Result};
 use rayon::prelude::*;
@@ -56,7 +57,7 @@ impl Kind {
         }
     }
     /// Bytes of one weight block.
-    fn w_block(self) -> usize {
+    const fn w_block(self) -> usize {
         match self {
             Kind::Q4_0 => 18,
             Kind::Q4_1 => 20,
@@ -110,6 +111,15 @@ fn level() -> Option<Level> {
     None
 }
 
+/// Whether one token runs [`zmm_rows`]: the CPU has its features and
+/// `ROCMFORGE_CPU_ZMM=0` does not ask for the ymm row kernels (comparisons).
+fn use_zmm() -> bool {
+    static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USE.get_or_init(|| {
+        zmm_rows::available() && std::env::var("ROCMFORGE_CPU_ZMM").map_or(true, |v| v != "0")
+    })
+}
+
 /// Whether these kernels handle `t` on this CPU.
 pub(crate) fn supports(t: GgmlType) -> bool {
     Kind::of(t).is_some() && level().is_some()
@@ -129,6 +139,19 @@ pub(crate) fn matmul(
     threads: usize,
     act: &mut Vec<u8>,
 ) -> Result<()> {
+    matmul_with(w, x, out, threads, act, use_zmm())
+}
+
+/// [`matmul`], with one token through [`zmm_rows`] when `zmm` (the caller
+/// checked [`zmm_rows::available`]) and else through the ymm row kernels.
+fn matmul_with(
+    w: &CpuWeight,
+    x: &CpuTensor,
+    out: &mut CpuTensor,
+    threads: usize,
+    act: &mut Vec<u8>,
+    zmm: bool,
+) -> Result<()> {
     let (Some(kind), Some(lvl)) = (Kind::of(w.ggml_type()), level()) else {
         return Err(BackendError::UnsupportedType {
             op: "matmul (legacy kernels)",
@@ -144,6 +167,12 @@ pub(crate) fn matmul(
     let (a_bs, a_qoff) = kind.a_block();
     let act_row = nb * a_bs;
     crate::matmul::quantize_activation_rows(kind.act_type(), x.as_slice(), k, t, act_row, act)?;
+    // One token with AVX-512 VBMI: four blocks of a row per step.
+    if t == 1 && lvl == Level::Vnni && zmm {
+        let chunk = rows_per_task(n, threads, w.row_bytes());
+        zmm_rows::matmul(kind, w.bytes(), n, nb, act, out.as_mut_slice(), chunk);
+        return Ok(());
+    }
     // Per token and block: the activation scale and the correction term.
     let mut da = vec![0.0f32; t * nb];
     let mut corr = vec![0.0f32; t * nb];
@@ -775,6 +804,67 @@ mod sweep {
                         if tile < lanes { "tile" } else { "lanes" }
                     );
                 }
+            }
+        }
+    }
+
+    /// One token through SmolLM2-135M-sized matrices, zmm rows vs ymm rows,
+    /// one thread, the weights (`MB`, default 96 MB of copies) cycled so that
+    /// they come from L3/DRAM as in a decode step: `cargo test --release -p
+    /// backend-cpu --lib decode_rows -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn decode_rows() {
+        if !zmm_rows::available() {
+            return;
+        }
+        let threads: usize = std::env::var("THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let mb: usize = std::env::var("MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(96);
+        let b = CpuBackend::new(threads).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut rng = Rng::new(3);
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q8_0,
+            GgmlType::Q5_0,
+        ] {
+            for (k, n) in [(576, 1536), (1536, 576), (576, 49152)] {
+                let one = TestWeight::random(&mut rng, ty, k, n, 0.05);
+                let copies = (mb << 20).div_ceil(one.bytes.len()).max(1);
+                let ws: Vec<_> = (0..copies).map(|_| one.load(&b)).collect();
+                let x = CpuTensor::from_vec(rng.vec(k, 1.0), 1, k).unwrap();
+                let mut out = CpuTensor::zeros(1, n).unwrap();
+                let mut act = Vec::new();
+                let mut time = |zmm: bool| {
+                    let mut best = f64::MAX;
+                    for _ in 0..5 {
+                        let s = Instant::now();
+                        for w in &ws {
+                            pool.install(|| {
+                                matmul_with(w, &x, &mut out, threads, &mut act, zmm).unwrap()
+                            });
+                        }
+                        best = best.min(s.elapsed().as_secs_f64());
+                    }
+                    (copies * one.bytes.len()) as f64 / best / 1e9
+                };
+                let (y0, z0, y1, z1) = (time(false), time(true), time(false), time(true));
+                println!(
+                    "{} {k}x{n} x{copies} threads={threads}: ymm {:.1} GB/s  zmm {:.1} GB/s",
+                    ty.name(),
+                    y0.max(y1),
+                    z0.max(z1)
+                );
             }
         }
     }
