@@ -27,8 +27,15 @@
 //!
 //! The integer sums equal ggml's per (sub-)block sums; only the `f32`
 //! rounding differs from [`quant::dot`], which the tests compare against.
+//!
+//! Where the CPU also has GFNI (and BITALG for Q5_0), the legacy formats take
+//! the zmm kernels of `lanes_zmm.rs` instead: sixteen rows per vector, up to
+//! eight tokens per weight vector, the weights unpacked in registers.
 
 use std::cell::RefCell;
+
+#[path = "lanes_zmm.rs"]
+mod zmm;
 
 use backend_core::{BackendError, GgmlType, Result};
 use rayon::prelude::*;
@@ -432,11 +439,41 @@ fn run(
     }
     prep.fill(f, x.as_slice(), t, k)?;
     let prep: &Prep = prep;
+    let (bytes, row_bytes) = (w.bytes(), w.row_bytes());
+    let out = out.as_mut_slice();
+    if zmm::supports(f) && !no_zmm() {
+        zmm::run(f, bytes, row_bytes, n, k, t, prep, out, threads);
+    } else {
+        run_groups(f, bytes, row_bytes, n, k, t, prep, out, threads);
+    }
+    Ok(())
+}
+
+/// `ROCMFORGE_NO_ZMM_LANES=1` (read once): the legacy formats take the ymm
+/// kernels of eight-row groups even where the zmm ones run (to compare).
+fn no_zmm() -> bool {
+    static NO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NO.get_or_init(|| std::env::var_os("ROCMFORGE_NO_ZMM_LANES").is_some_and(|v| v == "1"))
+}
+
+/// The ymm kernels over groups of eight rows unpacked into [`Group`]s (as
+/// [`zmm::run`]).
+#[allow(clippy::too_many_arguments)]
+fn run_groups(
+    f: Fmt,
+    bytes: &[u8],
+    row_bytes: usize,
+    n: usize,
+    k: usize,
+    t: usize,
+    prep: &Prep,
+    out: &mut [f32],
+    threads: usize,
+) {
+    assert!(bytes.len() >= n * row_bytes && out.len() >= t * n);
     let units = k / f.unit();
-    let row_bytes = w.row_bytes();
-    let bytes = w.bytes();
     let chunk = rows_per_task(n, threads, row_bytes).next_multiple_of(2 * ROWS);
-    let out_ptr = SyncPtr(out.as_mut_slice().as_mut_ptr());
+    let out_ptr = SyncPtr(out.as_mut_ptr());
     (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
         let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(n));
         let body = |gs: &mut [Group; 2]| {
@@ -504,7 +541,6 @@ fn run(
             Err(_) => body(&mut Default::default()),
         });
     });
-    Ok(())
 }
 
 /// Dispatch on the format's unit and the tile width `tn` (1..=TOK).
