@@ -64,10 +64,14 @@ RF_DEVICE void rf_attend(const float* __restrict__ qr, const float* __restrict__
     *l_out = l;
 }
 
+// oq, ods: when not null (one query row, head_dim a multiple of 32), the
+// output row is also written as 8-bit blocks for the decode mat-vec that
+// reads it next (see rf_q8_emit1); each block writes its head's blocks.
 extern "C" __global__ void attention_f32(const float* __restrict__ q, const float* __restrict__ k,
                                          const float* __restrict__ v, float* __restrict__ out,
                                          int start_pos, int n_head, int n_kv, int head_dim,
-                                         float scale, int window, float softcap) {
+                                         float scale, int window, float softcap,
+                                         i8* __restrict__ oq, float2* __restrict__ ods) {
     extern __shared__ float smem[];
     __shared__ float scratch[32];
     const int h = blockIdx.x, row = blockIdx.y, tid = threadIdx.x, nt = blockDim.x;
@@ -81,7 +85,9 @@ extern "C" __global__ void attention_f32(const float* __restrict__ q, const floa
 #pragma unroll
     for (int a = 0; a < RF_ATT_PER_THREAD; a++) {
         const int d = tid + a * nt;
-        if (d < head_dim) o[d] = acc[a] / l;
+        const float r = d < head_dim ? acc[a] / l : 0.0f;
+        if (d < head_dim) o[d] = r;
+        if (oq) rf_q8_emit1(r, h * head_dim + d, d < head_dim, oq, ods);
     }
 }
 
@@ -122,10 +128,12 @@ extern "C" __global__ void attention_split_f32(const float* __restrict__ q, cons
 }
 
 // Merge the splits of attention_split_f32. Launch: grid = (n_head, n_rows), block = 128.
+// oq, ods as attention_f32.
 extern "C" __global__ void attention_combine_f32(const float* __restrict__ part_o,
                                                  const float* __restrict__ part_ml,
                                                  float* __restrict__ out, int n_head, int head_dim,
-                                                 int splits) {
+                                                 int splits, i8* __restrict__ oq,
+                                                 float2* __restrict__ ods) {
     const int h = blockIdx.x, row = blockIdx.y;
     const size_t base = ((size_t)row * n_head + h) * splits;
     float mx = RF_NEG_INF;
@@ -136,13 +144,20 @@ extern "C" __global__ void attention_combine_f32(const float* __restrict__ part_
         if (m != RF_NEG_INF) l += expf(m - mx) * part_ml[2 * (base + z) + 1];
     }
     float* o = out + ((size_t)row * n_head + h) * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float s = 0.0f;
-        for (int z = 0; z < splits; z++) {
-            const float m = part_ml[2 * (base + z)];
-            if (m != RF_NEG_INF) s += expf(m - mx) * part_o[(base + z) * head_dim + d];
+    // The same trip count on every lane (the 8-bit blocks reduce with shuffles).
+    for (int d0 = 0; d0 < head_dim; d0 += blockDim.x) {
+        const int d = d0 + threadIdx.x;
+        float r = 0.0f;
+        if (d < head_dim) {
+            float s = 0.0f;
+            for (int z = 0; z < splits; z++) {
+                const float m = part_ml[2 * (base + z)];
+                if (m != RF_NEG_INF) s += expf(m - mx) * part_o[(base + z) * head_dim + d];
+            }
+            r = s / l;
+            o[d] = r;
         }
-        o[d] = s / l;
+        if (oq) rf_q8_emit1(r, h * head_dim + d, d < head_dim, oq, ods);
     }
 }
 

@@ -113,6 +113,39 @@ RF_DEVICE void rf_matvec_store(float acc, int r, int N, int sub, int wpr, float*
     }
 }
 
+// rf_matvec_store for RPW rows per wave group (each its own row r[e] of
+// N[e] in Y[e]).
+template <int RPW>
+RF_DEVICE void rf_matvec_store_n(float* acc, const int* r, const int* N, float* const* Y, int sub,
+                                 int wpr) {
+    __shared__ float part[RPW][4];
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+#pragma unroll
+    for (int e = 0; e < RPW; e++) acc[e] = rf_wave_sum(acc[e]);
+    if (wpr == 1) {
+        if (lane == 0) {
+#pragma unroll
+            for (int e = 0; e < RPW; e++)
+                if (r[e] < N[e]) Y[e][r[e]] = acc[e];
+        }
+        return;
+    }
+    if (lane == 0) {
+#pragma unroll
+        for (int e = 0; e < RPW; e++) part[e][wave] = acc[e];
+    }
+    __syncthreads();
+    if (sub == 0 && lane == 0) {
+#pragma unroll
+        for (int e = 0; e < RPW; e++) {
+            if (r[e] >= N[e]) continue;
+            float s = 0.0f;
+            for (int i = 0; i < wpr; i++) s += part[e][wave + i];
+            Y[e][r[e]] = s;
+        }
+    }
+}
+
 // Up to three weights with the same format and row length share one launch
 // (a layer's q/k/v or gate/up, one quantized input): rows 0..N0 of the grid
 // are weight 0's, the next N1 weight 1's, then N2 weight 2's.
@@ -172,53 +205,85 @@ RF_DEVICE int rf_byte(u32 w, int i) { return (int)((w >> (8 * i)) & 0xFF); }
 // and are unpacked with shifts (no byte arrays, which would live in local
 // memory). Rows must be 16-byte aligned (row bytes are a multiple of 144 and
 // the launcher checks the base).
-extern "C" __global__ void matvec_q4_k_wide(RF_MV_ARGS) {
+// RPW rows per wave (or per wpr waves): the rows' loads of an iteration are
+// issued together and share the activation loads, for more bytes in flight.
+template <int RPW>
+RF_DEVICE void rf_q4_k_wide(RF_MV_ARGS) {
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
     const int sub = wave % wpr;
-    RF_MV_PICK(blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr);
-    const u8* row = W + (size_t)(r < N ? r : 0) * row_bytes;
-    const int nsb = r < N ? K / 256 : 0;
+    const int rg0 = (blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * RPW;
+    const u8* rows[RPW];
+    float* ys[RPW];
+    int ns[RPW], rs[RPW];
+    bool any = false;
+#pragma unroll
+    for (int e = 0; e < RPW; e++) {
+        const u8* w;
+        rf_mv_pick(rg0 + e, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &w, &ys[e], &ns[e], &rs[e]);
+        // A row past the end reads row 0 of its weight (never stored).
+        rows[e] = w + (size_t)(rs[e] < ns[e] ? rs[e] : 0) * row_bytes;
+        any |= rs[e] < ns[e];
+    }
+    const int nsb = any ? K / 256 : 0;
     const int piece = lane & 7, p = piece >> 1, h = piece & 1;
-    float acc = 0.0f;
+    float acc[RPW];
+#pragma unroll
+    for (int e = 0; e < RPW; e++) acc[e] = 0.0f;
 #pragma unroll 4
     for (int sb = (sub * RF_WAVE + lane) >> 3; sb < nsb; sb += wpr * RF_WAVE / 8) {
-        const u8* b = row + (size_t)sb * 144;
-        const uint4 hdr = *(const uint4*)b;
-        const uint4 w = *(const uint4*)(b + 16 + p * 32 + h * 16);
+        uint4 hdr[RPW], w[RPW];
+#pragma unroll
+        for (int e = 0; e < RPW; e++) {
+            const u8* b = rows[e] + (size_t)sb * 144;
+            hdr[e] = *(const uint4*)b;
+            w[e] = *(const uint4*)(b + 16 + p * 32 + h * 16);
+        }
         const int c_lo = sb * 8 + 2 * p;
         const int4 xl = *(const int4*)(xq + c_lo * 8 + h * 4);
         const int4 xh = *(const int4*)(xq + (c_lo + 1) * 8 + h * 4);
-        int sl = 0, sh = 0;
-        sl = RF_DP4A(w.x & 0x0F0F0F0F, xl.x, sl);
-        sl = RF_DP4A(w.y & 0x0F0F0F0F, xl.y, sl);
-        sl = RF_DP4A(w.z & 0x0F0F0F0F, xl.z, sl);
-        sl = RF_DP4A(w.w & 0x0F0F0F0F, xl.w, sl);
-        sh = RF_DP4A((w.x >> 4) & 0x0F0F0F0F, xh.x, sh);
-        sh = RF_DP4A((w.y >> 4) & 0x0F0F0F0F, xh.y, sh);
-        sh = RF_DP4A((w.z >> 4) & 0x0F0F0F0F, xh.z, sh);
-        sh = RF_DP4A((w.w >> 4) & 0x0F0F0F0F, xh.w, sh);
-        // Six-bit scale and minimum of sub-blocks j = 2p and 2p + 1 (bytes
-        // 4..15 of the block: hdr.y, hdr.z, hdr.w), as rf_scale_min_k4.
-        int sc[2], mn[2];
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-            const int j = 2 * p + e;
-            if (j < 4) {
-                sc[e] = rf_byte(hdr.y, j) & 63;
-                mn[e] = rf_byte(hdr.z, j) & 63;
-            } else {
-                const int hi = rf_byte(hdr.w, j - 4);
-                sc[e] = (hi & 0xF) | ((rf_byte(hdr.y, j - 4) >> 6) << 4);
-                mn[e] = (hi >> 4) | ((rf_byte(hdr.z, j - 4) >> 6) << 4);
-            }
-        }
-        const float d = rf_h2f((u16)(hdr.x & 0xFFFF)), dmin = rf_h2f((u16)(hdr.x >> 16));
         const float2 dl = ds[c_lo], dh = ds[c_lo + 1];
-        acc += d * ((float)sc[0] * dl.x * (float)sl + (float)sc[1] * dh.x * (float)sh);
-        // The minima apply once per sub-block: on the first half's lane.
-        if (h == 0) acc -= dmin * ((float)mn[0] * dl.y + (float)mn[1] * dh.y);
+#pragma unroll
+        for (int e = 0; e < RPW; e++) {
+            int sl = 0, sh = 0;
+            sl = RF_DP4A(w[e].x & 0x0F0F0F0F, xl.x, sl);
+            sl = RF_DP4A(w[e].y & 0x0F0F0F0F, xl.y, sl);
+            sl = RF_DP4A(w[e].z & 0x0F0F0F0F, xl.z, sl);
+            sl = RF_DP4A(w[e].w & 0x0F0F0F0F, xl.w, sl);
+            sh = RF_DP4A((w[e].x >> 4) & 0x0F0F0F0F, xh.x, sh);
+            sh = RF_DP4A((w[e].y >> 4) & 0x0F0F0F0F, xh.y, sh);
+            sh = RF_DP4A((w[e].z >> 4) & 0x0F0F0F0F, xh.z, sh);
+            sh = RF_DP4A((w[e].w >> 4) & 0x0F0F0F0F, xh.w, sh);
+            // Six-bit scale and minimum of sub-blocks j = 2p and 2p + 1
+            // (bytes 4..15 of the block: hdr.y, hdr.z, hdr.w), as
+            // rf_scale_min_k4.
+            int sc[2], mn[2];
+#pragma unroll
+            for (int f = 0; f < 2; f++) {
+                const int j = 2 * p + f;
+                if (j < 4) {
+                    sc[f] = rf_byte(hdr[e].y, j) & 63;
+                    mn[f] = rf_byte(hdr[e].z, j) & 63;
+                } else {
+                    const int hi = rf_byte(hdr[e].w, j - 4);
+                    sc[f] = (hi & 0xF) | ((rf_byte(hdr[e].y, j - 4) >> 6) << 4);
+                    mn[f] = (hi >> 4) | ((rf_byte(hdr[e].z, j - 4) >> 6) << 4);
+                }
+            }
+            const float d = rf_h2f((u16)(hdr[e].x & 0xFFFF));
+            const float dmin = rf_h2f((u16)(hdr[e].x >> 16));
+            acc[e] += d * ((float)sc[0] * dl.x * (float)sl + (float)sc[1] * dh.x * (float)sh);
+            // The minima apply once per sub-block: on the first half's lane.
+            if (h == 0) acc[e] -= dmin * ((float)mn[0] * dl.y + (float)mn[1] * dh.y);
+        }
     }
-    rf_matvec_store(acc, r, N, sub, wpr, Y);
+    rf_matvec_store_n<RPW>(acc, rs, ns, ys, sub, wpr);
+}
+
+extern "C" __global__ void matvec_q4_k_wide(RF_MV_ARGS) {
+    rf_q4_k_wide<1>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+}
+extern "C" __global__ void matvec_q4_k_wide2(RF_MV_ARGS) {
+    rf_q4_k_wide<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
 }
 
 // Q6_K rows staged through shared memory. Q6_K blocks (210 bytes) are only
@@ -226,9 +291,98 @@ extern "C" __global__ void matvec_q4_k_wide(RF_MV_ARGS) {
 // number of 16-byte words, so a row of K = 2048 * n values (16-byte aligned,
 // the launcher checks) is read as tiles of 105 words with fully used 16-byte
 // loads. The next tile's words are loaded into registers while the lanes
-// multiply the current one from shared memory (two 32-value chunks each,
-// with rf_vdot_q6_k). Waves of a row take every wpr-th tile.
+// multiply the current one from shared memory. Waves of a row take every
+// wpr-th tile.
+//
+// In a tile, RF_WAVE / 8 lanes share a super-block: lane slice s takes the
+// value columns l0 .. l0 + CPL of one half h (CPL = 64 / lanes per block)
+// for all four 32-value chunks of that half, so each byte it reads (ql of
+// both nibbles, qh of all four 2-bit pairs) is used once. Bytes come from
+// shared memory as aligned 32-bit words joined by a funnel shift (blocks
+// start at even addresses only), the six-bit values become signed (q - 32)
+// bytes in registers, and one dp4a takes four of them.
 #define RF_Q6_TILE_WORDS 105
+#define RF_Q6_LP (RF_WAVE / 8)
+#define RF_Q6_CPL (64 / RF_Q6_LP)
+#define RF_Q6_NW (RF_Q6_CPL / 4)
+
+// N 32-bit words from byte offset `off` (even) of the 4-byte aligned `t`.
+template <int N>
+RF_DEVICE void rf_lds_words(const u32* t, int off, u32* out) {
+    const u32* a = t + (off >> 2);
+    const int sh = (off & 2) * 8;
+    u32 w[N + 1];
+#pragma unroll
+    for (int i = 0; i <= N; i++) w[i] = a[i];
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        out[i] = (u32)((((unsigned long long)w[i + 1] << 32) | w[i]) >> sh);
+}
+
+// N activation words at p (16-byte aligned for N = 4, 8-byte for N = 2).
+template <int N>
+RF_DEVICE void rf_ld_words(const int* __restrict__ p, int* out) {
+#pragma unroll
+    for (int i = 0; i < N; i++) out[i] = p[i];
+}
+template <>
+RF_DEVICE void rf_ld_words<4>(const int* __restrict__ p, int* out) {
+    const int4 v = *(const int4*)p;
+    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+}
+template <>
+RF_DEVICE void rf_ld_words<2>(const int* __restrict__ p, int* out) {
+    const int2 v = *(const int2*)p;
+    out[0] = v.x, out[1] = v.y;
+}
+
+// Four six-bit values (0..63) per word to signed bytes q - 32.
+RF_DEVICE int rf_q6_signed(u32 v) {
+    return (int)(((v | 0x80808080u) - 0x20202020u) ^ 0x80808080u);
+}
+
+// The slice of super-block j of the staged tile `st` taken by lane slice
+// `slice`, against the activations of global super-block `sbg`.
+RF_DEVICE float rf_q6_slice(const u32* st, int j, int slice, int sbg, const int* __restrict__ xq,
+                            const float2* __restrict__ ds) {
+    const int col = slice * RF_Q6_CPL, h = col >> 5, l0 = col & 31;
+    const int base = j * 210;
+    u32 lo[RF_Q6_NW], hi[RF_Q6_NW], qh[RF_Q6_NW], sw[2], dw[1];
+    rf_lds_words<RF_Q6_NW>(st, base + h * 64 + l0, lo);
+    rf_lds_words<RF_Q6_NW>(st, base + h * 64 + 32 + l0, hi);
+    rf_lds_words<RF_Q6_NW>(st, base + 128 + h * 32 + l0, qh);
+    rf_lds_words<2>(st, base + 192 + h * 8, sw);
+    rf_lds_words<1>(st, base + 208, dw);
+    const int c0 = sbg * 8 + h * 4;
+    // The slice's activation words of the four chunks (16-byte loads when
+    // the slice is 16 values: wave32).
+    int x[4][RF_Q6_NW];
+#pragma unroll
+    for (int k = 0; k < 4; k++) rf_ld_words<RF_Q6_NW>(xq + (c0 + k) * 8 + l0 / 4, x[k]);
+    int dot[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (int i = 0; i < RF_Q6_NW; i++) {
+        const u32 q4 = qh[i];
+        dot[0] = RF_DP4A(rf_q6_signed((lo[i] & 0x0F0F0F0Fu) | ((q4 << 4) & 0x30303030u)),
+                         x[0][i], dot[0]);
+        dot[1] = RF_DP4A(rf_q6_signed((hi[i] & 0x0F0F0F0Fu) | ((q4 << 2) & 0x30303030u)),
+                         x[1][i], dot[1]);
+        dot[2] = RF_DP4A(rf_q6_signed(((lo[i] >> 4) & 0x0F0F0F0Fu) | (q4 & 0x30303030u)),
+                         x[2][i], dot[2]);
+        dot[3] = RF_DP4A(rf_q6_signed(((hi[i] >> 4) & 0x0F0F0F0Fu) | ((q4 >> 2) & 0x30303030u)),
+                         x[3][i], dot[3]);
+    }
+    // Scale of chunk k for these columns: byte 2k + l0 / 16 of the eight.
+    const int sb = (l0 >> 4) * 8;
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const int sc = (int)(i8)((sw[k >> 1] >> ((k & 1) * 16 + sb)) & 0xFF);
+        s += ds[c0 + k].x * (float)(sc * dot[k]);
+    }
+    return rf_h2f((u16)(dw[0] & 0xFFFF)) * s;
+}
+
 extern "C" __global__ void matvec_q6_k_staged(RF_MV_ARGS) {
     __shared__ uint4 stage[4][RF_Q6_TILE_WORDS + 1];
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
@@ -262,10 +416,8 @@ extern "C" __global__ void matvec_q6_k_staged(RF_MV_ARGS) {
                 if (i < RF_Q6_TILE_WORDS) pre[u] = row[(size_t)(t + wpr) * RF_Q6_TILE_WORDS + i];
             }
         }
-        for (int cl = lane; cl < 64; cl += RF_WAVE) {
-            const int c = t * 64 + cl;
-            acc += rf_vdot_q6_k((const u8*)st, cl, xq + c * 8, ds[c]);
-        }
+        acc += rf_q6_slice((const u32*)st, lane / RF_Q6_LP, lane % RF_Q6_LP,
+                           t * 8 + lane / RF_Q6_LP, xq, ds);
     }
     rf_matvec_store(acc, r, N, sub, wpr, Y);
 }

@@ -2,9 +2,13 @@
 #include "compat.h"
 #include "common.h"
 
-// o[i] (as float4 number i) = t * scale * w[i] (w may be null); returns it.
-RF_DEVICE float4 rf_norm_store4(float* o, const float* w, int i, float4 t, float scale) {
-    const float4 g = w ? ((const float4*)w)[i] : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+// w[i] as float4 number i (ones when w is null).
+RF_DEVICE float4 rf_norm_weight4(const float* w, int i) {
+    return w ? ((const float4*)w)[i] : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+}
+
+// o[i] (as float4 number i) = t * scale * g; returns it.
+RF_DEVICE float4 rf_norm_store4(float* o, float4 g, int i, float4 t, float scale) {
     const float4 r =
         make_float4(t.x * scale * g.x, t.y * scale * g.y, t.z * scale * g.z, t.w * scale * g.w);
     ((float4*)o)[i] = r;
@@ -33,13 +37,17 @@ RF_DEVICE void rf_rms_norm_group(float* xr, const float* __restrict__ yr,
         const int n4 = group >> 2;
         float4* x4 = (float4*)xr;
         const float4* y4 = (const float4*)yr;
-        float4 c[2];
+        // The weights are loaded with the row, before the reduction (a
+        // dependent load after it would add a memory round trip).
+        float4 c[2], g[2];
         float ss = 0.0f;
 #pragma unroll
         for (int u = 0; u < 2; u++) {
             const int i = tid + u * nt;
             c[u] = zero4;
+            g[u] = zero4;
             if (i < n4) {
+                g[u] = rf_norm_weight4(w, i);
                 c[u] = x4[i];
                 if (ADD) {
                     const float4 d = y4[i];
@@ -64,14 +72,14 @@ RF_DEVICE void rf_rms_norm_group(float* xr, const float* __restrict__ yr,
         for (int u = 0; u < 2; u++) {
             const int i = tid + u * nt;
             float4 r = zero4;
-            if (i < n4) r = rf_norm_store4(o, w, i, c[u], scale);
+            if (i < n4) r = rf_norm_store4(o, g[u], i, c[u], scale);
             if (q) rf_q8_emit4(r, i, i < n4, q, ds);
         }
         // A thread reads back only what it wrote itself (same i): no barrier needed.
         for (int b = 2 * nt; b < n4; b += nt) {
             const int i = b + tid;
             float4 r = zero4;
-            if (i < n4) r = rf_norm_store4(o, w, i, x4[i], scale);
+            if (i < n4) r = rf_norm_store4(o, rf_norm_weight4(w, i), i, x4[i], scale);
             if (q) rf_q8_emit4(r, i, i < n4, q, ds);
         }
         return;

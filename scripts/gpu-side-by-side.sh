@@ -50,12 +50,24 @@ PY
 run)
   shift
   [ $# -gt 0 ] || set -- 1b:q4_k_m 1b:q4_0 8b:q4_k_m
-  bash "$D/llamacpp-cuda.sh" build "$PWD/.llcuda" > /tmp/llbuild.log 2>&1 || { tail -20 /tmp/llbuild.log; exit 1; }
+  # A llama.cpp build brought back from an earlier call (LLBIN_PACK below),
+  # unpacked into .llcuda-bin/ and carried, saves the 4-5 minute build.
+  LLBIN=/tmp/llcuda/bin
+  if [ -x "$PWD/.llcuda-bin/bin/llama-bench" ]; then
+    LLBIN=$PWD/.llcuda-bin/bin
+    export LD_LIBRARY_PATH=$LLBIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  else
+    bash "$D/llamacpp-cuda.sh" build "$PWD/.llcuda" > /tmp/llbuild.log 2>&1 || { tail -20 /tmp/llbuild.log; exit 1; }
+    # LLBIN_PACK=1: the built tools, compressed, into $OUT for the next call.
+    if [ "${LLBIN_PACK:-0}" = 1 ] && [ -n "${OUT:-}" ]; then
+      tar -C /tmp/llcuda -cf - bin | xz -T0 -6 > "$OUT/llcuda-bin.tar.xz" || true
+    fi
+  fi
   for spec in "$@"; do
     preset=${spec%%:*}; ty=${spec#*:}; f=/tmp/$preset-$ty.gguf
     "$D/xtask" synth-model --preset "$preset" --type "$ty" --tokenizer "$D/tokenizer.gguf" --out "$f" | tail -1
     echo "== $preset $ty: llama.cpp"
-    /tmp/llcuda/bin/llama-bench -m "$f" -ngl 99 -fa 1 -p 512 -n 128 -r 2 | grep -E "pp512|tg128"
+    "$LLBIN/llama-bench" -m "$f" -ngl 99 -fa 1 -p 512 -n 128 -r 2 | grep -E "pp512|tg128"
     echo "== $preset $ty: rocmforge"
     "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu 2>&1 | grep -E "pp512|tg128"
     rm -f "$f"

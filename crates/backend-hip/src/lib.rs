@@ -323,9 +323,10 @@ impl HipBackend {
         self.q8_scratch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every op that writes device memory (other than the mat-vecs, which
-    /// only read their input) first forgets whose 8-bit row the scratch
-    /// holds: the row it was made from may change or be handed out again.
+    /// Every op that writes device memory first forgets whose 8-bit row the
+    /// scratch holds (the row it was made from may change, or its buffer be
+    /// handed out again and rewritten); the matmuls, which only write their
+    /// outputs, forget it when an output is that buffer.
     fn forget_q8(&self) {
         self.q8().forget();
     }
@@ -432,7 +433,6 @@ impl Backend for HipBackend {
     }
 
     fn output(&self, rows: usize, cols: usize) -> Result<HipTensor> {
-        self.forget_q8();
         let buf = self.pool.take(&self.device, rows * cols).map_err(dev_err)?;
         Ok(self.tensor(buf, rows, cols))
     }
@@ -509,6 +509,7 @@ impl Backend for HipBackend {
                 ),
             ));
         }
+        self.q8().forget_if_written(&out.buf);
         if self.takes_matvec_q8(w, x) {
             return self.matvec_q8(w, x, out);
         }
@@ -532,6 +533,12 @@ impl Backend for HipBackend {
         ws: &[&HipWeight],
         outs: &mut [&mut HipTensor],
     ) -> Result<()> {
+        {
+            let mut scratch = self.q8();
+            for o in outs.iter() {
+                scratch.forget_if_written(&o.buf);
+            }
+        }
         let shared = ws.len() == outs.len()
             && ws.iter().zip(outs.iter()).all(|(w, o)| {
                 self.takes_matvec_q8(w, x)
@@ -692,7 +699,6 @@ impl Backend for HipBackend {
         spec: &AttnSpec,
         out: &mut HipTensor,
     ) -> Result<()> {
-        self.forget_q8();
         check_same("attention", q, out)?;
         if q.cols != spec.n_head * spec.head_dim
             || spec.n_head_kv != cache.n_head_kv
@@ -729,6 +735,19 @@ impl Backend for HipBackend {
             window: spec.sliding_window,
             softcap: spec.softcap,
         };
+        // One query row making the whole output row: also its 8-bit form
+        // for the output projection.
+        let emit = rows == (0..1)
+            && out.rows == 1
+            && spec.head_dim.is_multiple_of(32)
+            && self.emits_q8(out, out.cols);
+        let mut scratch = self.q8();
+        scratch.forget();
+        let q8 = if emit {
+            Some(scratch.out(&self.device, out.cols)?)
+        } else {
+            None
+        };
         self.kernels
             .attention(
                 &self.stream,
@@ -739,8 +758,13 @@ impl Backend for HipBackend {
                 0,
                 &p,
                 &mut out.buf,
+                q8,
             )
-            .map_err(dev_err)
+            .map_err(dev_err)?;
+        if emit {
+            scratch.set_holder(&out.buf, out.cols);
+        }
+        Ok(())
     }
 
     fn glu(

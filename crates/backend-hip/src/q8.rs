@@ -33,6 +33,13 @@ impl Q8Scratch {
         self.holder = Some((x.device_ptr(), k));
     }
 
+    /// Forget whose row the buffers hold if it is `written` (an op's output).
+    pub(crate) fn forget_if_written(&mut self, written: &DeviceBuffer<f32>) {
+        if self.holder.is_some_and(|(p, _)| p == written.device_ptr()) {
+            self.holder = None;
+        }
+    }
+
     /// Forget whose row the buffers hold.
     pub(crate) fn forget(&mut self) {
         self.holder = None;

@@ -825,3 +825,58 @@ fn rope_qk_equals_two_ropes() {
     g.rope(&mut qt, HEADS, &pos, &spec).unwrap();
     assert_eq!(g.download(&qt).unwrap(), gq, "rope_qk q vs rope");
 }
+
+/// Decode attention writes the 8-bit form of its one output row for the
+/// output projection (short contexts through `attention_f32`, long ones
+/// through the split kernels and their combine); the projection must equal
+/// the one that quantizes the row itself, to the bit.
+#[test]
+fn fused_8bit_attention_row_equals_the_separate_quantize() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(0xa77);
+    let qw = HEADS * HEAD_DIM;
+    let kvw = KV_HEADS * HEAD_DIM;
+    let n = 48;
+    let Some(bytes) = quantized(GgmlType::Q8_0, &rng.vec(n * qw, 1.0)) else {
+        return;
+    };
+    let w = g
+        .load_weight(&view("wo", GgmlType::Q8_0, qw, n, &bytes))
+        .unwrap();
+    let spec = AttnSpec {
+        n_head: HEADS,
+        n_head_kv: KV_HEADS,
+        head_dim: HEAD_DIM,
+        scale: 0.125,
+        sliding_window: None,
+        softcap: None,
+    };
+    for cached in [40usize, 1500] {
+        let total = cached + 1;
+        let k = rng.vec(total * kvw, 1.0);
+        let v = rng.vec(total * kvw, 1.0);
+        let q = rng.vec(qw, 1.0);
+        let mut cache = g.kv_cache(1, total, KV_HEADS, HEAD_DIM).unwrap();
+        let kt = g.upload(&k, total, kvw).unwrap();
+        let vt = g.upload(&v, total, kvw).unwrap();
+        g.kv_store(&mut cache, 0, &kt, &vt, 0..total, 0).unwrap();
+        let qt = g.upload(&q, 1, qw).unwrap();
+        let run = |between: bool| -> Vec<u32> {
+            let mut attn = g.output(1, qw).unwrap();
+            g.attention(&qt, &cache, 0, 0..1, cached, &spec, &mut attn)
+                .unwrap();
+            if between {
+                let mut other = g.upload(&[1.0; 32], 1, 32).unwrap();
+                g.scale(&mut other, 2.0).unwrap();
+            }
+            let mut out = g.output(1, n).unwrap();
+            g.matmul(&w, &attn, &mut out).unwrap();
+            g.download(&out)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        assert_eq!(run(false), run(true), "attention over {total} positions");
+    }
+}

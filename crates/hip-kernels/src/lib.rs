@@ -52,6 +52,9 @@ pub struct Kernels {
     /// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
     /// mat-vecs instead of the 16-byte-load ones (for comparisons).
     narrow_matvec: bool,
+    /// `ROCMFORGE_GPU_MV_ROWS2=1`: the 16-byte-load Q4_K mat-vec takes two
+    /// rows per wave.
+    mv_rows2: bool,
     /// f16 copies of the weight and of the activations for `gemm_f16_tn`.
     gemm_scratch: Mutex<Option<(DeviceBuffer<u16>, DeviceBuffer<u16>)>>,
 }
@@ -182,6 +185,7 @@ impl Kernels {
             mma,
             gemm,
             narrow_matvec: env_flag("ROCMFORGE_GPU_NARROW_MATVEC"),
+            mv_rows2: env_flag("ROCMFORGE_GPU_MV_ROWS2"),
             gemm_scratch: Mutex::new(None),
         })
     }
@@ -623,6 +627,8 @@ impl Kernels {
     #[allow(clippy::too_many_arguments)]
     /// Causal attention of `p.rows` query rows (row i at position
     /// `p.start_pos + i`) over one layer's K/V (`[n_ctx][n_kv × head_dim]`).
+    /// With `q8` (one row, `head_dim` a multiple of 32, `q_offset` 0) the
+    /// output row is also written in 8-bit form for the decode mat-vec.
     pub fn attention(
         &self,
         stream: &Stream,
@@ -633,6 +639,7 @@ impl Kernels {
         kv_offset: usize,
         p: &AttnParams,
         out: &mut DeviceBuffer<f32>,
+        q8: Option<Q8Out<'_>>,
     ) -> Result<()> {
         if p.n_kv == 0
             || !p.n_head.is_multiple_of(p.n_kv)
@@ -650,6 +657,18 @@ impl Kernels {
         let kv_len = (p.start_pos + p.rows) * p.n_kv * p.head_dim;
         need("attention keys", k.len(), kv_offset + kv_len)?;
         need("attention values", v.len(), kv_offset + kv_len)?;
+        let (oq, ods) = match &q8 {
+            Some(o) => {
+                if p.rows != 1 || q_offset != 0 || !p.head_dim.is_multiple_of(32) {
+                    return Err(invalid(format!(
+                        "attention: 8-bit output of {} rows at offset {q_offset} with heads of {}",
+                        p.rows, p.head_dim
+                    )));
+                }
+                o.check("attention", p.n_head * p.head_dim)?
+            }
+            None => (0, 0),
+        };
         let last = p.start_pos + p.rows - 1;
         let span = p.window.map_or(last + 1, |w| w.min(last + 1));
         let blocks_1 = p.n_head * p.rows;
@@ -683,7 +702,8 @@ impl Kernels {
                 .i32(to_i32("window", p.window.unwrap_or(0))?)
                 .f32(p.softcap.unwrap_or(0.0)))
         };
-        if splits == 1 && p.rows >= ATT_TILE_ROWS && p.head_dim <= ATT_TILE_MAX_HEAD_DIM {
+        if splits == 1 && p.rows >= ATT_TILE_ROWS && p.head_dim <= ATT_TILE_MAX_HEAD_DIM && oq == 0
+        {
             let cfg = LaunchConfig {
                 grid: (grid_hr.0, blocks(p.rows, ATT_TILE_ROWS)?, 1),
                 block: ((ATT_TILE_ROWS * 16) as u32, 1, 1),
@@ -718,9 +738,12 @@ impl Kernels {
                     .ptr(k_ptr)
                     .ptr(v_ptr)
                     .ptr(o_ptr),
-            )?;
+            )?
+            .ptr(oq)
+            .ptr(ods);
             // SAFETY: matches `attention_f32`; lengths (with offsets) checked
-            // above, and the shared memory size is what the kernel indexes.
+            // above, and the shared memory size is what the kernel indexes;
+            // the 8-bit buffers by `Q8Out::check`.
             return unsafe { self.f("attention_f32")?.launch(stream, cfg, &args) };
         }
         let chunk = span.div_ceil(splits);
@@ -755,7 +778,9 @@ impl Kernels {
             .ptr(o_ptr)
             .i32(to_i32("heads", p.n_head)?)
             .i32(to_i32("head_dim", p.head_dim)?)
-            .i32(splits as i32);
+            .i32(splits as i32)
+            .ptr(oq)
+            .ptr(ods);
         // SAFETY: matches `attention_combine_f32`; reads the partials written
         // above and writes the rows checked above. The partial buffers are
         // freed on return; freeing device memory waits for the work using it.
@@ -1041,6 +1066,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             "matvec_q8_0",
             "matvec_q4_k",
             "matvec_q4_k_wide",
+            "matvec_q4_k_wide2",
             "matvec_q6_k",
             "matvec_q6_k_staged",
         ]

@@ -147,8 +147,14 @@ impl Kernels {
             }
             wide &= p.w.device_ptr() % 16 == 0;
         }
+        // Rows per wave (group): two for the Q4_K variant that takes them.
+        let mut rpw = 1;
         let name = match format {
             GpuFormat::Q4_0 => "matvec_q4_0",
+            GpuFormat::Q4K if wide && self.mv_rows2 => {
+                rpw = 2;
+                "matvec_q4_k_wide2"
+            }
             GpuFormat::Q4K if wide => "matvec_q4_k_wide",
             GpuFormat::Q4K => "matvec_q4_k",
             GpuFormat::Q6K if wide && k.is_multiple_of(2048) && row_bytes % 16 == 0 => {
@@ -164,7 +170,7 @@ impl Kernels {
         let lane_items = k.div_ceil(32 * wave as usize);
         // …but no more waves in all than about 16384: with many rows one wave
         // per row already keeps enough loads in flight.
-        let by_rows = (16384 / n.max(1)).max(1);
+        let by_rows = (16384 / n.div_ceil(rpw).max(1)).max(1);
         let wpr: usize = match lane_items {
             0..=2 => 1,
             3..=4 => 2,
@@ -177,7 +183,7 @@ impl Kernels {
         } else {
             1
         });
-        let rows_per_block = MATVEC_WAVES as usize / wpr;
+        let rows_per_block = MATVEC_WAVES as usize / wpr * rpw;
         let cfg = LaunchConfig {
             grid: (blocks(n, rows_per_block)?, 1, 1),
             block: (MATVEC_WAVES * wave, 1, 1),
