@@ -338,10 +338,44 @@ struct Prep {
     corr: Vec<i32>,
     /// Per token and unit: the minimum term's activation factor.
     s: Vec<f32>,
+    /// The input of the last fill (its bytes) and its format: a matmul of
+    /// the same input (Q, K and V; gate and up) reuses the quantization.
+    key: (Option<Fmt>, usize, Vec<u8>),
+    /// A number unique to the last fill that quantized (the regrouped
+    /// activations of `lanes_zmm` follow it); 0 before any.
+    generation: u64,
+}
+
+/// The bytes of `x` (to compare inputs exactly, bit for bit).
+fn f32_bytes(x: &[f32]) -> &[u8] {
+    // SAFETY: `f32` has no padding and every byte pattern is a valid `u8`;
+    // the length covers exactly the `x.len() · 4` bytes of `x`.
+    unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x)) }
 }
 
 impl Prep {
+    /// Quantize `t` rows of `k` values of `x` into the kernels' form for
+    /// `f`, unless the last fill had the same format, shape and input bits.
     fn fill(&mut self, f: Fmt, x: &[f32], t: usize, k: usize) -> Result<()> {
+        let xb = f32_bytes(&x[..t * k]);
+        if self.key.0 == Some(f) && self.key.1 == k && self.key.2 == xb {
+            return Ok(());
+        }
+        self.key.0 = None;
+        self.fill_new(f, x, t, k)?;
+        self.key.2.clear();
+        self.key.2.extend_from_slice(xb);
+        self.key.0 = Some(f);
+        self.key.1 = k;
+        // Unique across threads and `Prep`s (a fresh one is used when the
+        // thread's own is borrowed).
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.generation = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// [`Prep::fill`] without the reuse.
+    fn fill_new(&mut self, f: Fmt, x: &[f32], t: usize, k: usize) -> Result<()> {
         let at = f.act_type();
         let act_row = quant::bytes_for(at, k).map_err(|e| BackendError::Device(e.to_string()))?;
         crate::matmul::quantize_activation_rows(at, x, k, t, act_row, &mut self.raw)?;
