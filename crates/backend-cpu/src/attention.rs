@@ -170,6 +170,10 @@ pub(crate) fn attention_batch(
         let mut t0 = k_lo;
         while t0 < k_hi {
             let t1 = (t0 + TILE_K).min(k_hi);
+            // Both tiles requested at once (their cache misses overlap;
+            // V's arrives while K's is converted and multiplied).
+            lkv.k.prefetch((base + t0) * hd..(base + t1) * hd);
+            lkv.v.prefetch((base + t0) * hd..(base + t1) * hd);
             let kt = lkv.k.read((base + t0) * hd..(base + t1) * hd, &mut kbuf);
             let vt = lkv.v.read((base + t0) * hd..(base + t1) * hd, &mut vbuf);
             for (iq, s) in st.iter_mut().enumerate() {

@@ -45,6 +45,25 @@ impl KvData {
         }
     }
 
+    /// Ask the cache for the values `range` (a hint; no effect on results).
+    pub(crate) fn prefetch(&self, range: Range<usize>) {
+        let (ptr, len) = match self {
+            KvData::F32(d) => {
+                let v = &d[range];
+                (v.as_ptr() as *const u8, std::mem::size_of_val(v))
+            }
+            KvData::F16(d) => {
+                let v = &d[range];
+                (v.as_ptr() as *const u8, std::mem::size_of_val(v))
+            }
+        };
+        // SAFETY: the `len` bytes at `ptr` are those of the elements
+        // `range` (bounds checked by the indexing above), plain numbers
+        // without padding, borrowed from `self` for this call.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
+        crate::simd::prefetch_lines(bytes);
+    }
+
     /// Values `range` as `f32`, borrowed when stored as `f32`, else
     /// converted into `scratch`.
     pub(crate) fn read<'a>(&'a self, range: Range<usize>, scratch: &'a mut Vec<f32>) -> &'a [f32] {
