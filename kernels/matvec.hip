@@ -29,27 +29,50 @@ RF_DEVICE int rf_ld_i32_a2(const u8* p) {
 // Each rf_vdot_* multiplies the 32-value chunk `c` of a weight row with the
 // Q8 block of the same 32 activations (`xq`: 8 words, `ds`: its d and sum).
 
+// A block of 2 + 4 * NQ bytes at b (2-byte aligned): its f16 scale and its
+// NQ words of quants, from NQ + 1 aligned 32-bit loads (half the load
+// instructions of 16-bit pairs). When b is 4-byte aligned the quants start
+// at byte 2 of the first word and are joined by funnel shifts; otherwise
+// the scale ends the first word and the quants are the next NQ words.
+template <int NQ>
+RF_DEVICE float rf_ld_block_a2(const u8* b, int* q) {
+    const u32* a = (const u32*)((size_t)b & ~(size_t)3);
+    const int off2 = (int)((size_t)b & 2);  // 0 or 2
+    u32 w[NQ + 1];
+#pragma unroll
+    for (int i = 0; i < NQ; i++) w[i] = a[i];
+    // The block's last two bytes; never past its end (the last block of a
+    // weight ends its buffer).
+    w[NQ] = off2 ? a[NQ] : (u32) * (const u16*)(a + NQ);
+    const int sh = 16 + 8 * off2;  // 16 or 32 bits
+#pragma unroll
+    for (int i = 0; i < NQ; i++)
+        q[i] = (int)(u32)((((unsigned long long)w[i + 1] << 32) | w[i]) >> sh);
+    return rf_h2f((u16)((w[0] >> (8 * off2)) & 0xFFFF));
+}
+
 // Q4_0 block (d, 16 bytes of nibbles: low nibbles are values 0..15, high
 // nibbles 16..31): d_w * (d_x * sum(nib * q) - 8 * s_x).
 RF_DEVICE float rf_vdot_q4_0(const u8* row, int c, const int* xq, float2 ds) {
-    const u8* b = row + c * 18;
+    int w[4];
+    const float d = rf_ld_block_a2<4>(row + c * 18, w);
     int sumi = 0;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        const int w = rf_ld_i32_a2(b + 2 + 4 * i);
-        sumi = RF_DP4A(w & 0x0F0F0F0F, xq[i], sumi);
-        sumi = RF_DP4A((w >> 4) & 0x0F0F0F0F, xq[i + 4], sumi);
+        sumi = RF_DP4A(w[i] & 0x0F0F0F0F, xq[i], sumi);
+        sumi = RF_DP4A((w[i] >> 4) & 0x0F0F0F0F, xq[i + 4], sumi);
     }
-    return rf_ld_f16(b) * (ds.x * (float)sumi - 8.0f * ds.y);
+    return d * (ds.x * (float)sumi - 8.0f * ds.y);
 }
 
 // Q8_0 block (d, 32 signed bytes).
 RF_DEVICE float rf_vdot_q8_0(const u8* row, int c, const int* xq, float2 ds) {
-    const u8* b = row + c * 34;
+    int w[8];
+    const float d = rf_ld_block_a2<8>(row + c * 34, w);
     int sumi = 0;
 #pragma unroll
-    for (int i = 0; i < 8; i++) sumi = RF_DP4A(rf_ld_i32_a2(b + 2 + 4 * i), xq[i], sumi);
-    return rf_ld_f16(b) * ds.x * (float)sumi;
+    for (int i = 0; i < 8; i++) sumi = RF_DP4A(w[i], xq[i], sumi);
+    return d * ds.x * (float)sumi;
 }
 
 // Q4_K: chunk c is sub-block c % 8 of super-block c / 8 (d @0, dmin @2, six-
