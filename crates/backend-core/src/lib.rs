@@ -18,7 +18,7 @@ pub use select::{
     apply_penalties, pick_from_sorted, select_reference, SampleSpec, SelectMode, TokenSelect,
     MAX_DEVICE_TOP_K,
 };
-pub use spec::{AttnSpec, GluKind, RopeMode, RopeSpec, WeightView, YarnSpec};
+pub use spec::{yarn_corr_dims, AttnSpec, GluKind, RopeMode, RopeSpec, WeightView, YarnSpec};
 
 use std::ops::Range;
 use std::sync::Arc;

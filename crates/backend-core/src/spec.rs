@@ -66,6 +66,47 @@ pub struct RopeSpec {
     pub yarn: Option<YarnSpec>,
 }
 
+impl RopeSpec {
+    /// YaRN's `(ext_factor, attn_factor, [low, high])` for this rotation:
+    /// `(0, 1, [0, 0])` without YaRN.
+    pub fn yarn_params(&self) -> (f32, f32, [f32; 2]) {
+        match self.yarn {
+            Some(y) => (
+                y.ext_factor,
+                y.attn_factor,
+                yarn_corr_dims(
+                    self.n_dims,
+                    y.n_ctx_orig,
+                    self.freq_base,
+                    y.beta_fast,
+                    y.beta_slow,
+                ),
+            ),
+            None => (0.0, 1.0, [0.0, 0.0]),
+        }
+    }
+}
+
+/// ggml's `ggml_rope_yarn_corr_dim`: the dimension at which `n_rot`
+/// rotations happen over the original context.
+fn corr_dim(n_dims: usize, n_ctx_orig: usize, n_rot: f32, base: f32) -> f32 {
+    n_dims as f32 * (n_ctx_orig as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln()
+        / (2.0 * base.ln())
+}
+
+/// ggml's `ggml_rope_yarn_corr_dims`: the `[low, high]` ramp boundaries.
+pub fn yarn_corr_dims(
+    n_dims: usize,
+    n_ctx_orig: usize,
+    freq_base: f32,
+    beta_fast: f32,
+    beta_slow: f32,
+) -> [f32; 2] {
+    let start = corr_dim(n_dims, n_ctx_orig, beta_fast, freq_base).floor();
+    let end = corr_dim(n_dims, n_ctx_orig, beta_slow, freq_base).ceil();
+    [start.max(0.0), end.min(n_dims as f32 - 1.0)]
+}
+
 /// Attention settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttnSpec {

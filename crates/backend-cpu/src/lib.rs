@@ -37,9 +37,10 @@ use std::sync::{Arc, RwLock};
 
 use backend_core::{AttnSpec, Backend, BackendError, GluKind, Result, RopeSpec, WeightView};
 
+pub use backend_core::yarn_corr_dims;
 pub use elementwise::{gelu_formula, gelu_ggml, silu};
 pub use kv::{CpuKvCache, KvType};
-pub use rope::{rope_cache, rope_head, yarn_corr_dims};
+pub use rope::{rope_cache, rope_head};
 pub use tensor::CpuTensor;
 pub use threads::physical_cores;
 pub use weight::{CpuWeight, HostMapping};

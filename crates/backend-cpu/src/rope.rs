@@ -8,26 +8,6 @@ use rayon::prelude::*;
 use crate::tensor::CpuTensor;
 use crate::PAR_MIN;
 
-/// ggml's `ggml_rope_yarn_corr_dim`: the dimension at which `n_rot`
-/// rotations happen over the original context.
-fn corr_dim(n_dims: usize, n_ctx_orig: usize, n_rot: f32, base: f32) -> f32 {
-    n_dims as f32 * (n_ctx_orig as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln()
-        / (2.0 * base.ln())
-}
-
-/// ggml's `ggml_rope_yarn_corr_dims`: the `[low, high]` ramp boundaries.
-pub fn yarn_corr_dims(
-    n_dims: usize,
-    n_ctx_orig: usize,
-    freq_base: f32,
-    beta_fast: f32,
-    beta_slow: f32,
-) -> [f32; 2] {
-    let start = corr_dim(n_dims, n_ctx_orig, beta_fast, freq_base).floor();
-    let end = corr_dim(n_dims, n_ctx_orig, beta_slow, freq_base).ceil();
-    [start.max(0.0), end.min(n_dims as f32 - 1.0)]
-}
-
 /// ggml's `rope_yarn_ramp` (note the integer `i0 / 2`).
 fn ramp(low: f32, high: f32, i0: usize) -> f32 {
     let y = ((i0 / 2) as f32 - low) / (high - low).max(0.001);
@@ -37,20 +17,7 @@ fn ramp(low: f32, high: f32, i0: usize) -> f32 {
 /// The `(cos, sin)` pairs of one position for dims `0, 2, 4, … < head_dim`.
 pub fn rope_cache(pos: f32, spec: &RopeSpec, head_dim: usize, cache: &mut Vec<(f32, f32)>) {
     let theta_scale = spec.freq_base.powf(-2.0 / spec.n_dims as f32);
-    let (ext_factor, attn_factor, corr) = match spec.yarn {
-        Some(y) => (
-            y.ext_factor,
-            y.attn_factor,
-            yarn_corr_dims(
-                spec.n_dims,
-                y.n_ctx_orig,
-                spec.freq_base,
-                y.beta_fast,
-                y.beta_slow,
-            ),
-        ),
-        None => (0.0, 1.0, [0.0, 0.0]),
-    };
+    let (ext_factor, attn_factor, corr) = spec.yarn_params();
     cache.clear();
     let mut theta_extrap = pos;
     for i0 in (0..head_dim).step_by(2) {

@@ -279,20 +279,7 @@ impl HipBackend {
         if x.rows == 0 || spec.n_dims == 0 {
             return Ok(());
         }
-        let (ext_factor, attn_factor, corr_dims) = match spec.yarn {
-            Some(y) => (
-                y.ext_factor,
-                y.attn_factor,
-                yarn_corr_dims(
-                    spec.n_dims,
-                    y.n_ctx_orig,
-                    spec.freq_base,
-                    y.beta_fast,
-                    y.beta_slow,
-                ),
-            ),
-            None => (0.0, 1.0, [0.0, 0.0]),
-        };
+        let (ext_factor, attn_factor, corr_dims) = spec.yarn_params();
         let p = RopeParams {
             rows: x.rows,
             n_heads,
@@ -329,6 +316,31 @@ impl HipBackend {
     /// outputs, forget it when an output is that buffer.
     fn forget_q8(&self) {
         self.q8().forget();
+    }
+
+    /// Run `launch` with the 8-bit scratch as its second output when `emit`
+    /// (then recording that the scratch holds the row of `k` values at
+    /// device address `holder`); without `emit` the scratch is only
+    /// forgotten, as by any op that writes memory.
+    fn emitting_q8(
+        &self,
+        emit: bool,
+        holder: u64,
+        k: usize,
+        launch: impl FnOnce(Option<hip_kernels::Q8Out<'_>>) -> Result<()>,
+    ) -> Result<()> {
+        let mut scratch = self.q8();
+        scratch.forget();
+        let q8 = if emit {
+            Some(scratch.out(&self.device, k)?)
+        } else {
+            None
+        };
+        launch(q8)?;
+        if emit {
+            scratch.set_holder_at(holder, k);
+        }
+        Ok(())
     }
 
     /// Whether an op producing `out` (one row of `k` values) should also
@@ -386,23 +398,6 @@ fn check_same(op: &'static str, a: &HipTensor, b: &HipTensor) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// ggml's YaRN correction dims `[low, high]`.
-fn yarn_corr_dims(
-    n_dims: usize,
-    n_ctx_orig: usize,
-    base: f32,
-    beta_fast: f32,
-    beta_slow: f32,
-) -> [f32; 2] {
-    let corr = |n_rot: f32| {
-        n_dims as f32 * (n_ctx_orig as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln()
-            / (2.0 * base.ln())
-    };
-    let start = corr(beta_fast).floor();
-    let end = corr(beta_slow).ceil();
-    [start.max(0.0), end.min(n_dims as f32 - 1.0)]
 }
 
 impl Backend for HipBackend {
@@ -570,20 +565,12 @@ impl Backend for HipBackend {
     ) -> Result<()> {
         let w = self.norm_args("rms_norm", x, weight, group, out)?;
         let emit = self.emits_q8(out, group);
-        let mut scratch = self.q8();
-        scratch.forget();
-        let q8 = if emit {
-            Some(scratch.out(&self.device, group)?)
-        } else {
-            None
-        };
-        self.kernels
-            .rms_norm(&self.stream, &x.buf, w, group, eps, &mut out.buf, q8)
-            .map_err(dev_err)?;
-        if emit {
-            scratch.set_holder(&out.buf, group);
-        }
-        Ok(())
+        let holder = out.buf.device_ptr();
+        self.emitting_q8(emit, holder, group, |q8| {
+            self.kernels
+                .rms_norm(&self.stream, &x.buf, w, group, eps, &mut out.buf, q8)
+                .map_err(dev_err)
+        })
     }
 
     fn add_rms_norm(
@@ -598,29 +585,21 @@ impl Backend for HipBackend {
         check_same("add_rms_norm", x, y)?;
         let w = self.norm_args("add_rms_norm", x, weight, group, out)?;
         let emit = self.emits_q8(out, group);
-        let mut scratch = self.q8();
-        scratch.forget();
-        let q8 = if emit {
-            Some(scratch.out(&self.device, group)?)
-        } else {
-            None
-        };
-        self.kernels
-            .add_rms_norm(
-                &self.stream,
-                &mut x.buf,
-                &y.buf,
-                w,
-                group,
-                eps,
-                &mut out.buf,
-                q8,
-            )
-            .map_err(dev_err)?;
-        if emit {
-            scratch.set_holder(&out.buf, group);
-        }
-        Ok(())
+        let holder = out.buf.device_ptr();
+        self.emitting_q8(emit, holder, group, |q8| {
+            self.kernels
+                .add_rms_norm(
+                    &self.stream,
+                    &mut x.buf,
+                    &y.buf,
+                    w,
+                    group,
+                    eps,
+                    &mut out.buf,
+                    q8,
+                )
+                .map_err(dev_err)
+        })
     }
 
     fn layer_norm(
@@ -741,30 +720,22 @@ impl Backend for HipBackend {
             && out.rows == 1
             && spec.head_dim.is_multiple_of(32)
             && self.emits_q8(out, out.cols);
-        let mut scratch = self.q8();
-        scratch.forget();
-        let q8 = if emit {
-            Some(scratch.out(&self.device, out.cols)?)
-        } else {
-            None
-        };
-        self.kernels
-            .attention(
-                &self.stream,
-                &q.buf,
-                rows.start * q.cols,
-                kb,
-                vb,
-                0,
-                &p,
-                &mut out.buf,
-                q8,
-            )
-            .map_err(dev_err)?;
-        if emit {
-            scratch.set_holder(&out.buf, out.cols);
-        }
-        Ok(())
+        let holder = out.buf.device_ptr();
+        self.emitting_q8(emit, holder, out.cols, |q8| {
+            self.kernels
+                .attention(
+                    &self.stream,
+                    &q.buf,
+                    rows.start * q.cols,
+                    kb,
+                    vb,
+                    0,
+                    &p,
+                    &mut out.buf,
+                    q8,
+                )
+                .map_err(dev_err)
+        })
     }
 
     fn glu(
@@ -777,27 +748,19 @@ impl Backend for HipBackend {
         check_same("glu", gate, up)?;
         check_same("glu", gate, out)?;
         let emit = self.emits_q8(out, out.cols);
-        let mut scratch = self.q8();
-        scratch.forget();
-        let q8 = if emit {
-            Some(scratch.out(&self.device, out.cols)?)
-        } else {
-            None
-        };
-        self.kernels
-            .glu(
-                &self.stream,
-                &gate.buf,
-                &up.buf,
-                kind == GluKind::GeluTanh,
-                &mut out.buf,
-                q8,
-            )
-            .map_err(dev_err)?;
-        if emit {
-            scratch.set_holder(&out.buf, out.cols);
-        }
-        Ok(())
+        let holder = out.buf.device_ptr();
+        self.emitting_q8(emit, holder, out.cols, |q8| {
+            self.kernels
+                .glu(
+                    &self.stream,
+                    &gate.buf,
+                    &up.buf,
+                    kind == GluKind::GeluTanh,
+                    &mut out.buf,
+                    q8,
+                )
+                .map_err(dev_err)
+        })
     }
 
     fn add(&self, a: &mut HipTensor, b: &HipTensor) -> Result<()> {

@@ -30,7 +30,12 @@ impl Q8Scratch {
 
     /// Record that the buffers now hold the form of the `k` values of `x`.
     pub(crate) fn set_holder(&mut self, x: &DeviceBuffer<f32>, k: usize) {
-        self.holder = Some((x.device_ptr(), k));
+        self.set_holder_at(x.device_ptr(), k);
+    }
+
+    /// As [`Q8Scratch::set_holder`] for the buffer at device address `ptr`.
+    pub(crate) fn set_holder_at(&mut self, ptr: u64, k: usize) {
+        self.holder = Some((ptr, k));
     }
 
     /// Forget whose row the buffers hold if it is `written` (an op's output).
