@@ -2,18 +2,29 @@
 // x is [rows][n_heads * head_dim]; row t is at position pos[t]. A second
 // tensor x2 ([rows][n_heads2 * head_dim], same positions; null with
 // n_heads2 = 0) is rotated in the same launch (a layer's queries and keys).
-// One thread per (row, head, rotated pair). Launch: 1-D, 256 threads per block.
+// With kc (all head dims rotated), x2's rotated rows are also written to kc
+// (the KV cache's key rows), and nv more threads copy vs to vc (the values):
+// the layer's cache write in the same launch.
+// One thread per (row, head, rotated pair), then one per copied value.
+// Launch: 1-D, 256 threads per block.
 #include "compat.h"
 
 extern "C" __global__ void rope_f32(float* __restrict__ x, const u32* __restrict__ pos, int rows,
                                     int n_heads, float* __restrict__ x2, int n_heads2,
                                     int head_dim, int n_dims, int neox, float theta_scale,
                                     float freq_scale, float ext_factor, float attn_factor,
-                                    float corr_low, float corr_high) {
+                                    float corr_low, float corr_high, float* __restrict__ kc,
+                                    const float* __restrict__ vs, float* __restrict__ vc,
+                                    int nv) {
     const int half = n_dims / 2;
     const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const int heads = n_heads + n_heads2;
-    if (idx >= (long long)rows * heads * half) return;
+    const long long n_pairs = (long long)rows * heads * half;
+    if (idx >= n_pairs) {
+        const long long j = idx - n_pairs;
+        if (j < nv) vc[j] = vs[j];
+        return;
+    }
     const int i = (int)(idx % half);
     const int hh = (int)((idx / half) % heads);
     const int t = (int)(idx / ((long long)half * heads));
@@ -36,9 +47,15 @@ extern "C" __global__ void rope_f32(float* __restrict__ x, const u32* __restrict
         mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);
     }
     const float c = cosf(theta) * mscale, s = sinf(theta) * mscale;
-    float* head = base + (size_t)t * nh * head_dim + (size_t)h * head_dim;
+    const size_t at = (size_t)t * nh * head_dim + (size_t)h * head_dim;
+    float* head = base + at;
     const int a = neox ? i : i0, b = neox ? i + half : i0 + 1;
     const float x0 = head[a], x1 = head[b];
-    head[a] = x0 * c - x1 * s;
-    head[b] = x0 * s + x1 * c;
+    const float r0 = x0 * c - x1 * s, r1 = x0 * s + x1 * c;
+    head[a] = r0;
+    head[b] = r1;
+    if (second && kc) {
+        kc[at + a] = r0;
+        kc[at + b] = r1;
+    }
 }

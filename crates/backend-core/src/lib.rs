@@ -150,6 +150,28 @@ pub trait Backend: Send + Sync {
         self.rope(k, n_head_kv, positions, spec)
     }
 
+    /// [`Backend::rope_qk`], then [`Backend::kv_store`] of every row of the
+    /// rotated `k` and of `v` at positions `start_pos..` of `layer` (one
+    /// sequence's rows); backends may do both in one pass.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_qk_store(
+        &self,
+        q: &mut Self::Tensor,
+        n_head: usize,
+        k: &mut Self::Tensor,
+        n_head_kv: usize,
+        v: &Self::Tensor,
+        positions: &[u32],
+        spec: &RopeSpec,
+        cache: &mut Self::KvCache,
+        layer: usize,
+        start_pos: usize,
+    ) -> Result<()> {
+        self.rope_qk(q, n_head, k, n_head_kv, positions, spec)?;
+        let rows = self.shape(k).0;
+        self.kv_store(cache, layer, k, v, 0..rows, start_pos)
+    }
+
     /// Allocate a KV cache for `n_ctx` positions.
     fn kv_cache(
         &self,

@@ -245,6 +245,7 @@ impl HipBackend {
         mut second: Option<(&mut HipTensor, usize)>,
         positions: &[u32],
         spec: &RopeSpec,
+        store: Option<hip_kernels::RopeStore<'_>>,
     ) -> Result<()> {
         self.forget_q8();
         if n_heads == 0 || !x.cols.is_multiple_of(n_heads) || positions.len() != x.rows {
@@ -301,7 +302,7 @@ impl HipBackend {
         };
         let x2 = second.as_mut().map(|(y, ny)| (&mut y.buf, *ny));
         self.kernels
-            .rope_pair(&self.stream, &mut x.buf, x2, pos, &p)
+            .rope_pair(&self.stream, &mut x.buf, x2, pos, &p, store)
             .map_err(dev_err)
     }
 
@@ -630,7 +631,7 @@ impl Backend for HipBackend {
         positions: &[u32],
         spec: &RopeSpec,
     ) -> Result<()> {
-        self.rope_pair(x, n_heads, None, positions, spec)
+        self.rope_pair(x, n_heads, None, positions, spec, None)
     }
 
     fn rope_qk(
@@ -642,7 +643,44 @@ impl Backend for HipBackend {
         positions: &[u32],
         spec: &RopeSpec,
     ) -> Result<()> {
-        self.rope_pair(q, n_head, Some((k, n_head_kv)), positions, spec)
+        self.rope_pair(q, n_head, Some((k, n_head_kv)), positions, spec, None)
+    }
+
+    fn rope_qk_store(
+        &self,
+        q: &mut HipTensor,
+        n_head: usize,
+        k: &mut HipTensor,
+        n_head_kv: usize,
+        v: &HipTensor,
+        positions: &[u32],
+        spec: &RopeSpec,
+        cache: &mut HipKvCache,
+        layer: usize,
+        start_pos: usize,
+    ) -> Result<()> {
+        let w = cache.n_head_kv * cache.head_dim;
+        if spec.n_dims != cache.head_dim || k.cols != w || v.cols != w || v.rows != k.rows {
+            // Partly rotated keys (the rest must be copied too) or shapes
+            // for kv_store to reject: two passes.
+            self.rope_qk(q, n_head, k, n_head_kv, positions, spec)?;
+            return self.kv_store(cache, layer, k, v, 0..k.rows, start_pos);
+        }
+        let (k_dst, v_dst, dst_off) = cache.rows_at(layer, k.rows, start_pos)?;
+        let store = hip_kernels::RopeStore {
+            k_dst,
+            v_dst,
+            dst_off,
+            v_src: &v.buf,
+        };
+        self.rope_pair(
+            q,
+            n_head,
+            Some((k, n_head_kv)),
+            positions,
+            spec,
+            Some(store),
+        )
     }
 
     fn kv_cache(

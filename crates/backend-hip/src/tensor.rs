@@ -160,31 +160,44 @@ impl HipKvCache {
             });
         }
         let n = rows.end - rows.start;
-        if start_pos + n > self.n_ctx {
-            return Err(BackendError::ContextOverflow {
-                pos: start_pos + n.max(1) - 1,
-                n_ctx: self.n_ctx,
-            });
-        }
-        if layer >= self.k.len() {
-            return Err(BackendError::Shape {
-                op: "kv_store",
-                detail: format!("layer {layer} of {}", self.k.len()),
-            });
-        }
-        let (kc, vc) = (&mut self.k[layer], &mut self.v[layer]);
+        let (kc, vc, dst_off) = self.rows_at(layer, n, start_pos)?;
         kernels
             .copy2(
                 stream,
                 kc,
                 vc,
-                start_pos * w,
+                dst_off,
                 &k.buf,
                 &v.buf,
                 rows.start * w,
                 n * w,
             )
             .map_err(dev_err)
+    }
+
+    /// The key and value buffers of `layer` and the first value of position
+    /// `start_pos`, after checking that `n` rows from there fit the context.
+    pub(crate) fn rows_at(
+        &mut self,
+        layer: usize,
+        n: usize,
+        start_pos: usize,
+    ) -> Result<(&mut DeviceBuffer<f32>, &mut DeviceBuffer<f32>, usize)> {
+        if start_pos + n > self.n_ctx {
+            return Err(BackendError::ContextOverflow {
+                pos: start_pos + n.max(1) - 1,
+                n_ctx: self.n_ctx,
+            });
+        }
+        let w = self.n_head_kv * self.head_dim;
+        let layers = self.k.len();
+        match (self.k.get_mut(layer), self.v.get_mut(layer)) {
+            (Some(k), Some(v)) => Ok((k, v, start_pos * w)),
+            _ => Err(BackendError::Shape {
+                op: "kv_store",
+                detail: format!("layer {layer} of {layers}"),
+            }),
+        }
     }
 }
 

@@ -880,3 +880,72 @@ fn fused_8bit_attention_row_equals_the_separate_quantize() {
         assert_eq!(run(false), run(true), "attention over {total} positions");
     }
 }
+
+/// RoPE with the cache write in the same launch (`rope_qk_store`) leaves
+/// the same queries and the same cache as `rope_qk` + `kv_store` (seen
+/// through attention over it, to the bit), and matches the CPU.
+#[test]
+fn rope_qk_store_equals_rope_then_store() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(77);
+    let (rows, start, n_ctx) = (3usize, 5usize, 12usize);
+    let (qw, kvw) = (HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
+    let q = rng.vec(rows * qw, 1.0);
+    let k = rng.vec(rows * kvw, 1.0);
+    let v = rng.vec(rows * kvw, 1.0);
+    let pos: Vec<u32> = (start as u32..(start + rows) as u32).collect();
+    let spec = RopeSpec {
+        mode: RopeMode::Neox,
+        n_dims: HEAD_DIM,
+        freq_base: 10000.0,
+        freq_scale: 1.0,
+        yarn: None,
+    };
+    let attn = AttnSpec {
+        n_head: HEADS,
+        n_head_kv: KV_HEADS,
+        head_dim: HEAD_DIM,
+        scale: 0.125,
+        sliding_window: None,
+        softcap: None,
+    };
+    #[allow(clippy::too_many_arguments)]
+    fn run<B: Backend>(
+        b: &B,
+        fused: bool,
+        (q, k, v): (&[f32], &[f32], &[f32]),
+        rows: usize,
+        start: usize,
+        n_ctx: usize,
+        pos: &[u32],
+        spec: &RopeSpec,
+        attn: &AttnSpec,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (qw, kvw) = (HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
+        let mut qt = b.upload(q, rows, qw).unwrap();
+        let mut kt = b.upload(k, rows, kvw).unwrap();
+        let vt = b.upload(v, rows, kvw).unwrap();
+        let mut cache = b.kv_cache(2, n_ctx, KV_HEADS, HEAD_DIM).unwrap();
+        if fused {
+            b.rope_qk_store(
+                &mut qt, HEADS, &mut kt, KV_HEADS, &vt, pos, spec, &mut cache, 1, start,
+            )
+            .unwrap();
+        } else {
+            b.rope_qk(&mut qt, HEADS, &mut kt, KV_HEADS, pos, spec)
+                .unwrap();
+            b.kv_store(&mut cache, 1, &kt, &vt, 0..rows, start).unwrap();
+        }
+        let mut out = b.zeros(rows, qw).unwrap();
+        b.attention(&qt, &cache, 1, 0..rows, start, attn, &mut out)
+            .unwrap();
+        (b.download(&qt).unwrap(), b.download(&out).unwrap())
+    }
+    let args = (&q[..], &k[..], &v[..]);
+    let fused = run(g, true, args, rows, start, n_ctx, &pos, &spec, &attn);
+    let apart = run(g, false, args, rows, start, n_ctx, &pos, &spec, &attn);
+    assert_eq!(fused, apart, "rope_qk_store vs rope_qk + kv_store");
+    let cpu_ref = run(cpu(), true, args, rows, start, n_ctx, &pos, &spec, &attn);
+    assert_close("rope_qk_store q", &fused.0, &cpu_ref.0, 1e-5);
+    assert_close("rope_qk_store attention", &fused.1, &cpu_ref.1, 1e-4);
+}

@@ -285,7 +285,30 @@ impl<B: Backend> Model<B> {
                 k = kt;
             }
             let rope = c.rope_for_layer(il);
-            be.rope_qk(&mut q, c.n_head, &mut k, c.n_head_kv, &positions, &rope)?;
+            match (&mut *batch, ranges.as_slice()) {
+                // One sequence owning every row: rotation and cache write
+                // together.
+                ([chunk], [(rows, start)]) if *rows == (0..n_rows) => {
+                    be.rope_qk_store(
+                        &mut q,
+                        c.n_head,
+                        &mut k,
+                        c.n_head_kv,
+                        &v,
+                        &positions,
+                        &rope,
+                        &mut chunk.seq.cache,
+                        il,
+                        *start,
+                    )?;
+                }
+                _ => {
+                    be.rope_qk(&mut q, c.n_head, &mut k, c.n_head_kv, &positions, &rope)?;
+                    for (chunk, (rows, start)) in batch.iter_mut().zip(&ranges) {
+                        be.kv_store(&mut chunk.seq.cache, il, &k, &v, rows.clone(), *start)?;
+                    }
+                }
+            }
             let spec = AttnSpec {
                 n_head: c.n_head,
                 n_head_kv: c.n_head_kv,
@@ -294,9 +317,6 @@ impl<B: Backend> Model<B> {
                 sliding_window: c.window_for_layer(il),
                 softcap: None,
             };
-            for (chunk, (rows, start)) in batch.iter_mut().zip(&ranges) {
-                be.kv_store(&mut chunk.seq.cache, il, &k, &v, rows.clone(), *start)?;
-            }
             let seqs: Vec<_> = batch
                 .iter()
                 .zip(&ranges)

@@ -568,12 +568,14 @@ impl Kernels {
         pos: &DeviceBuffer<u32>,
         p: &RopeParams,
     ) -> Result<()> {
-        self.rope_pair(stream, x, None, pos, p)
+        self.rope_pair(stream, x, None, pos, p, None)
     }
 
     /// RoPE in place on `x` and, when given, on `(x2, n_heads2)`: rows of
     /// `n_heads2 × head_dim` at the same positions, in the same launch (a
-    /// layer's queries and keys).
+    /// layer's queries and keys). With `store` (and `x2`, every head dim
+    /// rotated) the rotated `x2` rows and the value rows also go into the
+    /// KV cache in that launch.
     pub fn rope_pair(
         &self,
         stream: &Stream,
@@ -581,6 +583,7 @@ impl Kernels {
         x2: Option<(&mut DeviceBuffer<f32>, usize)>,
         pos: &DeviceBuffer<u32>,
         p: &RopeParams,
+        store: Option<RopeStore<'_>>,
     ) -> Result<()> {
         if p.n_dims > p.head_dim || !p.n_dims.is_multiple_of(2) {
             return Err(invalid(format!(
@@ -598,8 +601,38 @@ impl Kernels {
             None => (0, 0),
         };
         let pairs = p.rows * (p.n_heads + n_heads2) * (p.n_dims / 2);
+        let (kc, vs, vc, nv) = match &store {
+            Some(st) => {
+                if n_heads2 == 0 || p.n_dims != p.head_dim {
+                    return Err(invalid(format!(
+                        "rope: cache write needs keys with every dim rotated ({} of {})",
+                        p.n_dims, p.head_dim
+                    )));
+                }
+                let n = p.rows * n_heads2 * p.head_dim;
+                need(
+                    "rope key cache",
+                    st.k_dst.len().saturating_sub(st.dst_off),
+                    n,
+                )?;
+                need(
+                    "rope value cache",
+                    st.v_dst.len().saturating_sub(st.dst_off),
+                    n,
+                )?;
+                need("rope values", st.v_src.len(), n)?;
+                let at = 4 * st.dst_off as u64;
+                (
+                    st.k_dst.device_ptr() + at,
+                    st.v_src.device_ptr(),
+                    st.v_dst.device_ptr() + at,
+                    n,
+                )
+            }
+            None => (0, 0, 0, 0),
+        };
         let cfg = LaunchConfig {
-            grid: (blocks(pairs, BLOCK_1D)?, 1, 1),
+            grid: (blocks(pairs + nv, BLOCK_1D)?, 1, 1),
             block: (BLOCK_1D as u32, 1, 1),
             shared_bytes: 0,
         };
@@ -618,9 +651,14 @@ impl Kernels {
             .f32(p.ext_factor)
             .f32(p.attn_factor)
             .f32(p.corr_dims[0])
-            .f32(p.corr_dims[1]);
+            .f32(p.corr_dims[1])
+            .ptr(kc)
+            .ptr(vs)
+            .ptr(vc)
+            .i32(to_i32("values", nv)?);
         // SAFETY: matches `rope_f32`; lengths checked above (x2 null only
-        // with n_heads2 = 0, when the kernel never touches it).
+        // with n_heads2 = 0, when the kernel never touches it; the cache
+        // rows from their offsets and the values for `nv`).
         unsafe { self.f("rope_f32")?.launch(stream, cfg, &args) }
     }
 
@@ -992,6 +1030,19 @@ pub struct RopeParams {
     pub attn_factor: f32,
     /// YaRN ramp boundaries.
     pub corr_dims: [f32; 2],
+}
+
+/// The KV-cache write of [`Kernels::rope_pair`]: the rotated keys into
+/// `k_dst` and `v_src` into `v_dst`, both from value `dst_off` on.
+pub struct RopeStore<'a> {
+    /// The layer's key cache.
+    pub k_dst: &'a mut DeviceBuffer<f32>,
+    /// The layer's value cache.
+    pub v_dst: &'a mut DeviceBuffer<f32>,
+    /// First value written in both caches (position × values per position).
+    pub dst_off: usize,
+    /// The value rows (as many as the key rows).
+    pub v_src: &'a DeviceBuffer<f32>,
 }
 
 /// Parameters of [`Kernels::attention`].
