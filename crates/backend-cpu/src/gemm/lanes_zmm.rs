@@ -809,9 +809,10 @@ mod tests {
                 ($t:expr, $g:expr, $k:expr) => {{
                     let s = Instant::now();
                     for _ in 0..reps {
-                        // SAFETY: 32 rows of `k / 32` blocks, 8 tokens of
-                        // regrouped activations (the first `$t` read), an 8 ×
-                        // 32 output; features checked by `supports`.
+                        // SAFETY: 32 rows of `k / 32` blocks (`16 · $g`
+                        // read), `t` = 12 tokens of activations (`nb · $t ·
+                        // 32` bytes read, `$t ≤ 12`), a `t × 32` output;
+                        // features checked by `supports`.
                         unsafe { x86::tile::<{ $t }, { $g }, { $k }>(&args, out.as_mut_ptr(), n) };
                         std::hint::black_box(&mut out);
                     }
