@@ -28,6 +28,11 @@ impl<B: Backend + 'static> BatchModel for EngineBatch<B> {
         self.model.new_sequence(self.n_ctx)
     }
 
+    fn truncate(&mut self, seq: &mut Self::Seq, len: usize) -> bool {
+        seq.truncate(len);
+        true
+    }
+
     fn step(
         &mut self,
         inputs: &mut [SeqInput<'_, Self::Seq>],

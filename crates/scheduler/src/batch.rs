@@ -23,6 +23,15 @@ pub trait BatchModel: Send + 'static {
     fn n_ctx(&self) -> usize;
     /// A new, empty sequence.
     fn new_seq(&mut self) -> Result<Self::Seq, Self::Error>;
+    /// Keep only the first `len` positions of `seq` (the rest are
+    /// overwritten by the next tokens), so that a finished sequence can serve
+    /// a request whose prompt starts with the same tokens; `false` when the
+    /// model cannot (the scheduler then starts a new sequence). The default
+    /// cannot.
+    fn truncate(&mut self, seq: &mut Self::Seq, len: usize) -> bool {
+        let _ = (seq, len);
+        false
+    }
     /// Append each input's tokens to its sequence and return, for each input
     /// in order, the logits after its last token.
     fn step(

@@ -63,6 +63,11 @@ pub struct Request {
     pub is_eog: Box<dyn Fn(u32) -> bool + Send>,
     /// Number of top alternatives to report with each token (`None`: no logprobs).
     pub top_logprobs: Option<usize>,
+    /// Whether the prompt may start from the cached positions of a finished
+    /// sequence with the same first tokens (llama-server's `cache_prompt`).
+    /// Results can then differ in the last bits from a fresh evaluation, as
+    /// the remaining tokens go through the model in a different batch.
+    pub reuse_prefix: bool,
     /// Where events go.
     pub sink: EventSink,
 }

@@ -197,6 +197,8 @@ struct Running<S> {
     fed: usize,
     /// Tokens in the sequence's cache.
     len: usize,
+    /// Those tokens (for reuse by a later request with the same prefix).
+    cached: Vec<u32>,
     /// The token to feed next while decoding.
     next: Option<u32>,
     generated: usize,
@@ -204,12 +206,26 @@ struct Running<S> {
     order: u64,
 }
 
+/// A finished sequence kept for a later request that starts with the same
+/// tokens (at most `max_running` of them, so that running and idle
+/// sequences together never exceed the batch limit).
+struct Idle<S> {
+    seq: S,
+    tokens: Vec<u32>,
+}
+
 struct Worker<M: BatchModel> {
     model: M,
     config: SchedulerConfig,
     shared: Arc<Shared>,
     running: Vec<Running<M::Seq>>,
+    idle: Vec<Idle<M::Seq>>,
     admitted: u64,
+}
+
+/// Length of the common prefix of `a` and `b`.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 impl<M: BatchModel> Worker<M> {
@@ -219,6 +235,7 @@ impl<M: BatchModel> Worker<M> {
             config,
             shared,
             running: Vec::new(),
+            idle: Vec::new(),
             admitted: 0,
         }
     }
@@ -257,14 +274,16 @@ impl<M: BatchModel> Worker<M> {
             let Some(mut req) = lock(&self.shared.queue).pop_front() else {
                 break;
             };
-            match self.model.new_seq() {
-                Ok(seq) => {
+            match self.take_seq(&req.prompt, req.reuse_prefix) {
+                Ok((seq, kept)) => {
                     self.admitted += 1;
+                    let cached = req.prompt[..kept].to_vec();
                     self.running.push(Running {
                         req,
                         seq,
-                        fed: 0,
-                        len: 0,
+                        fed: kept,
+                        len: kept,
+                        cached,
                         next: None,
                         generated: 0,
                         order: self.admitted,
@@ -281,7 +300,51 @@ impl<M: BatchModel> Worker<M> {
             .store(self.running.len(), Ordering::Relaxed);
     }
 
+    /// A sequence for `prompt` and how many of its first tokens it already
+    /// holds: the idle sequence sharing the longest prefix with it (with
+    /// `reuse`; at least the last prompt token is evaluated again, for its
+    /// logits), else any idle one emptied, else a new one.
+    fn take_seq(&mut self, prompt: &[u32], reuse: bool) -> Result<(M::Seq, usize), M::Error> {
+        let cap = prompt.len().saturating_sub(1);
+        let best = self
+            .idle
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let kept = if reuse {
+                    common_prefix(&s.tokens, prompt).min(cap)
+                } else {
+                    0
+                };
+                (kept, i)
+            })
+            .max();
+        if let Some((kept, i)) = best {
+            let mut idle = self.idle.remove(i);
+            if self.model.truncate(&mut idle.seq, kept) {
+                return Ok((idle.seq, kept));
+            }
+            self.idle.clear();
+        }
+        Ok((self.model.new_seq()?, 0))
+    }
+
+    /// Keep a finished sequence for reuse when the model can truncate it
+    /// (else it is dropped, freeing its KV space).
+    fn park(&mut self, mut seq: M::Seq, tokens: Vec<u32>) {
+        if !self.model.truncate(&mut seq, tokens.len()) {
+            return;
+        }
+        self.idle.push(Idle { seq, tokens });
+        let keep = self.config.max_running.max(1);
+        if self.idle.len() > keep {
+            let extra = self.idle.len() - keep;
+            self.idle.drain(..extra);
+        }
+    }
+
     fn cancel_all(&mut self, why: &str) {
+        self.idle.clear();
         for r in &mut self.running {
             (r.req.sink)(Event::Error(why.to_string()));
         }
@@ -350,6 +413,10 @@ impl<M: BatchModel> Worker<M> {
             let n_ctx = self.model.n_ctx();
             let r = &mut self.running[i];
             r.len += n;
+            match r.next {
+                Some(id) => r.cached.push(id),
+                None => r.cached.extend_from_slice(&r.req.prompt[r.fed..r.fed + n]),
+            }
             if r.next.is_none() {
                 r.fed += n;
                 self.shared
@@ -381,7 +448,8 @@ impl<M: BatchModel> Worker<M> {
             );
         }
         for i in finished.into_iter().rev() {
-            self.running.swap_remove(i);
+            let r = self.running.swap_remove(i);
+            self.park(r.seq, r.cached);
         }
         // swap_remove changed the order; restore first-come-first-served.
         self.running.sort_by_key(|r| r.order);

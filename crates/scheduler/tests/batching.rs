@@ -23,6 +23,8 @@ struct Toy {
     n_ctx: usize,
     probe: Arc<Probe>,
     step_delay: Duration,
+    /// Whether finished sequences can be truncated and reused.
+    truncates: bool,
 }
 
 struct ToySeq {
@@ -48,6 +50,10 @@ impl BatchModel for Toy {
             tokens: Vec::new(),
             probe: Arc::clone(&self.probe),
         })
+    }
+    fn truncate(&mut self, seq: &mut ToySeq, len: usize) -> bool {
+        seq.tokens.truncate(len);
+        self.truncates
     }
     fn step(&mut self, inputs: &mut [SeqInput<'_, ToySeq>]) -> Result<Vec<Vec<f32>>, String> {
         std::thread::sleep(self.step_delay);
@@ -92,6 +98,7 @@ fn request(prompt: Vec<u32>, max_tokens: usize, eog: u32) -> (Request, mpsc::Rec
         sampler: Box::new(|l: &[f32]| argmax(l)),
         is_eog: Box::new(move |id| id == eog),
         top_logprobs: Some(2),
+        reuse_prefix: true,
         sink: Box::new(move |e| tx.send(e).is_ok()),
     };
     (req, rx)
@@ -118,6 +125,7 @@ fn toy(n_ctx: usize, delay_ms: u64) -> (Toy, Arc<Probe>) {
             n_ctx,
             probe: Arc::clone(&probe),
             step_delay: Duration::from_millis(delay_ms),
+            truncates: false,
         },
         probe,
     )
@@ -292,5 +300,48 @@ fn shutdown_finishes_or_cancels_within_the_grace_period() {
     assert_eq!(
         sched.submit(request(vec![1], 1, 0).0),
         Err(SubmitError::ShuttingDown)
+    );
+}
+
+/// A finished sequence serves the next request that starts with the same
+/// tokens: only the rest of its prompt is fed (at least its last token),
+/// the output is what a fresh sequence gives, `reuse_prefix: false` feeds
+/// the whole prompt, and running plus kept sequences stay within the limit.
+#[test]
+fn finished_sequences_serve_requests_with_the_same_prefix() {
+    let (mut model, probe) = toy(256, 0);
+    model.truncates = true;
+    let cfg = SchedulerConfig {
+        max_running: 2,
+        max_queue: 16,
+        prefill_chunk: 64,
+    };
+    let sched = Scheduler::start(model, cfg);
+    let run = |prompt: Vec<u32>, reuse: bool| -> Vec<u32> {
+        let (mut req, rx) = request(prompt, 3, 999);
+        req.reuse_prefix = reuse;
+        sched.submit(req).unwrap();
+        let (ids, done) = collect(&rx);
+        assert!(matches!(done, Event::Done { .. }), "{done:?}");
+        ids
+    };
+    let fed = || sched.stats().prompt_tokens_total;
+    assert_eq!(run(vec![1, 2, 3, 4, 5], true), vec![6, 7, 8]);
+    assert_eq!(fed(), 5);
+    // Shares [1, 2, 3, 4]: two prompt tokens fed.
+    assert_eq!(run(vec![1, 2, 3, 4, 9, 9], true), vec![10, 11, 12]);
+    assert_eq!(fed(), 7);
+    // The same prompt again: only its last token.
+    assert_eq!(run(vec![1, 2, 3, 4, 9, 9], true), vec![10, 11, 12]);
+    assert_eq!(fed(), 8);
+    // Without reuse: all of it.
+    assert_eq!(run(vec![1, 2, 3, 4, 9, 9], false), vec![10, 11, 12]);
+    assert_eq!(fed(), 14);
+    // A prompt sharing nothing: all of it, on a recycled sequence.
+    assert_eq!(run(vec![30, 31], true), vec![32, 33, 34]);
+    assert_eq!(fed(), 16);
+    assert!(
+        probe.live_seqs.load(Ordering::SeqCst) <= 2,
+        "more sequences alive than --parallel"
     );
 }

@@ -30,6 +30,12 @@ pub struct GenParams {
     pub include_usage: bool,
     /// How many alternatives to report per token (`None`: no logprobs).
     pub top_logprobs: Option<usize>,
+    /// `cache_prompt` (llama-server's field; default false here): the prompt
+    /// may start from a finished sequence's cached positions with the same
+    /// first tokens. Off by default because the re-evaluated rest goes
+    /// through the model in a different batch, so greedy output may differ
+    /// in rare cases from a fresh evaluation (as in llama-server).
+    pub cache_prompt: bool,
 }
 
 /// The JSON object of a request, with typed field access.
@@ -201,6 +207,7 @@ impl<'a> Fields<'a> {
             stream,
             include_usage,
             top_logprobs: top_logprobs.map(|n| n as usize),
+            cache_prompt: self.bool("cache_prompt")?.unwrap_or(false),
         })
     }
 

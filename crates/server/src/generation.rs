@@ -78,6 +78,7 @@ pub fn start(
             service.eog()
         },
         top_logprobs: params.top_logprobs,
+        reuse_prefix: params.cache_prompt,
         sink: Box::new(move |e| tx.send(e).is_ok()),
     };
     let mut ready = VecDeque::new();

@@ -77,6 +77,9 @@ fn wait_healthy(port: u16, child: &mut Child) -> Result<()> {
 fn complete(port: u16, max_tokens: usize) -> Result<usize> {
     let body = serde_json::json!({
         "prompt": PROMPT, "max_tokens": max_tokens, "n_predict": max_tokens,
+        // Reuse of a finished slot's cached prompt: llama-server's default,
+        // opt-in for rocmforge (see `cache_prompt` in docs/server.md).
+        "cache_prompt": true,
         "temperature": 0, "ignore_eos": true, "stream": false,
     })
     .to_string();
