@@ -332,6 +332,17 @@ fn norms() {
     );
 }
 
+/// NeoX RoPE over whole heads, base 10000, no scaling.
+fn neox_rope() -> RopeSpec {
+    RopeSpec {
+        mode: RopeMode::Neox,
+        n_dims: HEAD_DIM,
+        freq_base: 10000.0,
+        freq_scale: 1.0,
+        yarn: None,
+    }
+}
+
 fn rope_case<B: Backend>(b: &B, x: &[f32], rows: usize, pos: &[u32], spec: &RopeSpec) -> Vec<f32> {
     let mut t = b.upload(x, rows, x.len() / rows).unwrap();
     b.rope(&mut t, HEADS, pos, spec).unwrap();
@@ -796,13 +807,7 @@ fn rope_qk_equals_two_ropes() {
     let q = rng.vec(rows * HEADS * HEAD_DIM, 2.0);
     let k = rng.vec(rows * KV_HEADS * HEAD_DIM, 2.0);
     let pos: Vec<u32> = (0..rows as u32).map(|i| i * 11 + 7).collect();
-    let spec = RopeSpec {
-        mode: RopeMode::Neox,
-        n_dims: HEAD_DIM,
-        freq_base: 10000.0,
-        freq_scale: 1.0,
-        yarn: None,
-    };
+    let spec = neox_rope();
     fn both<B: Backend>(
         b: &B,
         q: &[f32],
@@ -894,13 +899,7 @@ fn rope_qk_store_equals_rope_then_store() {
     let k = rng.vec(rows * kvw, 1.0);
     let v = rng.vec(rows * kvw, 1.0);
     let pos: Vec<u32> = (start as u32..(start + rows) as u32).collect();
-    let spec = RopeSpec {
-        mode: RopeMode::Neox,
-        n_dims: HEAD_DIM,
-        freq_base: 10000.0,
-        freq_scale: 1.0,
-        yarn: None,
-    };
+    let spec = neox_rope();
     let attn = AttnSpec {
         n_head: HEADS,
         n_head_kv: KV_HEADS,
