@@ -20,6 +20,7 @@ mod attention;
 mod elementwise;
 mod gemm;
 mod kv;
+mod many;
 mod matmul;
 mod norm;
 mod rope;
@@ -201,6 +202,23 @@ impl Backend for CpuBackend {
     fn matmul(&self, w: &CpuWeight, x: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
         self.pool
             .install(|| matmul::matmul(w, x, out, self.threads))
+    }
+
+    fn matmul_many(
+        &self,
+        x: &CpuTensor,
+        ws: &[&CpuWeight],
+        outs: &mut [&mut CpuTensor],
+    ) -> Result<()> {
+        // One token: all weights' rows in one parallel region (one wake-up
+        // of the workers instead of one per weight).
+        if self
+            .pool
+            .install(|| many::matmul_many(ws, x, outs, self.threads))?
+        {
+            return Ok(());
+        }
+        backend_core::matmul_each(self, x, ws, outs)
     }
 
     fn add_bias(&self, x: &mut CpuTensor, bias: &CpuWeight) -> Result<()> {

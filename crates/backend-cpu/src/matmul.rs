@@ -5,6 +5,7 @@
 //! for every token of the batch while it is hot in cache.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use backend_core::{BackendError, Result};
 use rayon::prelude::*;
@@ -98,7 +99,7 @@ pub(crate) fn matmul(
 
 /// Whether `ROCMFORGE_CPU_KERNELS=vec_dot` asks to skip the multi-token
 /// kernels (for comparisons).
-fn force_vec_dot() -> bool {
+pub(crate) fn force_vec_dot() -> bool {
     static FORCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FORCE.get_or_init(|| std::env::var("ROCMFORGE_CPU_KERNELS").is_ok_and(|v| v == "vec_dot"))
 }
@@ -157,21 +158,20 @@ fn matmul_dot_with(
     let row_bytes = w.row_bytes();
     let bytes = w.bytes();
     let chunk = rows_per_task(n, threads, row_bytes);
-    let ahead = (ROW_PREFETCH_BYTES / row_bytes.max(1)).max(1);
     let out_ptr = SyncPtr(out.as_mut_slice().as_mut_ptr());
     (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
         let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(n));
+        if t == 1 {
+            // SAFETY: `r0..r1` lies inside the `1 × n` output and only this
+            // task touches it during the loop.
+            let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(r0), r1 - r0) };
+            dot_rows_into(kernel, w, act, r0..r1, dst);
+            return;
+        }
         for t0 in (0..t).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(t);
             for r in r0..r1 {
                 let wrow = &bytes[r * row_bytes..(r + 1) * row_bytes];
-                // One token: the rows are one sequential stream; fetch the
-                // row about ROW_PREFETCH_BYTES ahead (as the legacy-format
-                // row kernels do).
-                if t1 - t0 == 1 && r + ahead < r1 {
-                    let next = r + ahead;
-                    crate::simd::prefetch_lines(&bytes[next * row_bytes..(next + 1) * row_bytes]);
-                }
                 for tok in t0..t1 {
                     let arow = &act[tok * act_row..(tok + 1) * act_row];
                     // SAFETY: `wrow` is one whole row of the weight (`k`
@@ -187,6 +187,55 @@ fn matmul_dot_with(
         }
     });
     Ok(())
+}
+
+/// Whether one token against a `w` weight takes [`matmul`]'s dot-product
+/// path, and with which kernel.
+pub(crate) fn one_token_dot_kernel(w: &CpuWeight) -> Option<&'static quant::dot::VecDotKernel> {
+    let ty = w.ggml_type();
+    if crate::gemm::supports(ty) && !force_vec_dot() {
+        return None;
+    }
+    quant::dot::kernel_for(ty).filter(|k| {
+        quant::bytes_for(k.activation_type(), w.cols()).is_ok()
+            && (k.isa_level() != quant::dot::Isa::Scalar || force_vec_dot())
+    })
+}
+
+/// Rows `rows` of `w` against one activation row `arow` (quantized to the
+/// activation type of `kernel`, the kernel of `w`'s type), into
+/// `out[0..len]` on the calling thread. The rows are one sequential stream:
+/// each row fetches the one about [`ROW_PREFETCH_BYTES`] ahead (as the
+/// legacy-format row kernels do).
+///
+/// # Panics
+/// If the kernel, the activation row or the ranges do not fit `w`.
+pub(crate) fn dot_rows_into(
+    kernel: &'static quant::dot::VecDotKernel,
+    w: &CpuWeight,
+    arow: &[u8],
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    assert_eq!(kernel.weight_type(), w.ggml_type());
+    assert_eq!(
+        quant::bytes_for(kernel.activation_type(), w.cols()).ok(),
+        Some(arow.len())
+    );
+    assert!(rows.end <= w.rows() && out.len() >= rows.len());
+    let row_bytes = w.row_bytes();
+    let bytes = w.bytes();
+    let ahead = (ROW_PREFETCH_BYTES / row_bytes.max(1)).max(1);
+    for (r, o) in rows.clone().zip(out.iter_mut()) {
+        if r + ahead < rows.end {
+            let next = r + ahead;
+            crate::simd::prefetch_lines(&bytes[next * row_bytes..(next + 1) * row_bytes]);
+        }
+        // SAFETY: `bytes[r * row_bytes..]` is one whole row of the weight
+        // (`k` elements of its type, validated at load) and `arow` holds
+        // exactly `k` elements of the kernel's activation type (asserted).
+        *o = unsafe { kernel.dot_unchecked(&bytes[r * row_bytes..(r + 1) * row_bytes], arow) };
+    }
 }
 
 /// The portable path: dequantize each weight row once, then `f32` dots

@@ -17,6 +17,8 @@
 pub(crate) mod lanes;
 mod zmm_rows;
 
+use std::ops::Range;
+
 use backend_core::{BackendError, GgmlType, Result};
 use rayon::prelude::*;
 
@@ -128,6 +130,51 @@ pub(crate) fn supports(t: GgmlType) -> bool {
 #[inline]
 fn f16_at(b: &[u8], off: usize) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[off], b[off + 1]])).to_f32()
+}
+
+/// One token's activation row laid out for [`zmm_rows`] against weights of
+/// one format (built by [`zmm_prepare`], used by [`zmm_rows_into`]).
+pub(crate) struct ZmmAct {
+    kind: Kind,
+    nb: usize,
+    groups: Vec<zmm_rows::Group>,
+}
+
+/// The activation format that one token against a `ty` weight is quantized
+/// to when [`matmul`] runs it through [`zmm_rows`] on this CPU (`None`: it
+/// takes another path).
+pub(crate) fn zmm_act_type(ty: GgmlType) -> Option<GgmlType> {
+    let kind = Kind::of(ty)?;
+    (level() == Some(Level::Vnni) && use_zmm()).then(|| kind.act_type())
+}
+
+/// Lay out `act` (one row of `nb` blocks of [`zmm_act_type`]`(ty)`) for
+/// [`zmm_rows_into`] against `ty` weights.
+///
+/// # Panics
+/// If `ty` has no [`zmm_act_type`].
+pub(crate) fn zmm_prepare(ty: GgmlType, act: &[u8], nb: usize) -> ZmmAct {
+    let kind = Kind::of(ty).filter(|_| zmm_act_type(ty).is_some());
+    let kind = kind.expect("zmm_prepare: type without the zmm row kernel");
+    let mut groups = Vec::new();
+    zmm_rows::prepare(kind, act, nb, &mut groups);
+    ZmmAct { kind, nb, groups }
+}
+
+/// Rows `rows` of `w` against the prepared activation, into `out[0..len]`
+/// on the calling thread; per row exactly what [`matmul`] computes for one
+/// token.
+///
+/// # Panics
+/// If `w` is not of the type `a` was prepared for, its rows have another
+/// block count, or `rows` or `out` are out of range.
+pub(crate) fn zmm_rows_into(a: &ZmmAct, w: &CpuWeight, rows: Range<usize>, out: &mut [f32]) {
+    assert_eq!(Kind::of(w.ggml_type()), Some(a.kind));
+    assert_eq!(w.cols(), a.nb * 32);
+    assert!(rows.start <= rows.end && rows.end <= w.rows() && out.len() >= rows.len());
+    let row_bytes = w.row_bytes();
+    let bytes = &w.bytes()[rows.start * row_bytes..rows.end * row_bytes];
+    zmm_rows::rows_here(a.kind, bytes, rows.len(), a.nb, &a.groups, out);
 }
 
 /// `out = x · Wᵀ` for a Q4_0/Q4_1/Q5_0/Q8_0 weight (see [`supports`]); shapes

@@ -206,6 +206,32 @@ pub(super) fn matmul(
     });
 }
 
+/// `out[r]` for the `n` rows of `bytes` (`nb` blocks of `kind` each) against
+/// `groups` ([`prepare`]d for `kind`), on the calling thread as one task.
+///
+/// # Panics
+/// If the CPU lacks the features ([`available`]) or the sizes disagree.
+pub(super) fn rows_here(
+    kind: Kind,
+    bytes: &[u8],
+    n: usize,
+    nb: usize,
+    groups: &[Group],
+    out: &mut [f32],
+) {
+    assert!(available(), "zmm_rows needs AVX-512 F/BW/VL/VBMI/VNNI");
+    let row_bytes = nb * kind.w_block();
+    assert!(bytes.len() >= n * row_bytes && out.len() >= n);
+    assert!(groups.len() >= nb.div_ceil(GROUP));
+    if n == 0 {
+        return;
+    }
+    // SAFETY: `bytes` holds `n` rows of `row_bytes`, `groups` enough groups,
+    // `out` room for `n` values (all asserted above); the CPU has the
+    // features (asserted).
+    unsafe { x86_task(kind, bytes.as_ptr(), n, nb, groups, out.as_mut_ptr()) };
+}
+
 /// Run the kernel over `rows` consecutive rows starting at `w`.
 ///
 /// # Safety
