@@ -20,6 +20,12 @@ extern "C" __global__ void quantize_q8_f32(const float* __restrict__ x, int n, i
     rf_q8_emit1(x[i], i, true, q, ds);
 }
 
+// The 32 bits starting `sh` bits (0..32) into the 64-bit pair hi:lo (a
+// funnel shift: unaligned words from two aligned loads).
+RF_DEVICE u32 rf_funnel(u32 lo, u32 hi, int sh) {
+    return (u32)((((unsigned long long)hi << 32) | lo) >> sh);
+}
+
 // Four bytes of a weight block at a 2-byte aligned address.
 RF_DEVICE int rf_ld_i32_a2(const u8* p) {
     const u16* h = (const u16*)p;
@@ -47,7 +53,7 @@ RF_DEVICE float rf_ld_block_a2(const u8* b, int* q) {
     const int sh = 16 + 8 * off2;  // 16 or 32 bits
 #pragma unroll
     for (int i = 0; i < NQ; i++)
-        q[i] = (int)(u32)((((unsigned long long)w[i + 1] << 32) | w[i]) >> sh);
+        q[i] = (int)rf_funnel(w[i], w[i + 1], sh);
     return rf_h2f((u16)((w[0] >> (8 * off2)) & 0xFFFF));
 }
 
@@ -339,7 +345,7 @@ RF_DEVICE void rf_lds_words(const u32* t, int off, u32* out) {
     for (int i = 0; i <= N; i++) w[i] = a[i];
 #pragma unroll
     for (int i = 0; i < N; i++)
-        out[i] = (u32)((((unsigned long long)w[i + 1] << 32) | w[i]) >> sh);
+        out[i] = rf_funnel(w[i], w[i + 1], sh);
 }
 
 // N activation words at p (16-byte aligned for N = 4, 8-byte for N = 2).
