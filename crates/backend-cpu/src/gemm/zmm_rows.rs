@@ -108,31 +108,48 @@ fn f16_at(b: &[u8], off: usize) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[off], b[off + 1]])).to_f32()
 }
 
-/// Lay out one quantized activation row (`nb` blocks of `kind.act_type()`)
-/// as `nb.div_ceil(4)` groups into `groups` (the last one zero-padded).
-pub(super) fn prepare(kind: Kind, act: &[u8], nb: usize, groups: &mut Vec<Group>) {
+/// Groups that [`prepare`] lays out for `nb` blocks: `nb.div_ceil(4)`, plus
+/// the *pair group* when a row ends in a half group (`nb % 4 == 2`).
+pub(super) fn groups_for(nb: usize) -> usize {
+    nb.div_ceil(GROUP) + usize::from(nb % GROUP == 2)
+}
+
+/// Lay out one activation block `b` as block `i` of group `g`.
+fn put_block(kind: Kind, act: &[u8], b: usize, g: &mut Group, i: usize) {
     let (a_bs, a_q) = kind.a_block();
-    let off = offset(kind);
+    let blk = &act[b * a_bs..(b + 1) * a_bs];
+    let q = &blk[a_q..a_q + 32];
+    let mut s = 0i32;
+    for j in 0..16 {
+        g.lo[16 * i + j] = q[j] as i8;
+        g.hi[16 * i + j] = q[16 + j] as i8;
+    }
+    for &v in q {
+        s += v as i8 as i32;
+    }
+    let d = f16_at(blk, 0);
+    g.da[4 * i..4 * i + 4].fill(d);
+    g.init[4 * i] = -offset(kind) * s;
+    if kind == Kind::Q4_1 {
+        g.sa[4 * i] = f16_at(blk, 2);
+    }
+}
+
+/// Lay out one quantized activation row (`nb` blocks of `kind.act_type()`)
+/// as [`groups_for`]`(nb)` groups into `groups`: `nb.div_ceil(4)` groups of
+/// four blocks (the last one zero-padded), and, when `nb % 4 == 2`, the
+/// pair group holding the last two blocks twice (blocks `nb − 2, nb − 1,
+/// nb − 2, nb − 1`: the tails of two rows in one step).
+pub(super) fn prepare(kind: Kind, act: &[u8], nb: usize, groups: &mut Vec<Group>) {
     groups.clear();
-    groups.resize(nb.div_ceil(GROUP), Group::ZERO);
+    groups.resize(groups_for(nb), Group::ZERO);
     for b in 0..nb {
-        let g = &mut groups[b / GROUP];
-        let i = b % GROUP;
-        let blk = &act[b * a_bs..(b + 1) * a_bs];
-        let q = &blk[a_q..a_q + 32];
-        let mut s = 0i32;
-        for j in 0..16 {
-            g.lo[16 * i + j] = q[j] as i8;
-            g.hi[16 * i + j] = q[16 + j] as i8;
-        }
-        for &v in q {
-            s += v as i8 as i32;
-        }
-        let d = f16_at(blk, 0);
-        g.da[4 * i..4 * i + 4].fill(d);
-        g.init[4 * i] = -off * s;
-        if kind == Kind::Q4_1 {
-            g.sa[4 * i] = f16_at(blk, 2);
+        put_block(kind, act, b, &mut groups[b / GROUP], b % GROUP);
+    }
+    if nb % GROUP == 2 {
+        let g = &mut groups[nb.div_ceil(GROUP)];
+        for i in 0..GROUP {
+            put_block(kind, act, nb - 2 + i % 2, g, i);
         }
     }
 }
@@ -183,7 +200,7 @@ pub(super) fn matmul(
             let dst = out_ptr;
             let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(n));
             // SAFETY: rows `r0..r1` of `row_bytes` each lie inside `bytes`
-            // (asserted above); `groups` holds `nb.div_ceil(4)` groups; the
+            // (asserted above); `groups` holds `groups_for(nb)` groups; the
             // CPU has the features (asserted); output indices `r0..r1` are
             // inside `out` and only this task writes them.
             unsafe {
@@ -222,7 +239,7 @@ pub(super) fn rows_here(
     assert!(available(), "zmm_rows needs AVX-512 F/BW/VL/VBMI/VNNI");
     let row_bytes = nb * kind.w_block();
     assert!(bytes.len() >= n * row_bytes && out.len() >= n);
-    assert!(groups.len() >= nb.div_ceil(GROUP));
+    assert!(groups.len() >= groups_for(nb));
     if n == 0 {
         return;
     }
@@ -236,7 +253,7 @@ pub(super) fn rows_here(
 ///
 /// # Safety
 /// `w` holds `rows` rows of `nb` blocks of `kind`; `groups` holds
-/// `nb.div_ceil(4)` groups prepared for `kind`; `out` has room for `rows`
+/// `groups_for(nb)` groups prepared for `kind`; `out` has room for `rows`
 /// values; the CPU has the features of [`available`].
 #[cfg(target_arch = "x86_64")]
 unsafe fn x86_task(
@@ -320,9 +337,44 @@ mod x86 {
         4 * Kind::from_u8(k).w_block()
     }
 
-    /// The byte offsets of the two 64-byte loads whose `vpermt2b` gives the
-    /// low-nibble (Q8_0: first-half) quant bytes of a group.
-    const fn srcs_lo(k: u8) -> (usize, usize) {
+    /// Bytes of one row's last two blocks (a row's tail when `nb % 4 == 2`).
+    const fn pair_len(k: u8) -> usize {
+        2 * Kind::from_u8(k).w_block()
+    }
+
+    /// Where the second row's tail starts in the second load of a *pair
+    /// step* (two rows' last two blocks): Q8_0 loads it from its start
+    /// (its 68 bytes are exactly two loads 4 bytes apart), the 4-bit kinds
+    /// load the 64 bytes that end where that row ends, so that no load
+    /// reaches past the weights.
+    const fn pair_skew(k: u8) -> usize {
+        if k == 2 {
+            0
+        } else {
+            64 - pair_len(k)
+        }
+    }
+
+    /// Start of block `i` in the bytes that the loads see: a group's four
+    /// blocks one after the other, or (`pair`) the first row's two tail
+    /// blocks at 0 and the second row's two at `64 + pair_skew` (its load
+    /// counts from 64).
+    const fn block_base(k: u8, pair: bool, i: usize) -> usize {
+        let bs = Kind::from_u8(k).w_block();
+        if !pair || i < 2 {
+            i * bs
+        } else {
+            64 + pair_skew(k) + (i - 2) * bs
+        }
+    }
+
+    /// The offsets of the two 64-byte loads whose `vpermt2b` gives the
+    /// low-nibble (Q8_0: first-half) quant bytes of a group (`pair`: of a
+    /// pair step, counted as in [`block_base`]).
+    const fn srcs_lo(k: u8, pair: bool) -> (usize, usize) {
+        if pair {
+            return (0, 64);
+        }
         match k {
             0 => (0, 8),
             1 => (0, 16),
@@ -332,12 +384,17 @@ mod x86 {
     }
 
     /// Q8_0's second pair of loads (the second halves of the blocks).
-    const SRCS_HI_Q8: (usize, usize) = (18, 72);
+    const fn srcs_hi_q8(pair: bool) -> (usize, usize) {
+        if pair {
+            (4, 68)
+        } else {
+            (18, 72)
+        }
+    }
 
-    /// Offset of block `i`'s quant byte `j` (Q8_0: value `j`) in a group.
-    const fn quant_offset(k: u8, i: usize, j: usize) -> usize {
-        let kind = Kind::from_u8(k);
-        i * kind.w_block()
+    /// Offset of block `i`'s quant byte `j` (Q8_0: value `j`).
+    const fn quant_offset(k: u8, pair: bool, i: usize, j: usize) -> usize {
+        block_base(k, pair, i)
             + match k {
                 0 => 2,
                 1 => 4,
@@ -349,12 +406,12 @@ mod x86 {
 
     /// The `vpermt2b` index gathering byte `o(16i + j)` from the loads at
     /// offsets `s0` (indices 0..64) and `s1` (64..128).
-    const fn byte_index(k: u8, hi: bool, (s0, s1): (usize, usize)) -> [u8; 64] {
+    const fn byte_index(k: u8, pair: bool, hi: bool, (s0, s1): (usize, usize)) -> [u8; 64] {
         let mut idx = [0u8; 64];
         let mut p = 0;
         while p < 64 {
             let (i, j) = (p / 16, p % 16);
-            let o = quant_offset(k, i, if hi { 16 + j } else { j });
+            let o = quant_offset(k, pair, i, if hi { 16 + j } else { j });
             idx[p] = if o >= s0 && o - s0 < 64 {
                 (o - s0) as u8
             } else {
@@ -366,9 +423,9 @@ mod x86 {
         idx
     }
 
-    /// The `vpermt2w` index putting the f16 at byte offset `off(i)` of a
-    /// group into words `4i..4i+4` (and `16 + 4i..` for `off2`), from the
-    /// loads at `s0` and `s1`.
+    /// The `vpermt2w` index putting the f16 at byte offset `off(i)` into
+    /// words `4i..4i+4` (and `16 + 4i..` for `off2`), from the loads at `s0`
+    /// and `s1`.
     const fn word_index((s0, s1): (usize, usize), off: [usize; 4], off2: [usize; 4]) -> [u16; 32] {
         let mut idx = [0u16; 32];
         let mut p = 0;
@@ -390,27 +447,34 @@ mod x86 {
         idx
     }
 
-    /// Block `i`'s f16 scale `d` (and Q4_1's `m`) offsets in a group.
-    const fn scale_offsets(k: u8) -> ([usize; 4], [usize; 4]) {
-        let bs = Kind::from_u8(k).w_block();
-        let d = [0, bs, 2 * bs, 3 * bs];
-        let m = [2, bs + 2, 2 * bs + 2, 3 * bs + 2];
+    /// Block `i`'s f16 scale `d` (and Q4_1's `m`) offsets.
+    const fn scale_offsets(k: u8, pair: bool) -> ([usize; 4], [usize; 4]) {
+        let mut d = [0; 4];
+        let mut m = [0; 4];
+        let mut i = 0;
+        while i < 4 {
+            d[i] = block_base(k, pair, i);
+            m[i] = d[i] + 2;
+            i += 1;
+        }
         (d, m)
     }
 
-    /// Q5_0: the `vpermt2w` index putting block `i`'s `qh` (words at
-    /// `22i + 2`, `22i + 4`) into the low half of qwords `2i` and `2i + 1`.
-    const fn qh_index() -> [u16; 32] {
-        let s = srcs_lo(3);
+    /// Q5_0: the `vpermt2w` index putting block `i`'s `qh` (the words at
+    /// its offsets 2 and 4) into the low half of qwords `2i` and `2i + 1`.
+    const fn qh_index(pair: bool) -> [u16; 32] {
+        let s = srcs_lo(3, pair);
         let mut idx = [0u16; 32];
         let mut p = 0;
         while p < 32 {
             // Word p is word p % 4 of qword p / 4, which belongs to block p / 8.
             let blk = p / 8;
-            let o = blk * 22 + 2 + 2 * (p % 2);
-            idx[p] = if o + 2 - s.0 <= 64 {
-                (o / 2) as u16
+            let o = block_base(3, pair, blk) + 2 + 2 * (p % 2);
+            idx[p] = if o >= s.0 && o + 2 - s.0 <= 64 {
+                assert!((o - s.0).is_multiple_of(2));
+                ((o - s.0) / 2) as u16
             } else {
+                assert!(o >= s.1 && o + 2 - s.1 <= 64 && (o - s.1).is_multiple_of(2));
                 (32 + (o - s.1) / 2) as u16
             };
             p += 1;
@@ -438,7 +502,6 @@ mod x86 {
         idx_lo: __m512i,
         idx_hi: __m512i,
         idx_d: __m512i,
-        idx_m: __m512i,
         idx_qh: __m512i,
         sh_lo: __m512i,
         sh_hi: __m512i,
@@ -452,29 +515,27 @@ mod x86 {
         unsafe { _mm512_loadu_si512(v as *const T as *const _) }
     }
 
-    /// The index vectors of kind `K` (evaluated at compile time).
+    /// The index vectors of kind `K` for a group (`PAIR`: for a pair step),
+    /// evaluated at compile time.
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn consts<const K: u8>() -> Consts {
+    fn consts<const K: u8, const PAIR: bool>() -> Consts {
         // Q8_0's scales come from the loads at 0 and 64 like its first halves.
-        let idx_lo: [u8; 64] = const { byte_index(K, false, srcs_lo(K)) };
+        let idx_lo: [u8; 64] = const { byte_index(K, PAIR, false, srcs_lo(K, PAIR)) };
         let idx_hi: [u8; 64] = const {
             if K == 2 {
-                byte_index(K, true, SRCS_HI_Q8)
+                byte_index(K, PAIR, true, srcs_hi_q8(PAIR))
             } else {
                 [0; 64]
             }
         };
+        // `d` in words 0..16, Q4_1's `m` in words 16..32.
         let idx_d: [u16; 32] = const {
-            let (d, m) = scale_offsets(K);
-            word_index(srcs_lo(K), d, m)
-        };
-        let idx_m: [u16; 32] = const {
-            let (d, m) = scale_offsets(K);
-            word_index(srcs_lo(K), m, d)
+            let (d, m) = scale_offsets(K, PAIR);
+            word_index(srcs_lo(K, PAIR), d, m)
         };
         let idx_qh: [u16; 32] = const {
             if K == 3 {
-                qh_index()
+                qh_index(PAIR)
             } else {
                 [0; 32]
             }
@@ -485,7 +546,6 @@ mod x86 {
             idx_lo: load_const(&idx_lo),
             idx_hi: load_const(&idx_hi),
             idx_d: load_const(&idx_d),
-            idx_m: load_const(&idx_m),
             idx_qh: load_const(&idx_qh),
             sh_lo: load_const(&sh_lo),
             sh_hi: load_const(&sh_hi),
@@ -534,29 +594,15 @@ mod x86 {
         }
     }
 
-    /// Load and unpack one group of one row at `p` (`len` valid bytes when
-    /// `TAIL`).
-    ///
-    /// # Safety
-    /// Without `TAIL`, the group's `grp_bytes(K)` bytes at `p` are readable;
-    /// with `TAIL`, `len` bytes are.
+    /// Unpack one group (or pair step) from its loads: `a`, `b` the two
+    /// whose `vpermt2b` gives the low-nibble (Q8_0: first-half) bytes and
+    /// hold the scales, `x`, `y` Q8_0's two for the second halves.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,f16c")]
-    unsafe fn load_group<const K: u8, const TAIL: bool>(
-        p: *const u8,
-        len: usize,
-        c: &Consts,
-    ) -> Loaded {
-        let (s0, s1) = srcs_lo(K);
-        // SAFETY: every load stays inside the group (its offsets plus 64 are
-        // at most `grp_bytes(K)`), or is masked to `len` bytes (`TAIL`).
-        let (a, b) = unsafe { (ld::<TAIL>(p, s0, len), ld::<TAIL>(p, s1, len)) };
+    fn unpack<const K: u8>(a: __m512i, b: __m512i, x: __m512i, y: __m512i, c: &Consts) -> Loaded {
         let m4 = _mm512_set1_epi8(0x0F);
         let q = _mm512_permutex2var_epi8(a, c.idx_lo, b);
         let (lo, hi) = if K == 2 {
-            let (x0, x1) = SRCS_HI_Q8;
-            // SAFETY: as above (72 + 64 = 136 = a Q8_0 group).
-            let (x, y) = unsafe { (ld::<TAIL>(p, x0, len), ld::<TAIL>(p, x1, len)) };
             let q2 = _mm512_permutex2var_epi8(x, c.idx_hi, y);
             let flip = _mm512_set1_epi8(-128);
             (_mm512_xor_si512(q, flip), _mm512_xor_si512(q2, flip))
@@ -577,15 +623,74 @@ mod x86 {
                 (lo, hi)
             }
         };
+        // One gather for `d` (low half) and Q4_1's `m` (high half).
         let dw = _mm512_permutex2var_epi16(a, c.idx_d, b);
         let d = _mm512_cvtph_ps(_mm512_castsi512_si256(dw));
         let m = if K == 1 {
-            let mw = _mm512_permutex2var_epi16(a, c.idx_m, b);
-            _mm512_cvtph_ps(_mm512_castsi512_si256(mw))
+            _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(dw))
         } else {
             _mm512_setzero_ps()
         };
         Loaded { lo, hi, d, m }
+    }
+
+    /// Load and unpack one group of one row at `p` (`len` valid bytes when
+    /// `TAIL`).
+    ///
+    /// # Safety
+    /// Without `TAIL`, the group's `grp_bytes(K)` bytes at `p` are readable;
+    /// with `TAIL`, `len` bytes are.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,f16c")]
+    unsafe fn load_group<const K: u8, const TAIL: bool>(
+        p: *const u8,
+        len: usize,
+        c: &Consts,
+    ) -> Loaded {
+        let (s0, s1) = srcs_lo(K, false);
+        // SAFETY: every load stays inside the group (its offsets plus 64 are
+        // at most `grp_bytes(K)`), or is masked to `len` bytes (`TAIL`).
+        let (a, b) = unsafe { (ld::<TAIL>(p, s0, len), ld::<TAIL>(p, s1, len)) };
+        let (x, y) = if K == 2 {
+            let (x0, x1) = srcs_hi_q8(false);
+            // SAFETY: as above (72 + 64 = 136 = a Q8_0 group).
+            unsafe { (ld::<TAIL>(p, x0, len), ld::<TAIL>(p, x1, len)) }
+        } else {
+            (a, b)
+        };
+        unpack::<K>(a, b, x, y, c)
+    }
+
+    /// Load and unpack the last two blocks of two consecutive rows (`p` the
+    /// first row's, `p + row_bytes` the second's) as one group (a pair
+    /// step: blocks 0, 1 from the first row, 2, 3 from the second).
+    ///
+    /// # Safety
+    /// The `pair_len(K)` bytes at `p` are followed by the second row, whose
+    /// last `pair_len(K)` bytes start at `p + row_bytes`, and the 64 bytes
+    /// before its end are readable (part of the two rows); `c` was built by
+    /// `consts::<K, true>`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,f16c")]
+    unsafe fn load_pair<const K: u8>(p: *const u8, row_bytes: usize, c: &Consts) -> Loaded {
+        let q = p.wrapping_add(row_bytes);
+        // SAFETY: the first load lies in the first row's tail and the start
+        // of the second row (64 − pair_len ≤ row_bytes); Q8_0's four loads
+        // cover exactly the two tails (68 bytes each, loads at 0 and 4);
+        // the 4-bit kinds' second load is the 64 bytes ending at the second
+        // row's end (`pair_skew`), inside the two rows.
+        unsafe {
+            let a = _mm512_loadu_si512(p as *const _);
+            if K == 2 {
+                let b = _mm512_loadu_si512(q as *const _);
+                let x = _mm512_loadu_si512(p.add(4) as *const _);
+                let y = _mm512_loadu_si512(q.add(4) as *const _);
+                unpack::<K>(a, b, x, y, c)
+            } else {
+                let b = _mm512_loadu_si512(q.sub(pair_skew(K)) as *const _);
+                unpack::<K>(a, b, a, b, c)
+            }
+        }
     }
 
     /// Prefetch `n` lines from `*pf` on (64 bytes apart) and move `*pf` by
@@ -603,12 +708,47 @@ mod x86 {
         *pf = pf.wrapping_add(step);
     }
 
+    /// The sums of the 16 lanes of each of `R ≤ 4` accumulators, reduced
+    /// together (three shuffle-and-add stages for all four instead of one
+    /// reduction each).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce<const R: usize>(acc: &[__m512; R]) -> [f32; R] {
+        let z = _mm512_setzero_ps();
+        let a = |i: usize| if i < R { acc[i] } else { z };
+        // Per 128-bit lane: [a0 (l0+l2), a0 (l1+l3), a1 (l0+l2), a1 (l1+l3)].
+        let x = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x44>(a(0), a(1)),
+            _mm512_shuffle_f32x4::<0xEE>(a(0), a(1)),
+        );
+        let y = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x44>(a(2), a(3)),
+            _mm512_shuffle_f32x4::<0xEE>(a(2), a(3)),
+        );
+        // 128-bit lane r: four partial sums of accumulator r.
+        let v = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(x, y),
+            _mm512_shuffle_f32x4::<0xDD>(x, y),
+        );
+        let v = _mm512_add_ps(v, _mm512_shuffle_ps::<0x4E>(v, v));
+        let v = _mm512_add_ps(v, _mm512_shuffle_ps::<0xB1>(v, v));
+        let idx = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        let v = _mm512_castps512_ps128(_mm512_permutexvar_ps(idx, v));
+        let mut all = [0.0f32; 4];
+        // SAFETY: `all` has room for four f32.
+        unsafe { _mm_storeu_ps(all.as_mut_ptr(), v) };
+        std::array::from_fn(|i| all[i])
+    }
+
     /// `R` consecutive rows at `w` (`row_bytes` apart) against the
-    /// activation `groups`: `res[r]` = row `r`'s dot product.
+    /// activation `groups`: `res[r]` = row `r`'s dot product. When rows end
+    /// in half a group (`nb % 4 == 2`), rows `2i` and `2i + 1` run their
+    /// last two blocks together as one pair step (`cp`: the pair step's
+    /// index vectors); a last odd row takes the masked single-row tail.
     ///
     /// # Safety
     /// `w` holds `R` rows of `nb` blocks of kind `K`; `groups` holds
-    /// `nb.div_ceil(4)` prepared groups; the CPU has the features.
+    /// `groups_for(nb)` prepared groups; the CPU has the features.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,fma,f16c")]
     unsafe fn rows<const R: usize, const K: u8>(
@@ -617,19 +757,20 @@ mod x86 {
         nb: usize,
         groups: &[Group],
         c: &Consts,
+        cp: &Consts,
         pf: &mut *const u8,
     ) -> [f32; R] {
         let gb = grp_bytes(K);
         let full = nb / GROUP;
         let tail = nb % GROUP;
         let mut acc = [_mm512_setzero_ps(); R];
-        macro_rules! step {
-            ($gi:expr, $tail:expr, $len:expr) => {{
-                let gi: usize = $gi;
-                let g: &Group = &groups[gi];
-                // SAFETY: `Group` is 64-byte aligned and its fields are
-                // 64 bytes each.
-                let (alo, ahi, da, init, sa) = unsafe {
+        // The activation registers of group `gi`.
+        macro_rules! act {
+            ($gi:expr) => {{
+                let g: &Group = &groups[$gi];
+                // SAFETY: `Group` is 64-byte aligned and its fields are 64
+                // bytes each.
+                unsafe {
                     (
                         _mm512_load_si512(g.lo.as_ptr() as *const _),
                         _mm512_load_si512(g.hi.as_ptr() as *const _),
@@ -637,8 +778,14 @@ mod x86 {
                         _mm512_load_si512(g.init.as_ptr() as *const _),
                         _mm512_load_ps(g.sa.as_ptr()),
                     )
-                };
-                for (r, acc) in acc.iter_mut().enumerate() {
+                }
+            }};
+        }
+        macro_rules! step {
+            ($gi:expr, $tail:expr, $len:expr, $rows:expr) => {{
+                let gi: usize = $gi;
+                let (alo, ahi, da, init, sa) = act!(gi);
+                for r in $rows {
                     // SAFETY: row `r < R`, group inside the row (or masked
                     // to the row's last `len` bytes).
                     let l =
@@ -646,9 +793,9 @@ mod x86 {
                     let s = _mm512_dpbusd_epi32(init, l.lo, alo);
                     let s = _mm512_dpbusd_epi32(s, l.hi, ahi);
                     let scale = _mm512_mul_ps(l.d, da);
-                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, *acc);
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc[r]);
                     if K == 1 {
-                        *acc = _mm512_fmadd_ps(l.m, sa, *acc);
+                        acc[r] = _mm512_fmadd_ps(l.m, sa, acc[r]);
                     }
                 }
             }};
@@ -656,15 +803,38 @@ mod x86 {
         let mut gi = 0;
         while gi < full {
             prefetch_run(pf, (R * gb).div_ceil(64), R * gb);
-            step!(gi, false, 0);
+            step!(gi, false, 0, 0..R);
             gi += 1;
         }
         if tail > 0 {
             let len = tail * (gb / GROUP);
             prefetch_run(pf, (R * len).div_ceil(64), R * len);
-            step!(gi, true, len);
+            if tail == 2 {
+                let (alo, ahi, da, init, sa) = act!(full + 1);
+                let mut r = 0;
+                while r + 2 <= R {
+                    // SAFETY: rows `r` and `r + 1 < R` end in two blocks
+                    // (`len` bytes) each, one right after the other.
+                    let l =
+                        unsafe { load_pair::<K>(w.add(r * row_bytes + gi * gb), row_bytes, cp) };
+                    let s = _mm512_dpbusd_epi32(init, l.lo, alo);
+                    let s = _mm512_dpbusd_epi32(s, l.hi, ahi);
+                    let scale = _mm512_mul_ps(l.d, da);
+                    let mut t = _mm512_mul_ps(_mm512_cvtepi32_ps(s), scale);
+                    if K == 1 {
+                        t = _mm512_fmadd_ps(l.m, sa, t);
+                    }
+                    // Lanes 0..8 are row `r`'s, 8..16 row `r + 1`'s.
+                    acc[r] = _mm512_mask_add_ps(acc[r], 0x00FF, acc[r], t);
+                    acc[r + 1] = _mm512_mask_add_ps(acc[r + 1], 0xFF00, acc[r + 1], t);
+                    r += 2;
+                }
+                step!(gi, true, len, r..R);
+            } else {
+                step!(gi, true, len, 0..R);
+            }
         }
-        acc.map(|a| _mm512_reduce_add_ps(a))
+        reduce(&acc)
     }
 
     /// All `n` rows starting at `w` into `out[0..n]`, [`ROWS`] at a time.
@@ -675,7 +845,7 @@ mod x86 {
     ///
     /// # Safety
     /// `w` holds `n` rows of `nb` blocks of kind `K`; `groups` holds
-    /// `nb.div_ceil(4)` groups prepared for `K`; `out` has room for `n`
+    /// `groups_for(nb)` groups prepared for `K`; `out` has room for `n`
     /// values; the CPU has the features of [`super::available`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,fma,f16c")]
     pub(super) unsafe fn task<const K: u8>(
@@ -686,7 +856,8 @@ mod x86 {
         out: *mut f32,
     ) {
         let row_bytes = nb * Kind::from_u8(K).w_block();
-        let c = consts::<K>();
+        let c = consts::<K, false>();
+        let cp = consts::<K, true>();
         let ahead = crate::matmul::ROW_PREFETCH_BYTES;
         // The task's first bytes: the running prefetch starts `ahead` past them.
         let mut warm = w;
@@ -696,22 +867,30 @@ mod x86 {
         // SAFETY (all calls and writes): rows `r..r + R` are below `n`.
         unsafe {
             while r + ROWS <= n {
-                let v = rows::<ROWS, K>(w.add(r * row_bytes), row_bytes, nb, groups, &c, &mut pf);
+                let v = rows::<ROWS, K>(
+                    w.add(r * row_bytes),
+                    row_bytes,
+                    nb,
+                    groups,
+                    &c,
+                    &cp,
+                    &mut pf,
+                );
                 std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(r), ROWS);
                 r += ROWS;
             }
             let wr = w.add(r * row_bytes);
             match n - r {
                 1 => {
-                    let v = rows::<1, K>(wr, row_bytes, nb, groups, &c, &mut pf);
+                    let v = rows::<1, K>(wr, row_bytes, nb, groups, &c, &cp, &mut pf);
                     std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(r), 1);
                 }
                 2 => {
-                    let v = rows::<2, K>(wr, row_bytes, nb, groups, &c, &mut pf);
+                    let v = rows::<2, K>(wr, row_bytes, nb, groups, &c, &cp, &mut pf);
                     std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(r), 2);
                 }
                 3 => {
-                    let v = rows::<3, K>(wr, row_bytes, nb, groups, &c, &mut pf);
+                    let v = rows::<3, K>(wr, row_bytes, nb, groups, &c, &cp, &mut pf);
                     std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(r), 3);
                 }
                 _ => {}
