@@ -53,3 +53,89 @@ fn matmul_speed() {
         }
     }
 }
+
+/// One-token mat-vec bandwidth (GB/s of weight bytes) for the legacy
+/// formats, on a weight that stays in L2 (compute bound) and on 64 MB of
+/// weights (about a SmolLM2-135M decode step's worth), best of many runs.
+#[test]
+#[ignore = "timing, not a check"]
+fn decode_stream_speed() {
+    let threads: usize = std::env::var("THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let b = CpuBackend::new(threads).unwrap();
+    let mut rng = Rng::new(7);
+    let k: usize = std::env::var("K")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(576);
+    let x = b.upload(&rng.vec(k, 1.0), 1, k).unwrap();
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        let row_bytes = k / 32 * ty.type_size();
+        for total in [512usize << 10, 64 << 20] {
+            let n = (total / row_bytes).next_multiple_of(4);
+            // Several weights of at most 8 MB (random generation is slow
+            // for one huge one: reuse one and vary nothing else).
+            let per = n.min((8 << 20) / row_bytes).next_multiple_of(4);
+            let copies = n.div_ceil(per);
+            let tws: Vec<_> = (0..copies)
+                .map(|_| TestWeight::random(&mut rng, ty, k, per, 0.05))
+                .collect();
+            let ws: Vec<_> = tws.iter().map(|t| t.load(&b)).collect();
+            let mut out = b.zeros(1, per).unwrap();
+            let reps = if total < (1 << 20) { 2000 } else { 30 };
+            let mut best = f64::MAX;
+            for _ in 0..reps {
+                let s = Instant::now();
+                for w in &ws {
+                    b.matmul(w, &x, &mut out).unwrap();
+                }
+                best = best.min(s.elapsed().as_secs_f64());
+            }
+            let bytes = (copies * per * row_bytes) as f64;
+            println!(
+                "{:>5} k={k} {:>6} KiB threads={threads}: {:>9.1} us  {:>6.2} GB/s",
+                ty.name(),
+                (copies * per * row_bytes) >> 10,
+                best * 1e6,
+                bytes / best / 1e9
+            );
+        }
+    }
+}
+
+/// Cost of one small parallel region (rayon, from inside the pool) at two
+/// threads: the fork/join of a decode step's ~150 regions.
+#[test]
+#[ignore = "timing, not a check"]
+fn region_overhead() {
+    use rayon::prelude::*;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let data: Vec<f32> = (0..4096).map(|i| i as f32).collect();
+    for work in [0usize, 256, 4096] {
+        let per = pool.install(|| {
+            let n = 20000;
+            let s = Instant::now();
+            let mut acc = 0.0f32;
+            for _ in 0..n {
+                // Some serial work between regions (as norms etc. are).
+                acc += data[..work].iter().sum::<f32>();
+                let v: f32 = (0..8usize)
+                    .into_par_iter()
+                    .map(|i| data[i * 8..i * 8 + 8].iter().sum::<f32>())
+                    .sum();
+                acc += v;
+            }
+            std::hint::black_box(acc);
+            s.elapsed().as_secs_f64() / n as f64
+        });
+        println!(
+            "rayon region, {work} serial adds between: {:.2} us",
+            per * 1e6
+        );
+    }
+}

@@ -67,6 +67,14 @@ impl Backend for Timed {
         let op = if self.0.shape(o).1 > 10000 { 11 } else { 3 };
         timed(op, || self.0.matmul(w, x, o))
     }
+    fn matmul_many(
+        &self,
+        x: &Self::Tensor,
+        ws: &[&Self::Weight],
+        outs: &mut [&mut Self::Tensor],
+    ) -> Result<()> {
+        timed(3, || self.0.matmul_many(x, ws, outs))
+    }
     fn add_bias(&self, x: &mut Self::Tensor, b: &Self::Weight) -> Result<()> {
         timed(10, || self.0.add_bias(x, b))
     }
