@@ -12,6 +12,8 @@
 //   RF_WAVE_SYNC()       the lanes of a wave meet here, and their shared-memory
 //                        writes before it are visible to each other after it
 //   RF_DEVICE            inline device function qualifier
+//   rf_ld_weight16<M>(p) 16 bytes of weights read once per pass, with cache
+//                        hint M (see below)
 //   u8 i8 u16 i16 u32 i32  fixed-width integers (no <stdint.h> under the
 //                        runtime compilers)
 #pragma once
@@ -64,6 +66,32 @@ RF_DEVICE float rf_h2f(unsigned short h) {
 }
 
 #endif
+
+// Weight words are read once per pass and should not push the activations
+// (read by every wave) out of L1. Mode M: 0 plain load, 1 non-coherent
+// (read-only) load, 2 that without allocating in L1, 3 evict-first
+// (streaming); NVIDIA only, AMD takes a plain load. The define RF_LDW_MODE
+// overrides M everywhere (for comparisons).
+template <int M>
+RF_DEVICE uint4 rf_ld_weight16(const uint4* p) {
+#if defined(RF_LDW_MODE)
+    constexpr int mode = RF_LDW_MODE;
+#else
+    constexpr int mode = M;
+#endif
+#if defined(RF_CUDA)
+    if (mode == 1) return __ldg(p);
+    if (mode == 2) {
+        uint4 v;
+        asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+            : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+            : "l"(p));
+        return v;
+    }
+    if (mode == 3) return __ldcs(p);
+#endif
+    return *p;
+}
 
 typedef unsigned char u8;
 typedef signed char i8;

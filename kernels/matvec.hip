@@ -311,9 +311,6 @@ RF_DEVICE void rf_q4_k_wide(RF_MV_ARGS) {
 extern "C" __global__ void matvec_q4_k_wide(RF_MV_ARGS) {
     rf_q4_k_wide<1>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
 }
-extern "C" __global__ void matvec_q4_k_wide2(RF_MV_ARGS) {
-    rf_q4_k_wide<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
-}
 
 // Q6_K rows staged through shared memory. Q6_K blocks (210 bytes) are only
 // 2-byte aligned, but eight of them (1680 bytes, 2048 values) are a whole
@@ -370,10 +367,30 @@ RF_DEVICE int rf_q6_signed(u32 v) {
     return (int)(((v | 0x80808080u) - 0x20202020u) ^ 0x80808080u);
 }
 
+// The activations of lane slice `slice` of global super-block `sbg` (four
+// 32-value chunks of one half, the slice's columns) and their scales.
+struct RfQ6X {
+    int x[4][RF_Q6_NW];
+    float d[4];
+};
+
+RF_DEVICE RfQ6X rf_q6_x(int slice, int sbg, const int* __restrict__ xq,
+                        const float2* __restrict__ ds) {
+    const int col = slice * RF_Q6_CPL, h = col >> 5, l0 = col & 31;
+    const int c0 = sbg * 8 + h * 4;
+    RfQ6X x;
+    // 16-byte loads when the slice is 16 values (wave32).
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        rf_ld_words<RF_Q6_NW>(xq + (c0 + k) * 8 + l0 / 4, x.x[k]);
+        x.d[k] = ds[c0 + k].x;
+    }
+    return x;
+}
+
 // The slice of super-block j of the staged tile `st` taken by lane slice
-// `slice`, against the activations of global super-block `sbg`.
-RF_DEVICE float rf_q6_slice(const u32* st, int j, int slice, int sbg, const int* __restrict__ xq,
-                            const float2* __restrict__ ds) {
+// `slice`, against its activations `x` (rf_q6_x).
+RF_DEVICE float rf_q6_slice(const u32* st, int j, int slice, const RfQ6X& x) {
     const int col = slice * RF_Q6_CPL, h = col >> 5, l0 = col & 31;
     const int base = j * 210;
     u32 lo[RF_Q6_NW], hi[RF_Q6_NW], qh[RF_Q6_NW], sw[2], dw[1];
@@ -382,24 +399,18 @@ RF_DEVICE float rf_q6_slice(const u32* st, int j, int slice, int sbg, const int*
     rf_lds_words<RF_Q6_NW>(st, base + 128 + h * 32 + l0, qh);
     rf_lds_words<2>(st, base + 192 + h * 8, sw);
     rf_lds_words<1>(st, base + 208, dw);
-    const int c0 = sbg * 8 + h * 4;
-    // The slice's activation words of the four chunks (16-byte loads when
-    // the slice is 16 values: wave32).
-    int x[4][RF_Q6_NW];
-#pragma unroll
-    for (int k = 0; k < 4; k++) rf_ld_words<RF_Q6_NW>(xq + (c0 + k) * 8 + l0 / 4, x[k]);
     int dot[4] = {0, 0, 0, 0};
 #pragma unroll
     for (int i = 0; i < RF_Q6_NW; i++) {
         const u32 q4 = qh[i];
         dot[0] = RF_DP4A(rf_q6_signed((lo[i] & 0x0F0F0F0Fu) | ((q4 << 4) & 0x30303030u)),
-                         x[0][i], dot[0]);
+                         x.x[0][i], dot[0]);
         dot[1] = RF_DP4A(rf_q6_signed((hi[i] & 0x0F0F0F0Fu) | ((q4 << 2) & 0x30303030u)),
-                         x[1][i], dot[1]);
+                         x.x[1][i], dot[1]);
         dot[2] = RF_DP4A(rf_q6_signed(((lo[i] >> 4) & 0x0F0F0F0Fu) | (q4 & 0x30303030u)),
-                         x[2][i], dot[2]);
+                         x.x[2][i], dot[2]);
         dot[3] = RF_DP4A(rf_q6_signed(((hi[i] >> 4) & 0x0F0F0F0Fu) | ((q4 >> 2) & 0x30303030u)),
-                         x[3][i], dot[3]);
+                         x.x[3][i], dot[3]);
     }
     // Scale of chunk k for these columns: byte 2k + l0 / 16 of the eight.
     const int sb = (l0 >> 4) * 8;
@@ -407,46 +418,379 @@ RF_DEVICE float rf_q6_slice(const u32* st, int j, int slice, int sbg, const int*
 #pragma unroll
     for (int k = 0; k < 4; k++) {
         const int sc = (int)(i8)((sw[k >> 1] >> ((k & 1) * 16 + sb)) & 0xFF);
-        s += ds[c0 + k].x * (float)(sc * dot[k]);
+        s += x.d[k] * (float)(sc * dot[k]);
     }
     return rf_h2f((u16)(dw[0] & 0xFFFF)) * s;
 }
 
-extern "C" __global__ void matvec_q6_k_staged(RF_MV_ARGS) {
-    __shared__ uint4 stage[4][RF_Q6_TILE_WORDS + 1];
+// R rows per wave (group): the lanes take the same slices of every row's
+// tile, so each activation load serves R rows.
+template <int R>
+RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
+    constexpr int LW = (RF_Q6_TILE_WORDS + RF_WAVE - 1) / RF_WAVE;
+    __shared__ uint4 stage[4][R][RF_Q6_TILE_WORDS + 1];
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
     const int sub = wave % wpr;
-    RF_MV_PICK(blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr);
-    const uint4* row = (const uint4*)(W + (size_t)(r < N ? r : 0) * row_bytes);
-    const int n_tiles = r < N ? K / 2048 : 0;
-    uint4* st = stage[wave];
-    uint4 pre[(RF_Q6_TILE_WORDS + RF_WAVE - 1) / RF_WAVE];
-    float acc = 0.0f;
+    const int rg0 = (blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * R;
+    const uint4* rows[R];
+    float* ys[R];
+    int ns[R], rs[R];
+    bool any = false;
+#pragma unroll
+    for (int e = 0; e < R; e++) {
+        const u8* w;
+        rf_mv_pick(rg0 + e, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &w, &ys[e], &ns[e], &rs[e]);
+        // A row past the end reads row 0 of its weight (never stored).
+        rows[e] = (const uint4*)(w + (size_t)(rs[e] < ns[e] ? rs[e] : 0) * row_bytes);
+        any |= rs[e] < ns[e];
+    }
+    const int n_tiles = any ? K / 2048 : 0;
+    uint4 pre[R][LW];
+    float acc[R];
+#pragma unroll
+    for (int e = 0; e < R; e++) acc[e] = 0.0f;
     int t = sub;
     if (t < n_tiles) {
 #pragma unroll
-        for (int u = 0; u < (RF_Q6_TILE_WORDS + RF_WAVE - 1) / RF_WAVE; u++) {
-            const int i = lane + u * RF_WAVE;
-            if (i < RF_Q6_TILE_WORDS) pre[u] = row[(size_t)t * RF_Q6_TILE_WORDS + i];
-        }
+        for (int e = 0; e < R; e++)
+#pragma unroll
+            for (int u = 0; u < LW; u++) {
+                const int i = lane + u * RF_WAVE;
+                if (i < RF_Q6_TILE_WORDS)
+                    pre[e][u] = rf_ld_weight16<3>(rows[e] + (size_t)t * RF_Q6_TILE_WORDS + i);
+            }
     }
     for (; t < n_tiles; t += wpr) {
         RF_WAVE_SYNC();
 #pragma unroll
-        for (int u = 0; u < (RF_Q6_TILE_WORDS + RF_WAVE - 1) / RF_WAVE; u++) {
-            const int i = lane + u * RF_WAVE;
-            if (i < RF_Q6_TILE_WORDS) st[i] = pre[u];
-        }
+        for (int e = 0; e < R; e++)
+#pragma unroll
+            for (int u = 0; u < LW; u++) {
+                const int i = lane + u * RF_WAVE;
+                if (i < RF_Q6_TILE_WORDS) stage[wave][e][i] = pre[e][u];
+            }
         RF_WAVE_SYNC();
         if (t + wpr < n_tiles) {
 #pragma unroll
-            for (int u = 0; u < (RF_Q6_TILE_WORDS + RF_WAVE - 1) / RF_WAVE; u++) {
-                const int i = lane + u * RF_WAVE;
-                if (i < RF_Q6_TILE_WORDS) pre[u] = row[(size_t)(t + wpr) * RF_Q6_TILE_WORDS + i];
+            for (int e = 0; e < R; e++)
+#pragma unroll
+                for (int u = 0; u < LW; u++) {
+                    const int i = lane + u * RF_WAVE;
+                    if (i < RF_Q6_TILE_WORDS)
+                        pre[e][u] = rf_ld_weight16<3>(rows[e] +
+                                                      (size_t)(t + wpr) * RF_Q6_TILE_WORDS + i);
+                }
+        }
+        const int j = lane / RF_Q6_LP, slice = lane % RF_Q6_LP;
+        const RfQ6X x = rf_q6_x(slice, t * 8 + j, xq, ds);
+#pragma unroll
+        for (int e = 0; e < R; e++)
+            acc[e] += rf_q6_slice((const u32*)stage[wave][e], j, slice, x);
+    }
+    rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
+}
+
+extern "C" __global__ void matvec_q6_k_staged(RF_MV_ARGS) {
+    rf_q6_k_staged<1>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+}
+extern "C" __global__ void matvec_q6_k_staged2(RF_MV_ARGS) {
+    rf_q6_k_staged<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+}
+
+// Q4_K, one sub-block pair per lane: the four lanes of a super-block each
+// take pair p = lane % 4 (the 32 nibble bytes at 16 + 32p: low nibbles are
+// sub-block 2p, high nibbles 2p + 1) with two 16-byte loads, so a lane
+// decodes one scale/minimum pair per 32 weight bytes (the `wide` kernel
+// above: per 16). Scales and minima of all eight sub-blocks are unpacked
+// four at a time with word masks (bytes 4..15 of the block: hdr.y, hdr.z,
+// hdr.w). A wave covers RF_WAVE / 4 super-blocks per pass; the weight loads
+// of NP passes are issued before any of them is used. Rows must be 16-byte
+// aligned, ds too (the launcher checks).
+// The activations of sub-blocks c and c + 1 (c even) for rf_q4_k_pair_dot.
+struct RfQ4kX {
+    int4 a, b, c, d;  // values 0..15, 16..31 of sub-block c, then of c + 1
+    float4 dd;        // (d, s) of sub-block c, then of c + 1
+};
+
+RF_DEVICE RfQ4kX rf_q4_k_pair_x(const int* __restrict__ xq, const float2* __restrict__ ds, int c) {
+    const int4* x4 = (const int4*)(xq + c * 8);
+    RfQ4kX x;
+    x.a = x4[0], x.b = x4[1], x.c = x4[2], x.d = x4[3];
+    x.dd = *(const float4*)(ds + c);
+    return x;
+}
+
+RF_DEVICE float rf_q4_k_pair_dot(uint4 hdr, uint4 w0, uint4 w1, int p, const RfQ4kX& x) {
+    const u32 m = 0x0F0F0F0Fu;
+    int sl = 0, sh = 0;
+    sl = RF_DP4A(w0.x & m, x.a.x, sl);
+    sl = RF_DP4A(w0.y & m, x.a.y, sl);
+    sl = RF_DP4A(w0.z & m, x.a.z, sl);
+    sl = RF_DP4A(w0.w & m, x.a.w, sl);
+    sl = RF_DP4A(w1.x & m, x.b.x, sl);
+    sl = RF_DP4A(w1.y & m, x.b.y, sl);
+    sl = RF_DP4A(w1.z & m, x.b.z, sl);
+    sl = RF_DP4A(w1.w & m, x.b.w, sl);
+    sh = RF_DP4A((w0.x >> 4) & m, x.c.x, sh);
+    sh = RF_DP4A((w0.y >> 4) & m, x.c.y, sh);
+    sh = RF_DP4A((w0.z >> 4) & m, x.c.z, sh);
+    sh = RF_DP4A((w0.w >> 4) & m, x.c.w, sh);
+    sh = RF_DP4A((w1.x >> 4) & m, x.d.x, sh);
+    sh = RF_DP4A((w1.y >> 4) & m, x.d.y, sh);
+    sh = RF_DP4A((w1.z >> 4) & m, x.d.z, sh);
+    sh = RF_DP4A((w1.w >> 4) & m, x.d.w, sh);
+    // Sub-blocks 0..3: six low bits of bytes 0..3 (scales) and 4..7
+    // (minima); 4..7: the nibbles of bytes 8..11 with bits 6..7 of bytes
+    // 0..3 (scales) or 4..7 (minima) above them.
+    const bool lo = p < 2;
+    const u32 scw = lo ? hdr.y & 0x3F3F3F3Fu : (hdr.w & m) | ((hdr.y >> 2) & 0x30303030u);
+    const u32 mnw = lo ? hdr.z & 0x3F3F3F3Fu : ((hdr.w >> 4) & m) | ((hdr.z >> 2) & 0x30303030u);
+    const int at = (p & 1) * 16;
+    const float sc0 = (float)((scw >> at) & 0xFF), sc1 = (float)((scw >> (at + 8)) & 0xFF);
+    const float mn0 = (float)((mnw >> at) & 0xFF), mn1 = (float)((mnw >> (at + 8)) & 0xFF);
+    const float d = rf_h2f((u16)(hdr.x & 0xFFFF)), dmin = rf_h2f((u16)(hdr.x >> 16));
+    return d * (sc0 * x.dd.x * (float)sl + sc1 * x.dd.z * (float)sh) -
+           dmin * (mn0 * x.dd.y + mn1 * x.dd.w);
+}
+
+template <int NP>
+RF_DEVICE void rf_q4_k_pair(RF_MV_ARGS) {
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+    const int sub = wave % wpr;
+    RF_MV_PICK(blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr);
+    const uint4* row = (const uint4*)(W + (size_t)(r < N ? r : 0) * row_bytes);
+    const int nsb = r < N ? K / 256 : 0;
+    const int p = lane & 3, step = wpr * (RF_WAVE / 4);
+    float acc = 0.0f;
+    for (int sb0 = sub * (RF_WAVE / 4) + (lane >> 2); sb0 < nsb; sb0 += NP * step) {
+        uint4 hdr[NP], w0[NP], w1[NP];
+#pragma unroll
+        for (int i = 0; i < NP; i++) {
+            const int sb = sb0 + i * step;
+            if (sb < nsb) {
+                const uint4* b = row + (size_t)sb * 9;  // 144 bytes = 9 words
+                hdr[i] = b[0];
+                w0[i] = b[1 + 2 * p];
+                w1[i] = b[2 + 2 * p];
             }
         }
-        acc += rf_q6_slice((const u32*)st, lane / RF_Q6_LP, lane % RF_Q6_LP,
-                           t * 8 + lane / RF_Q6_LP, xq, ds);
+#pragma unroll
+        for (int i = 0; i < NP; i++) {
+            const int sb = sb0 + i * step;
+            if (sb < nsb)
+                acc += rf_q4_k_pair_dot(hdr[i], w0[i], w1[i], p,
+                                        rf_q4_k_pair_x(xq, ds, sb * 8 + 2 * p));
+        }
     }
     rf_matvec_store(acc, r, N, sub, wpr, Y);
 }
+
+extern "C" __global__ void matvec_q4_k_pair2(RF_MV_ARGS) {
+    rf_q4_k_pair<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+}
+extern "C" __global__ void matvec_q4_k_pair4(RF_MV_ARGS) {
+    rf_q4_k_pair<4>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+}
+
+// rf_q4_k_pair for R rows per wave (group): per pass the activations are
+// loaded once and used for all R rows. Activation bytes outnumber weight
+// bytes (one per value against a half), so with one row per wave the L1
+// traffic of the activations, not DRAM, bounds the kernel.
+#ifndef RF_MV_PF
+#define RF_MV_PF 0
+#endif
+
+// Super-block sb's header and this lane's pair of nibble words, of R rows.
+template <int R>
+RF_DEVICE void rf_q4_k_rows_load(const uint4* const* rows, int sb, int p, uint4* hdr, uint4* w0,
+                                 uint4* w1) {
+#pragma unroll
+    for (int e = 0; e < R; e++) {
+        const uint4* b = rows[e] + (size_t)sb * 9;  // 144 bytes = 9 words
+        hdr[e] = rf_ld_weight16<3>(b);
+        w0[e] = rf_ld_weight16<3>(b + 1 + 2 * p);
+        w1[e] = rf_ld_weight16<3>(b + 2 + 2 * p);
+    }
+}
+
+template <int R>
+RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS) {
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+    const int sub = wave % wpr;
+    const int rg0 = (blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * R;
+    const uint4* rows[R];
+    float* ys[R];
+    int ns[R], rs[R];
+    bool any = false;
+#pragma unroll
+    for (int e = 0; e < R; e++) {
+        const u8* w;
+        rf_mv_pick(rg0 + e, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &w, &ys[e], &ns[e], &rs[e]);
+        // A row past the end reads row 0 of its weight (never stored).
+        rows[e] = (const uint4*)(w + (size_t)(rs[e] < ns[e] ? rs[e] : 0) * row_bytes);
+        any |= rs[e] < ns[e];
+    }
+    const int nsb = any ? K / 256 : 0;
+    const int p = lane & 3, step = wpr * (RF_WAVE / 4);
+    float acc[R];
+#pragma unroll
+    for (int e = 0; e < R; e++) acc[e] = 0.0f;
+    uint4 hdr[R], w0[R], w1[R];
+    const int sb_first = sub * (RF_WAVE / 4) + (lane >> 2);
+    if (sb_first < nsb) rf_q4_k_rows_load<R>(rows, sb_first, p, hdr, w0, w1);
+    for (int sb = sb_first; sb < nsb; sb += step) {
+#if RF_MV_PF
+        // The next pass's weights are requested before this pass's math.
+        uint4 nh[R], n0[R], n1[R];
+        if (sb + step < nsb) rf_q4_k_rows_load<R>(rows, sb + step, p, nh, n0, n1);
+#endif
+        const RfQ4kX x = rf_q4_k_pair_x(xq, ds, sb * 8 + 2 * p);
+#pragma unroll
+        for (int e = 0; e < R; e++) acc[e] += rf_q4_k_pair_dot(hdr[e], w0[e], w1[e], p, x);
+#if RF_MV_PF
+#pragma unroll
+        for (int e = 0; e < R; e++) hdr[e] = nh[e], w0[e] = n0[e], w1[e] = n1[e];
+#else
+        if (sb + step < nsb) rf_q4_k_rows_load<R>(rows, sb + step, p, hdr, w0, w1);
+#endif
+    }
+    rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
+}
+
+extern "C" __global__ void matvec_q4_k_rows2(RF_MV_ARGS) {
+    rf_q4_k_rows<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+}
+extern "C" __global__ void matvec_q4_k_rows4(RF_MV_ARGS) {
+    rf_q4_k_rows<4>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+}
+
+// Q4_0 and Q8_0 rows staged through shared memory. Their blocks (18 and 34
+// bytes) are only 2-byte aligned, and loading them in place takes a 32-bit
+// load per four bytes, each touching many cache sectors across the wave
+// (the kernels above are bound by L1 there, not by DRAM). Eight blocks are
+// a whole number of 16-byte words, so a row of K = 256 * n values (16-byte
+// aligned, the launcher checks) is read as tiles of TB blocks (Q4_0: 128
+// blocks = 144 words, Q8_0: 64 = 136 words) with 16-byte loads, every byte
+// once; the lanes then take whole blocks from shared memory. The next
+// tile's words are loaded while the current one is multiplied. Waves of a
+// row take every wpr-th tile; the last tile of a row may be partial.
+#define RF_LS_LW 5  // 16-byte words per lane and tile (both formats)
+
+RF_DEVICE float rf_lds_q4_0(const u32* st, int b, int4 xa, int4 xb, float2 ds) {
+    u32 w[4];
+    rf_lds_words<4>(st, b * 18 + 2, w);
+    const float d = rf_h2f(((const u16*)st)[b * 9]);
+    int s = 0;
+    s = RF_DP4A(w[0] & 0x0F0F0F0F, xa.x, s);
+    s = RF_DP4A(w[1] & 0x0F0F0F0F, xa.y, s);
+    s = RF_DP4A(w[2] & 0x0F0F0F0F, xa.z, s);
+    s = RF_DP4A(w[3] & 0x0F0F0F0F, xa.w, s);
+    s = RF_DP4A((w[0] >> 4) & 0x0F0F0F0F, xb.x, s);
+    s = RF_DP4A((w[1] >> 4) & 0x0F0F0F0F, xb.y, s);
+    s = RF_DP4A((w[2] >> 4) & 0x0F0F0F0F, xb.z, s);
+    s = RF_DP4A((w[3] >> 4) & 0x0F0F0F0F, xb.w, s);
+    return d * (ds.x * (float)s - 8.0f * ds.y);
+}
+
+RF_DEVICE float rf_lds_q8_0(const u32* st, int b, int4 xa, int4 xb, float2 ds) {
+    u32 w[8];
+    rf_lds_words<8>(st, b * 34 + 2, w);
+    const float d = rf_h2f(((const u16*)st)[b * 17]);
+    int s = 0;
+    s = RF_DP4A(w[0], xa.x, s);
+    s = RF_DP4A(w[1], xa.y, s);
+    s = RF_DP4A(w[2], xa.z, s);
+    s = RF_DP4A(w[3], xa.w, s);
+    s = RF_DP4A(w[4], xb.x, s);
+    s = RF_DP4A(w[5], xb.y, s);
+    s = RF_DP4A(w[6], xb.z, s);
+    s = RF_DP4A(w[7], xb.w, s);
+    return d * ds.x * (float)s;
+}
+
+// BB bytes per block, TB blocks per tile (TB * BB a multiple of 16, at
+// most RF_LS_LW * RF_WAVE * 16 bytes), R rows per wave (group): the lanes
+// take the same blocks of every row, so each activation load serves R rows.
+template <int BB, int TB, int R>
+RF_DEVICE void rf_legacy_staged(RF_MV_ARGS) {
+    constexpr int TW = TB * BB / 16;
+    // + 1: the funnel reads a word past a tile's last block.
+    __shared__ uint4 stage[4][R][TW + 1];
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+    const int sub = wave % wpr;
+    const int rg0 = (blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * R;
+    const uint4* rows[R];
+    float* ys[R];
+    int ns[R], rs[R];
+    bool any = false;
+#pragma unroll
+    for (int e = 0; e < R; e++) {
+        const u8* w;
+        rf_mv_pick(rg0 + e, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &w, &ys[e], &ns[e], &rs[e]);
+        // A row past the end reads row 0 of its weight (never stored).
+        rows[e] = (const uint4*)(w + (size_t)(rs[e] < ns[e] ? rs[e] : 0) * row_bytes);
+        any |= rs[e] < ns[e];
+    }
+    const int row_words = any ? row_bytes / 16 : 0;
+    const int n_tiles = (row_words + TW - 1) / TW;
+    uint4 pre[R][RF_LS_LW];
+    float acc[R];
+#pragma unroll
+    for (int e = 0; e < R; e++) acc[e] = 0.0f;
+    int t = sub;
+    if (t < n_tiles) {
+        const int tw = min(TW, row_words - t * TW);
+#pragma unroll
+        for (int e = 0; e < R; e++)
+#pragma unroll
+            for (int u = 0; u < RF_LS_LW; u++) {
+                const int i = lane + u * RF_WAVE;
+                if (i < tw) pre[e][u] = rf_ld_weight16<2>(rows[e] + (size_t)t * TW + i);
+            }
+    }
+    for (; t < n_tiles; t += wpr) {
+        const int tw = min(TW, row_words - t * TW);
+        RF_WAVE_SYNC();
+#pragma unroll
+        for (int e = 0; e < R; e++)
+#pragma unroll
+            for (int u = 0; u < RF_LS_LW; u++) {
+                const int i = lane + u * RF_WAVE;
+                if (i < tw) stage[wave][e][i] = pre[e][u];
+            }
+        RF_WAVE_SYNC();
+        const int tn = t + wpr;
+        if (tn < n_tiles) {
+            const int twn = min(TW, row_words - tn * TW);
+#pragma unroll
+            for (int e = 0; e < R; e++)
+#pragma unroll
+                for (int u = 0; u < RF_LS_LW; u++) {
+                    const int i = lane + u * RF_WAVE;
+                    if (i < twn) pre[e][u] = rf_ld_weight16<2>(rows[e] + (size_t)tn * TW + i);
+                }
+        }
+        const int nb = tw * 16 / BB;
+        for (int b = lane; b < nb; b += RF_WAVE) {
+            const int c = t * TB + b;
+            const int4 xa = *(const int4*)(xq + c * 8), xb = *(const int4*)(xq + c * 8 + 4);
+            const float2 dx = ds[c];
+#pragma unroll
+            for (int e = 0; e < R; e++) {
+                const u32* st = (const u32*)stage[wave][e];
+                acc[e] += BB == 18 ? rf_lds_q4_0(st, b, xa, xb, dx) : rf_lds_q8_0(st, b, xa, xb, dx);
+            }
+        }
+    }
+    rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
+}
+
+#define RF_LEGACY_STAGED(name, BB, TB, R)                                                    \
+    extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                 \
+        rf_legacy_staged<BB, TB, R>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, \
+                                    wpr);                                                    \
+    }
+RF_LEGACY_STAGED(q4_0_staged, 18, 128, 1)
+RF_LEGACY_STAGED(q4_0_staged2, 18, 128, 2)
+RF_LEGACY_STAGED(q8_0_staged, 34, 64, 1)
+RF_LEGACY_STAGED(q8_0_staged2, 34, 64, 2)

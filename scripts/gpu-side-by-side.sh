@@ -11,7 +11,9 @@
 #       (carry .device-carry and .llcuda) builds llama-bench with CUDA, writes
 #       each synthetic model (default 1b:q4_k_m 1b:q4_0 8b:q4_k_m), and runs
 #       `llama-bench -ngl 99 -fa 1 -p 512 -n 128 -r 2` and
-#       `rocmforge bench -p 512 -n 128 -r 2 --device gpu` on the same file.
+#       `rocmforge bench -p 512 -n 128 -r 2 --device gpu` on the same file
+#       (ALSO="VAR=1 …": ours again with each variable set). A llama.cpp
+#       already built in this machine's /tmp is reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=$PWD/.device-carry
@@ -56,7 +58,7 @@ run)
   if [ -x "$PWD/.llcuda-bin/bin/llama-bench" ]; then
     LLBIN=$PWD/.llcuda-bin/bin
     export LD_LIBRARY_PATH=$LLBIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  else
+  elif [ ! -x "$LLBIN/llama-bench" ]; then
     bash "$D/llamacpp-cuda.sh" build "$PWD/.llcuda" > /tmp/llbuild.log 2>&1 || { tail -20 /tmp/llbuild.log; exit 1; }
     # LLBIN_PACK=1: the built tools, compressed, into $OUT for the next call.
     if [ "${LLBIN_PACK:-0}" = 1 ] && [ -n "${OUT:-}" ]; then
@@ -70,6 +72,11 @@ run)
     "$LLBIN/llama-bench" -m "$f" -ngl 99 -fa 1 -p 512 -n 128 -r 2 | grep -E "pp512|tg128"
     echo "== $preset $ty: rocmforge"
     "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu 2>&1 | grep -E "pp512|tg128"
+    # ALSO="VAR=1 …": our runs again with those variables (variants).
+    for v in ${ALSO:-}; do
+      env "$v" "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu 2>&1 |
+        grep -E "pp512|tg128" | sed "s/^/$v /" || true
+    done
     rm -f "$f"
   done ;;
 *) echo "usage: $0 prepare | run [PRESET:TYPE ...]" >&2; exit 2 ;;

@@ -142,12 +142,14 @@ const TYPES: &[GgmlType] = &[
 
 /// One token through the 8-bit mat-vecs with long rows: K = 6144 (three
 /// 2048-value tiles of the staged Q6_K kernel, several waves per row) and
-/// K = 2048 (one tile, one wave per row), against the exact product.
+/// K = 2048 (one tile, one wave per row), against the exact product; and
+/// many short rows (Q4_K with two and four rows per wave, row counts that
+/// leave the last wave part empty; one partial Q4_0/Q8_0 tile per row).
 #[test]
 fn matvec_long_rows() {
     let Some(g) = gpu() else { return };
     let mut rng = Rng(0x5eed);
-    for (k, n) in [(6144usize, 70usize), (2048, 300)] {
+    for (k, n) in [(6144usize, 70usize), (2048, 300), (512, 8195), (256, 16387)] {
         let w = rng.vec(n * k, 1.0);
         let x = rng.vec(k, 1.0);
         for ty in [

@@ -52,9 +52,16 @@ pub struct Kernels {
     /// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
     /// mat-vecs instead of the 16-byte-load ones (for comparisons).
     narrow_matvec: bool,
-    /// `ROCMFORGE_GPU_MV_ROWS2=1`: the 16-byte-load Q4_K mat-vec takes two
-    /// rows per wave.
-    mv_rows2: bool,
+    /// `ROCMFORGE_GPU_MATVEC_V1=1`: the previous 16-byte-load Q4_K mat-vec
+    /// (a half sub-block pair per lane) and the in-place Q4_0/Q8_0 ones
+    /// instead of the pair-per-lane and staged kernels (for comparisons).
+    matvec_v1: bool,
+    /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K (and, 1 or
+    /// 2, the staged Q4_0/Q8_0) mat-vecs (0: the default, 2).
+    matvec_rows: usize,
+    /// `ROCMFORGE_GPU_Q6K_ROWS2=1`: the staged Q6_K mat-vec takes two rows
+    /// per wave.
+    q6k_rows2: bool,
     /// f16 copies of the weight and of the activations for `gemm_f16_tn`.
     gemm_scratch: Mutex<Option<(DeviceBuffer<u16>, DeviceBuffer<u16>)>>,
 }
@@ -65,6 +72,27 @@ impl std::fmt::Debug for Kernels {
             .field("origins", &self.origins)
             .finish()
     }
+}
+
+/// `-D` options from `ROCMFORGE_GPU_KERNEL_DEFINES` (space-separated `NAME`
+/// or `NAME=VALUE`, for comparing compile-time variants such as
+/// `RF_LDW_MODE=2`; anything else in a word is ignored with a warning).
+fn kernel_defines() -> Vec<String> {
+    let Ok(v) = std::env::var("ROCMFORGE_GPU_KERNEL_DEFINES") else {
+        return Vec::new();
+    };
+    v.split_whitespace()
+        .filter(|d| {
+            let ok = d
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '=');
+            if !ok {
+                tracing::warn!("ROCMFORGE_GPU_KERNEL_DEFINES: ignored {d:?}");
+            }
+            ok
+        })
+        .map(|d| format!("-D{d}"))
+        .collect()
 }
 
 /// Whether the environment variable `name` is set to `1` (read once, when
@@ -130,6 +158,7 @@ impl Kernels {
             Vendor::Hip => "hsaco",
         };
         let mut compiler: Option<Compiler> = None;
+        let defines = kernel_defines();
         let mut functions = HashMap::new();
         let mut origins = Vec::new();
         for (family, _) in sources::FAMILIES {
@@ -143,6 +172,8 @@ impl Kernels {
                     "prebuilt {family} for {arch} is stale (built from other sources); compiling at run time"
                 );
             }
+            // Extra defines compile every family at run time.
+            let pre = pre.filter(|_| defines.is_empty());
             let (module, origin) = match pre.map(|p| Module::load(device, p.4)) {
                 Some(Ok(m)) => (m, CodeOrigin::Prebuilt),
                 other => {
@@ -154,13 +185,19 @@ impl Kernels {
                     }
                     let c = compiler.as_ref().expect("set above");
                     let src = sources::expanded(family).expect("family from FAMILIES");
+                    // NVRTC optimises by default and rejects -O flags.
+                    let mut options: Vec<&str> = if vendor == Vendor::Hip {
+                        vec!["-O3"]
+                    } else {
+                        vec![]
+                    };
+                    options.extend(defines.iter().map(String::as_str));
                     let code = c.compile_cached(
                         family,
                         &src,
                         &arch,
                         device.runtime().driver_version(),
-                        // NVRTC optimises by default and rejects -O flags.
-                        if vendor == Vendor::Hip { &["-O3"] } else { &[] },
+                        &options,
                     )?;
                     (Module::load(device, &code)?, CodeOrigin::Runtime)
                 }
@@ -185,7 +222,14 @@ impl Kernels {
             mma,
             gemm,
             narrow_matvec: env_flag("ROCMFORGE_GPU_NARROW_MATVEC"),
-            mv_rows2: env_flag("ROCMFORGE_GPU_MV_ROWS2"),
+            matvec_v1: env_flag("ROCMFORGE_GPU_MATVEC_V1"),
+            matvec_rows: match std::env::var("ROCMFORGE_GPU_MV_ROWS").as_deref() {
+                Ok("1") => 1,
+                Ok("2") => 2,
+                Ok("4") => 4,
+                _ => 0,
+            },
+            q6k_rows2: env_flag("ROCMFORGE_GPU_Q6K_ROWS2"),
             gemm_scratch: Mutex::new(None),
         })
     }
@@ -1117,9 +1161,17 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             "matvec_q8_0",
             "matvec_q4_k",
             "matvec_q4_k_wide",
-            "matvec_q4_k_wide2",
+            "matvec_q4_k_pair2",
+            "matvec_q4_k_pair4",
+            "matvec_q4_k_rows2",
+            "matvec_q4_k_rows4",
+            "matvec_q4_0_staged",
+            "matvec_q8_0_staged",
+            "matvec_q4_0_staged2",
+            "matvec_q8_0_staged2",
             "matvec_q6_k",
             "matvec_q6_k_staged",
+            "matvec_q6_k_staged2",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -147,46 +147,16 @@ impl Kernels {
             }
             wide &= p.w.device_ptr() % 16 == 0;
         }
-        // Rows per wave (group): two for the Q4_K variant that takes them.
-        let mut rpw = 1;
-        let name = match format {
-            GpuFormat::Q4_0 => "matvec_q4_0",
-            GpuFormat::Q4K if wide && self.mv_rows2 => {
-                rpw = 2;
-                "matvec_q4_k_wide2"
-            }
-            GpuFormat::Q4K if wide => "matvec_q4_k_wide",
-            GpuFormat::Q4K => "matvec_q4_k",
-            GpuFormat::Q6K if wide && k.is_multiple_of(2048) && row_bytes % 16 == 0 => {
-                "matvec_q6_k_staged"
-            }
-            GpuFormat::Q6K => "matvec_q6_k",
-            _ => "matvec_q8_0",
-        };
         let n: usize = parts.iter().map(|p| p.n).sum();
-        let wave = self.device().props().wave_size.max(1);
-        // Waves per row: enough that each lane has about two 32-value chunks
-        // or fewer; 1, 2 or 4 (a block is 4 waves)…
-        let lane_items = k.div_ceil(32 * wave as usize);
-        // …but no more waves in all than about 16384: with many rows one wave
-        // per row already keeps enough loads in flight.
-        let by_rows = (16384 / n.div_ceil(rpw).max(1)).max(1);
-        let wpr: usize = match lane_items {
-            0..=2 => 1,
-            3..=4 => 2,
-            _ => 4,
-        }
-        .min(if by_rows >= 4 {
-            4
-        } else if by_rows >= 2 {
-            2
-        } else {
-            1
-        });
-        let rows_per_block = MATVEC_WAVES as usize / wpr * rpw;
+        let wave = self.device().props().wave_size.max(1) as usize;
+        let plan = self.matvec_plan(format, k, n, row_bytes, wave, wide, ds.device_ptr());
         let cfg = LaunchConfig {
-            grid: (blocks(n, rows_per_block)?, 1, 1),
-            block: (MATVEC_WAVES * wave, 1, 1),
+            grid: (
+                blocks(n, MATVEC_WAVES as usize / plan.wpr * plan.rows)?,
+                1,
+                1,
+            ),
+            block: (MATVEC_WAVES * wave as u32, 1, 1),
             shared_bytes: 0,
         };
         let slot = |i: usize| parts.get(i).unwrap_or(&parts[0]);
@@ -206,10 +176,131 @@ impl Kernels {
             .i32(to_i32("k", k)?)
             .ptr(q.device_ptr())
             .ptr(ds.device_ptr())
-            .i32(wpr as i32);
+            .i32(plan.wpr as i32);
         // SAFETY: matches RF_MV_ARGS of the `matvec_*` kernels; every part's
         // weight and output lengths and the activation lengths and alignments
         // checked above (unused slots repeat part 0 with 0 rows).
-        unsafe { self.f(name)?.launch(stream, cfg, &args) }
+        unsafe { self.f(plan.kernel)?.launch(stream, cfg, &args) }
+    }
+
+    /// Which `matvec_*` kernel serves `n` rows of `k` values in `format`
+    /// (`row_bytes` each; `wide`: every weight 16-byte aligned), and how many
+    /// waves share a row.
+    #[allow(clippy::too_many_arguments)]
+    fn matvec_plan(
+        &self,
+        format: GpuFormat,
+        k: usize,
+        n: usize,
+        row_bytes: usize,
+        wave: usize,
+        wide: bool,
+        ds_ptr: u64,
+    ) -> MatvecPlan {
+        // No more than about 16384 waves in all: with many rows one wave per
+        // row already keeps enough loads in flight.
+        let by_rows = (16384 / n.max(1)).max(1);
+        let v2 = wide && !self.matvec_v1;
+        let staged = v2 && k.is_multiple_of(256) && row_bytes.is_multiple_of(16);
+        match format {
+            // Two rows per wave by default (measured on an H200, 8b Q4_K_M
+            // decode: 330 t/s against 300 with one and 312 with four for the
+            // gate/up rows); passes of a wave over the row: a super-block per
+            // 4 lanes.
+            GpuFormat::Q4K if v2 && ds_ptr.is_multiple_of(16) => {
+                // Rows per wave: several share each activation load, as
+                // long as there are waves enough to fill the device.
+                let rows = match self.matvec_rows {
+                    0 => 2,
+                    r => r,
+                };
+                let by_rows = (16384 / n.div_ceil(rows).max(1)).max(1);
+                let passes = (k / 256).div_ceil(wave / 4);
+                let wpr = waves_per_row(passes, by_rows);
+                let kernel = match rows {
+                    2 => "matvec_q4_k_rows2",
+                    4 => "matvec_q4_k_rows4",
+                    _ if passes.div_ceil(wpr) <= 2 => "matvec_q4_k_pair2",
+                    _ => "matvec_q4_k_pair4",
+                };
+                MatvecPlan { kernel, wpr, rows }
+            }
+            // One wave per staged tile (LEGACY_TILE_WORDS words).
+            GpuFormat::Q4_0 | GpuFormat::Q8_0 if staged => {
+                let rows = if self.matvec_rows == 1 { 1 } else { 2 };
+                let (kernel, tile) = match (format, rows) {
+                    (GpuFormat::Q4_0, 1) => ("matvec_q4_0_staged", 144),
+                    (GpuFormat::Q4_0, _) => ("matvec_q4_0_staged2", 144),
+                    (_, 1) => ("matvec_q8_0_staged", 136),
+                    _ => ("matvec_q8_0_staged2", 136),
+                };
+                let by_rows = (16384 / n.div_ceil(rows).max(1)).max(1);
+                let tiles = (row_bytes / 16).div_ceil(tile);
+                MatvecPlan {
+                    kernel,
+                    wpr: waves_per_row(tiles, by_rows),
+                    rows,
+                }
+            }
+            GpuFormat::Q6K if v2 && k.is_multiple_of(2048) && row_bytes.is_multiple_of(16) => {
+                let rows = if self.q6k_rows2 { 2 } else { 1 };
+                let by_rows = (16384 / n.div_ceil(rows).max(1)).max(1);
+                MatvecPlan {
+                    kernel: if rows == 2 {
+                        "matvec_q6_k_staged2"
+                    } else {
+                        "matvec_q6_k_staged"
+                    },
+                    // One wave per 2048-value tile.
+                    wpr: waves_per_row(k / 2048, by_rows),
+                    rows,
+                }
+            }
+            _ => {
+                let kernel = match format {
+                    GpuFormat::Q4_0 => "matvec_q4_0",
+                    GpuFormat::Q4K if wide => "matvec_q4_k_wide",
+                    GpuFormat::Q4K => "matvec_q4_k",
+                    GpuFormat::Q6K
+                        if wide && k.is_multiple_of(2048) && row_bytes.is_multiple_of(16) =>
+                    {
+                        "matvec_q6_k_staged"
+                    }
+                    GpuFormat::Q6K => "matvec_q6_k",
+                    _ => "matvec_q8_0",
+                };
+                // Enough waves that each lane has about two 32-value chunks
+                // or fewer.
+                let lane_items = k.div_ceil(32 * wave);
+                let want = match lane_items {
+                    0..=2 => 1,
+                    3..=4 => 2,
+                    _ => 4,
+                };
+                MatvecPlan {
+                    kernel,
+                    wpr: waves_per_row(want, by_rows),
+                    rows: 1,
+                }
+            }
+        }
+    }
+}
+
+/// The kernel, the waves per row and the rows per wave (group) of one
+/// mat-vec launch.
+struct MatvecPlan {
+    kernel: &'static str,
+    wpr: usize,
+    rows: usize,
+}
+
+/// Waves per row (1, 2 or 4: a block is 4 waves) for `want` units of work
+/// per row, at most `by_rows`.
+fn waves_per_row(want: usize, by_rows: usize) -> usize {
+    match want.min(by_rows) {
+        0..=1 => 1,
+        2..=3 => 2,
+        _ => 4,
     }
 }
