@@ -1,15 +1,22 @@
 //! One-token (decode) matmul for Q4_0, Q4_1, Q5_0 and Q8_0 weights with
-//! AVX-512 (F, BW, VL, VBMI, VNNI), reading the weights in place.
+//! AVX-512 (F, BW, VL, VBMI, VNNI) and GFNI, reading the weights in place.
 //!
 //! The weight rows are walked four blocks (a *group*) at a time. A group of
 //! one row is loaded with two (Q8_0: four) unaligned 64-byte loads, masked
 //! at a row's last, partial group so that nothing past the row's bytes is
 //! touched. One `vpermt2b` gathers the group's 4 × 16 quant bytes into a
-//! zmm; the low and high nibbles (Q8_0: the first and second 16 values of
-//! each block, as `w + 128`) then meet the activation in two `vpdpbusd`, so
-//! that i32 lanes `4i..4i+4` hold block `i`'s partial sums. The four f16
-//! block scales are gathered from the same registers by one `vpermw` (each
-//! repeated in four lanes) and converted by one `vcvtph2ps`.
+//! zmm; the low nibbles (an `and`) and the high ones (one `gf2p8affineqb`)
+//! (Q8_0: the first and second 16 values of each block, as `w + 128`) then
+//! meet the activation in two `vpdpbusd`, so that i32 lanes `4i..4i+4` hold
+//! block `i`'s partial sums. The four f16 block scales are gathered from the
+//! same registers (Q4_0, Q4_1: from the first load alone, by the one-source
+//! `vpermw`; else `vpermt2w`; each repeated in four lanes, Q4_1's minima in
+//! the upper half) and converted by one `vcvtph2ps`.
+//!
+//! Rows whose last group is half a group (`nb % 4 == 2`: every 576-wide
+//! SmolLM2 matrix) run their tails two rows at a time: the last two blocks
+//! of rows `2i` and `2i + 1` form one *pair step* against a pair group of
+//! the activation (its last two blocks twice), without masked loads.
 //!
 //! The activation row is quantized as for the other kernels (Q8_0, Q8_1 for
 //! Q4_1, bit-exact with ggml) and then laid out once per call in the
@@ -70,7 +77,8 @@ thread_local! {
     static GROUPS: RefCell<Vec<Group>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether this CPU runs the kernel (AVX-512 F/BW/VL/VBMI/VNNI, FMA, F16C).
+/// Whether this CPU runs the kernel (AVX-512 F/BW/VL/VBMI/VNNI, GFNI, FMA,
+/// F16C).
 #[cfg(target_arch = "x86_64")]
 pub(super) fn available() -> bool {
     use std::sync::OnceLock;
@@ -82,6 +90,7 @@ pub(super) fn available() -> bool {
             && has!("avx512vl")
             && has!("avx512vbmi")
             && has!("avx512vnni")
+            && has!("gfni")
             && has!("fma")
             && has!("f16c")
     })
@@ -598,8 +607,14 @@ mod x86 {
     /// whose `vpermt2b` gives the low-nibble (Q8_0: first-half) bytes and
     /// hold the scales, `x`, `y` Q8_0's two for the second halves.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,f16c")]
-    fn unpack<const K: u8>(a: __m512i, b: __m512i, x: __m512i, y: __m512i, c: &Consts) -> Loaded {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,gfni,f16c")]
+    fn unpack<const K: u8, const PAIR: bool>(
+        a: __m512i,
+        b: __m512i,
+        x: __m512i,
+        y: __m512i,
+        c: &Consts,
+    ) -> Loaded {
         let m4 = _mm512_set1_epi8(0x0F);
         let q = _mm512_permutex2var_epi8(a, c.idx_lo, b);
         let (lo, hi) = if K == 2 {
@@ -608,7 +623,10 @@ mod x86 {
             (_mm512_xor_si512(q, flip), _mm512_xor_si512(q2, flip))
         } else {
             let lo = _mm512_and_si512(q, m4);
-            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4);
+            // The high nibble of every byte, by one GF(2) affine map
+            // (result bit i = bit i + 4; matrix row of bit i in byte 7 − i).
+            let hi =
+                _mm512_gf2p8affine_epi64_epi8::<0>(q, _mm512_set1_epi64(0x1020_4080_0000_0000));
             if K == 3 {
                 let qh = _mm512_permutex2var_epi16(a, c.idx_qh, b);
                 let blo = _mm512_multishift_epi64_epi8(c.sh_lo, qh);
@@ -623,8 +641,14 @@ mod x86 {
                 (lo, hi)
             }
         };
-        // One gather for `d` (low half) and Q4_1's `m` (high half).
-        let dw = _mm512_permutex2var_epi16(a, c.idx_d, b);
+        // One gather for `d` (low half) and Q4_1's `m` (high half); from
+        // the first load alone (the cheaper one-source `vpermw`) where a
+        // group's scales all lie in it (Q4_0, Q4_1).
+        let dw = if K <= 1 && !PAIR {
+            _mm512_permutexvar_epi16(c.idx_d, a)
+        } else {
+            _mm512_permutex2var_epi16(a, c.idx_d, b)
+        };
         let d = _mm512_cvtph_ps(_mm512_castsi512_si256(dw));
         let m = if K == 1 {
             _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(dw))
@@ -641,7 +665,7 @@ mod x86 {
     /// Without `TAIL`, the group's `grp_bytes(K)` bytes at `p` are readable;
     /// with `TAIL`, `len` bytes are.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,gfni,f16c")]
     unsafe fn load_group<const K: u8, const TAIL: bool>(
         p: *const u8,
         len: usize,
@@ -658,7 +682,7 @@ mod x86 {
         } else {
             (a, b)
         };
-        unpack::<K>(a, b, x, y, c)
+        unpack::<K, false>(a, b, x, y, c)
     }
 
     /// Load and unpack the last two blocks of two consecutive rows (`p` the
@@ -671,7 +695,7 @@ mod x86 {
     /// before its end are readable (part of the two rows); `c` was built by
     /// `consts::<K, true>`.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,gfni,f16c")]
     unsafe fn load_pair<const K: u8>(p: *const u8, row_bytes: usize, c: &Consts) -> Loaded {
         let q = p.wrapping_add(row_bytes);
         // SAFETY: the first load lies in the first row's tail and the start
@@ -685,10 +709,10 @@ mod x86 {
                 let b = _mm512_loadu_si512(q as *const _);
                 let x = _mm512_loadu_si512(p.add(4) as *const _);
                 let y = _mm512_loadu_si512(q.add(4) as *const _);
-                unpack::<K>(a, b, x, y, c)
+                unpack::<K, true>(a, b, x, y, c)
             } else {
                 let b = _mm512_loadu_si512(q.sub(pair_skew(K)) as *const _);
-                unpack::<K>(a, b, a, b, c)
+                unpack::<K, true>(a, b, a, b, c)
             }
         }
     }
@@ -750,7 +774,7 @@ mod x86 {
     /// `w` holds `R` rows of `nb` blocks of kind `K`; `groups` holds
     /// `groups_for(nb)` prepared groups; the CPU has the features.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,gfni,fma,f16c")]
     unsafe fn rows<const R: usize, const K: u8>(
         w: *const u8,
         row_bytes: usize,
@@ -847,7 +871,7 @@ mod x86 {
     /// `w` holds `n` rows of `nb` blocks of kind `K`; `groups` holds
     /// `groups_for(nb)` groups prepared for `K`; `out` has room for `n`
     /// values; the CPU has the features of [`super::available`].
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,gfni,fma,f16c")]
     pub(super) unsafe fn task<const K: u8>(
         w: *const u8,
         n: usize,
