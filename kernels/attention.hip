@@ -109,6 +109,91 @@ extern "C" __global__ void attention_f32(const float* __restrict__ q, const floa
     }
 }
 
+// Few query rows, heads of at most 4 * RF_WAVE dims (a multiple of 4, rows
+// on 16-byte boundaries): one (head, query row) per block of 4 waves. A key
+// row is read by a whole wave with one 16-byte load per lane (coalesced; the
+// kernel above walks a key row per thread), the dot product reduced with
+// shuffles; the waves take every 4th key of a tile of RF_DEC_TILE for the
+// scores and again, with the same keys, for the weighted values, and add
+// their partial outputs through shared memory. Online softmax across
+// tiles. oq, ods as attention_f32.
+#define RF_DEC_TILE 256
+#define RF_DEC_WAVES 4
+
+RF_DEVICE float4 rf_f4_axpy(float a, float4 x, float4 y) {
+    return make_float4(y.x + a * x.x, y.y + a * x.y, y.z + a * x.z, y.w + a * x.w);
+}
+
+extern "C" __global__ void __launch_bounds__(RF_DEC_WAVES * RF_WAVE)
+    attention_decode_f32(const float* __restrict__ q, const float* __restrict__ k,
+                         const float* __restrict__ v, float* __restrict__ out, int start_pos,
+                         int n_head, int n_kv, int head_dim, float scale, int window,
+                         float softcap, i8* __restrict__ oq, float2* __restrict__ ds) {
+    __shared__ float ps[RF_DEC_TILE];
+    __shared__ float red[2][RF_DEC_WAVES];
+    __shared__ float4 part[RF_DEC_WAVES][RF_WAVE];
+    const int h = blockIdx.x, row = blockIdx.y;
+    const int lane = threadIdx.x % RF_WAVE, w = threadIdx.x / RF_WAVE;
+    const int pos = start_pos + row;
+    const int lo = window > 0 ? max(0, pos - window + 1) : 0;
+    const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv * head_dim;
+    const int kvh = h / (n_head / n_kv);
+    const bool has = 4 * lane < head_dim;
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const float4 qv = has ? ((const float4*)(q + row * q_stride + (size_t)h * head_dim))[lane] : zero;
+    const float* kb = k + (size_t)kvh * head_dim + 4 * lane;
+    const float* vb = v + (size_t)kvh * head_dim + 4 * lane;
+    float m = RF_NEG_INF, l = 0.0f;
+    float4 acc = zero;
+    for (int j0 = lo; j0 <= pos; j0 += RF_DEC_TILE) {
+        const int n = min(RF_DEC_TILE, pos - j0 + 1);
+        float tmax = RF_NEG_INF;
+        for (int jj = w; jj < n; jj += RF_DEC_WAVES) {
+            const float4 kv = has ? *(const float4*)(kb + (size_t)(j0 + jj) * kv_stride) : zero;
+            float s = rf_wave_sum(qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w) * scale;
+            if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
+            if (lane == 0) ps[jj] = s;
+            tmax = fmaxf(tmax, s);
+        }
+        if (lane == 0) red[0][w] = tmax;
+        __syncthreads();
+        float mt = red[0][0];
+#pragma unroll
+        for (int i = 1; i < RF_DEC_WAVES; i++) mt = fmaxf(mt, red[0][i]);
+        const float m_new = fmaxf(m, mt);
+        const float corr = expf(m - m_new);
+        float psum = 0.0f;
+        float4 a = zero;
+        for (int jj = w; jj < n; jj += RF_DEC_WAVES) {
+            const float p = expf(ps[jj] - m_new);
+            psum += p;
+            if (has) a = rf_f4_axpy(p, *(const float4*)(vb + (size_t)(j0 + jj) * kv_stride), a);
+        }
+        if (lane == 0) red[1][w] = psum;
+        part[w][lane] = a;
+        __syncthreads();
+        float ls = 0.0f;
+        float4 at = zero;
+#pragma unroll
+        for (int i = 0; i < RF_DEC_WAVES; i++) {
+            ls += red[1][i];
+            at = rf_f4_axpy(1.0f, part[i][lane], at);
+        }
+        l = l * corr + ls;
+        acc = make_float4(acc.x * corr + at.x, acc.y * corr + at.y, acc.z * corr + at.z,
+                          acc.w * corr + at.w);
+        m = m_new;
+        __syncthreads();  // ps, red and part are rewritten by the next tile
+    }
+    // Every wave holds the same sums; wave 0 writes them.
+    if (w != 0) return;
+    const float inv = 1.0f / l;
+    const float4 r = has ? make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv) : zero;
+    if (has) ((float4*)(out + row * q_stride + (size_t)h * head_dim))[lane] = r;
+    // Whole 32-value blocks (head_dim a multiple of 32 when oq is given).
+    if (oq) rf_q8_emit4(r, (h * head_dim >> 2) + lane, has, oq, ds);
+}
+
 // Split over keys: block z handles keys [lo + z*chunk, lo + (z+1)*chunk) and
 // writes its unnormalised output to part_o[((row*n_head + h)*splits + z)*head_dim]
 // and (max, sum) to part_ml[2 * ((row*n_head + h)*splits + z)].

@@ -469,6 +469,8 @@ fn attention_decode_and_prefill() {
                 ..spec
             },
         ),
+        // Few rows take the wave-per-key kernel; 402 keys are two of its tiles.
+        ("attention 2 rows at 400 (two tiles)", 400, 2, spec),
         (
             "attention softcap 50",
             200,

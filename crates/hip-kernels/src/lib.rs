@@ -56,12 +56,13 @@ pub struct Kernels {
     /// (a half sub-block pair per lane) and the in-place Q4_0/Q8_0 ones
     /// instead of the pair-per-lane and staged kernels (for comparisons).
     matvec_v1: bool,
-    /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K (and, 1 or
-    /// 2, the staged Q4_0/Q8_0) mat-vecs (0: the default, 2).
+    /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K mat-vec and
+    /// (1 or 2) of the staged Q4_0/Q8_0/Q6_K ones (0: the default, 2).
     matvec_rows: usize,
-    /// `ROCMFORGE_GPU_Q6K_ROWS2=1`: the staged Q6_K mat-vec takes two rows
-    /// per wave.
-    q6k_rows2: bool,
+    /// `ROCMFORGE_GPU_OLD_ATTENTION=1`: few-row attention through
+    /// `attention_f32` (a key row per thread) instead of
+    /// `attention_decode_f32` (a key row per wave).
+    old_attention: bool,
     /// f16 copies of the weight and of the activations for `gemm_f16_tn`.
     gemm_scratch: Mutex<Option<(DeviceBuffer<u16>, DeviceBuffer<u16>)>>,
 }
@@ -134,6 +135,8 @@ const MM_TOKENS: usize = 8;
 /// Query rows per block of `attention_tiled_f32` (prompt processing), and
 /// the largest head size its static tiles hold.
 const ATT_TILE_ROWS: usize = 16;
+/// Waves per block of `attention_decode_f32` (RF_DEC_WAVES).
+const ATT_DECODE_WAVES: usize = 4;
 const ATT_TILE_MAX_HEAD_DIM: usize = 128;
 /// Tokens and weight rows per block of the `matmul_mma_*` kernels.
 const MMA_TILE_TOKENS: usize = 64;
@@ -229,7 +232,7 @@ impl Kernels {
                 Ok("4") => 4,
                 _ => 0,
             },
-            q6k_rows2: env_flag("ROCMFORGE_GPU_Q6K_ROWS2"),
+            old_attention: env_flag("ROCMFORGE_GPU_OLD_ATTENTION"),
             gemm_scratch: Mutex::new(None),
         })
     }
@@ -808,6 +811,36 @@ impl Kernels {
             // checked above, head_dim within the kernel's static tiles.
             return unsafe { self.f("attention_tiled_f32")?.launch(stream, cfg, &args) };
         }
+        let wave = self.device.props().wave_size.max(1) as usize;
+        let aligned16 = [q_ptr, o_ptr, k_ptr, v_ptr]
+            .iter()
+            .all(|a| a.is_multiple_of(16));
+        if splits == 1
+            && !self.old_attention
+            && p.head_dim.is_multiple_of(4)
+            && p.head_dim <= 4 * wave
+            && aligned16
+        {
+            let cfg = LaunchConfig {
+                grid: (grid_hr.0, grid_hr.1, 1),
+                block: ((ATT_DECODE_WAVES * wave) as u32, 1, 1),
+                shared_bytes: 0,
+            };
+            let args = common(
+                KernelArgs::new()
+                    .ptr(q_ptr)
+                    .ptr(k_ptr)
+                    .ptr(v_ptr)
+                    .ptr(o_ptr),
+            )?
+            .ptr(oq)
+            .ptr(ods);
+            // SAFETY: matches `attention_decode_f32`; lengths (with offsets)
+            // checked above, every row 16-byte aligned (pointers checked,
+            // head_dim a multiple of 4) and at most 4 values per lane; the
+            // 8-bit buffers by `Q8Out::check`.
+            return unsafe { self.f("attention_decode_f32")?.launch(stream, cfg, &args) };
+        }
         if splits == 1 {
             let cfg = LaunchConfig {
                 grid: (grid_hr.0, grid_hr.1, 1),
@@ -1140,6 +1173,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
         "attention" => vec![
             "attention_f32".into(),
             "attention_split_f32".into(),
+            "attention_decode_f32".into(),
             "attention_combine_f32".into(),
             "attention_tiled_f32".into(),
         ],

@@ -243,7 +243,7 @@ impl Kernels {
                 }
             }
             GpuFormat::Q6K if v2 && k.is_multiple_of(2048) && row_bytes.is_multiple_of(16) => {
-                let rows = if self.q6k_rows2 { 2 } else { 1 };
+                let rows = if self.matvec_rows == 1 { 1 } else { 2 };
                 let by_rows = (16384 / n.div_ceil(rows).max(1)).max(1);
                 MatvecPlan {
                     kernel: if rows == 2 {
