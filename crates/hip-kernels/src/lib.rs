@@ -815,36 +815,21 @@ impl Kernels {
         let aligned16 = [q_ptr, o_ptr, k_ptr, v_ptr]
             .iter()
             .all(|a| a.is_multiple_of(16));
-        if splits == 1
-            && !self.old_attention
-            && p.head_dim.is_multiple_of(4)
-            && p.head_dim <= 4 * wave
-            && aligned16
-        {
-            let cfg = LaunchConfig {
-                grid: (grid_hr.0, grid_hr.1, 1),
-                block: ((ATT_DECODE_WAVES * wave) as u32, 1, 1),
-                shared_bytes: 0,
-            };
-            let args = common(
-                KernelArgs::new()
-                    .ptr(q_ptr)
-                    .ptr(k_ptr)
-                    .ptr(v_ptr)
-                    .ptr(o_ptr),
-            )?
-            .ptr(oq)
-            .ptr(ods);
-            // SAFETY: matches `attention_decode_f32`; lengths (with offsets)
-            // checked above, every row 16-byte aligned (pointers checked,
-            // head_dim a multiple of 4) and at most 4 values per lane; the
-            // 8-bit buffers by `Q8Out::check`.
-            return unsafe { self.f("attention_decode_f32")?.launch(stream, cfg, &args) };
-        }
         if splits == 1 {
+            // A key row per wave where the head fits four values per lane
+            // and every row is 16-byte aligned, else a key row per thread.
+            let per_wave = !self.old_attention
+                && p.head_dim.is_multiple_of(4)
+                && p.head_dim <= 4 * wave
+                && aligned16;
+            let (name, block, shared_bytes) = if per_wave {
+                ("attention_decode_f32", ATT_DECODE_WAVES * wave, 0)
+            } else {
+                ("attention_f32", ATT_THREADS as usize, shared_bytes)
+            };
             let cfg = LaunchConfig {
                 grid: (grid_hr.0, grid_hr.1, 1),
-                block: (ATT_THREADS, 1, 1),
+                block: (block as u32, 1, 1),
                 shared_bytes,
             };
             let args = common(
@@ -856,10 +841,13 @@ impl Kernels {
             )?
             .ptr(oq)
             .ptr(ods);
-            // SAFETY: matches `attention_f32`; lengths (with offsets) checked
-            // above, and the shared memory size is what the kernel indexes;
-            // the 8-bit buffers by `Q8Out::check`.
-            return unsafe { self.f("attention_f32")?.launch(stream, cfg, &args) };
+            // SAFETY: matches `attention_decode_f32` and `attention_f32`
+            // (same parameters); lengths (with offsets) checked above; the
+            // first kernel only with every row 16-byte aligned (pointers
+            // checked, head_dim a multiple of 4) and at most 4 values per
+            // lane, the second with the shared memory size it indexes; the
+            // 8-bit buffers by `Q8Out::check`.
+            return unsafe { self.f(name)?.launch(stream, cfg, &args) };
         }
         let chunk = span.div_ceil(splits);
         let parts = blocks_1 * splits;
