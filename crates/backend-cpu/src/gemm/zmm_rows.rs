@@ -42,7 +42,10 @@ use crate::sync_ptr::SyncPtr;
 /// Blocks per group.
 const GROUP: usize = 4;
 
-/// Rows per kernel call (they share the activation registers).
+/// Rows per kernel call (they share the activation registers); the 4-bit
+/// kinds take twice as many where a task has them. Every call starts at a
+/// multiple of four rows of the task, so a row's result does not depend on
+/// how the rows were grouped.
 const ROWS: usize = 4;
 
 /// One group of four activation blocks, laid out for the kernel.
@@ -858,10 +861,30 @@ mod x86 {
                 step!(gi, true, len, 0..R);
             }
         }
-        reduce(&acc)
+        if R <= 4 {
+            let v = reduce::<4>(&std::array::from_fn(|i| {
+                if i < R {
+                    acc[i]
+                } else {
+                    _mm512_setzero_ps()
+                }
+            }));
+            std::array::from_fn(|i| v[i])
+        } else {
+            let lo = reduce::<4>(&std::array::from_fn(|i| acc[i]));
+            let hi = reduce::<4>(&std::array::from_fn(|i| {
+                if 4 + i < R {
+                    acc[4 + i]
+                } else {
+                    _mm512_setzero_ps()
+                }
+            }));
+            std::array::from_fn(|i| if i < 4 { lo[i] } else { hi[i - 4] })
+        }
     }
 
-    /// All `n` rows starting at `w` into `out[0..n]`, [`ROWS`] at a time.
+    /// All `n` rows starting at `w` into `out[0..n]`, `2 × ROWS` (Q4_0,
+    /// Q4_1, Q5_0) or [`ROWS`] at a time.
     /// A prefetch pointer walks the task's bytes about
     /// [`crate::matmul::ROW_PREFETCH_BYTES`] ahead of the rows being read,
     /// one line per 64 bytes consumed (into L2), after the task's first
@@ -890,6 +913,22 @@ mod x86 {
         let mut r = 0;
         // SAFETY (all calls and writes): rows `r..r + R` are below `n`.
         unsafe {
+            // The 4-bit kinds: eight rows per call where there are (they
+            // share each group's activation registers; Q8_0's four loads
+            // per row leave no registers for that).
+            while K != 2 && r + 2 * ROWS <= n {
+                let v = rows::<{ 2 * ROWS }, K>(
+                    w.add(r * row_bytes),
+                    row_bytes,
+                    nb,
+                    groups,
+                    &c,
+                    &cp,
+                    &mut pf,
+                );
+                std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(r), 2 * ROWS);
+                r += 2 * ROWS;
+            }
             while r + ROWS <= n {
                 let v = rows::<ROWS, K>(
                     w.add(r * row_bytes),
