@@ -139,3 +139,86 @@ fn region_overhead() {
         );
     }
 }
+
+/// A SmolLM2-135M decode step's matmuls alone (30 layers of q/k/v, o,
+/// gate/up and down through `matmul_many` / `matmul`, one token, fresh
+/// weights per layer): the sum over the 120 calls of each one's fastest of
+/// `STEPS` (60) steps, to compare with the whole step.
+#[test]
+#[ignore = "timing, not a check"]
+fn decode_step_matmuls() {
+    let threads: usize = std::env::var("THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let ty = match std::env::var("TYPE").as_deref() {
+        Ok("q4_1") => GgmlType::Q4_1,
+        Ok("q8_0") => GgmlType::Q8_0,
+        _ => GgmlType::Q4_0,
+    };
+    let b = CpuBackend::new(threads).unwrap();
+    let mut rng = Rng::new(9);
+    let (e, kv, ff) = (576, 192, 1536);
+    let shapes = [(e, e), (e, kv), (e, kv), (e, e), (e, ff), (e, ff), (ff, e)];
+    let layers: Vec<Vec<TestWeight>> = (0..30)
+        .map(|_| {
+            shapes
+                .iter()
+                .map(|&(k, n)| {
+                    let mut t = TestWeight::random(&mut rng, ty, k, n, 0.05);
+                    t.values = Vec::new();
+                    t
+                })
+                .collect()
+        })
+        .collect();
+    let ws: Vec<Vec<_>> = layers
+        .iter()
+        .map(|l| l.iter().map(|t| t.load(&b)).collect())
+        .collect();
+    let x = b.upload(&rng.vec(e, 1.0), 1, e).unwrap();
+    let xf = b.upload(&rng.vec(ff, 1.0), 1, ff).unwrap();
+    let mut q = b.zeros(1, e).unwrap();
+    let mut kk = b.zeros(1, kv).unwrap();
+    let mut v = b.zeros(1, kv).unwrap();
+    let mut o = b.zeros(1, e).unwrap();
+    let mut g = b.zeros(1, ff).unwrap();
+    let mut u = b.zeros(1, ff).unwrap();
+    let bytes: usize = layers.iter().flatten().map(|t| t.bytes.len()).sum();
+    // Per call, the fastest of the steps (robust against a busy machine).
+    let steps: usize = std::env::var("STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let mut calls = vec![f64::MAX; 4 * ws.len()];
+    b.run_pass(|| {
+        for _ in 0..steps {
+            let mut t = Instant::now();
+            let mut lap = |i: usize| {
+                let now = Instant::now();
+                calls[i] = calls[i].min((now - t).as_secs_f64());
+                t = now;
+            };
+            for (il, l) in ws.iter().enumerate() {
+                b.matmul_many(&x, &[&l[0], &l[1], &l[2]], &mut [&mut q, &mut kk, &mut v])
+                    .unwrap();
+                lap(4 * il);
+                b.matmul(&l[3], &x, &mut o).unwrap();
+                lap(4 * il + 1);
+                b.matmul_many(&x, &[&l[4], &l[5]], &mut [&mut g, &mut u])
+                    .unwrap();
+                lap(4 * il + 2);
+                b.matmul(&l[6], &xf, &mut o).unwrap();
+                lap(4 * il + 3);
+            }
+        }
+    });
+    let best: f64 = calls.iter().sum();
+    println!(
+        "{} threads={threads}: 120 calls {:.1} us ({:.1} MB, {:.2} GB/s)",
+        ty.name(),
+        best * 1e6,
+        bytes as f64 / 1e6,
+        bytes as f64 / best / 1e9
+    );
+}
