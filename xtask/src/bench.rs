@@ -152,6 +152,33 @@ fn llama_bench(model: &Path, threads: usize, reps: usize) -> Result<(f64, f64)> 
     Ok((pp, tg))
 }
 
+/// llama.cpp's tg64 with its default weight repacking, where
+/// [`repack_off`] turned repacking off for the main columns: one-token
+/// decode with repacked weights does run on such machines (only prompt
+/// batches hit the missing instructions), so the decode rows can also be
+/// compared with llama.cpp's fastest decode. `None` where repacking is on
+/// anyway, or where this run fails too.
+fn llama_tg_repacked(model: &Path, threads: usize, reps: usize) -> Result<Option<f64>> {
+    if !repack_off(model)? {
+        return Ok(None);
+    }
+    let out = Command::new(llamacpp_bin("llama-bench")?)
+        .arg("-m")
+        .arg(model)
+        .args(["-p", "0", "-n", "64", "-o", "json"])
+        .args(["-t", &threads.to_string(), "-r", &reps.to_string()])
+        .output()
+        .context("running llama-bench")?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing llama-bench JSON")?;
+    Ok(v.as_array()
+        .and_then(|rows| rows.iter().find(|r| r["n_gen"].as_u64() == Some(64)))
+        .and_then(|r| r["avg_ts"].as_f64()))
+}
+
 /// Our numbers from `rocmforge bench --json`.
 fn ours(bin: &Path, model: &Path, threads: usize, reps: usize) -> Result<(f64, f64, f64)> {
     let out = Command::new(bin)
@@ -194,18 +221,30 @@ fn cpu(quick: bool) -> Result<()> {
     println!(
         "CPU: {cpu}; pp128 / tg64 tokens/s, {reps} repetition(s); ratio = rocmforge / llama.cpp\n"
     );
-    println!("| model | threads | pp128 ours | pp128 llama.cpp | ratio | tg64 ours | tg64 llama.cpp | ratio | RSS over model+KV (MB) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| model | threads | pp128 ours | pp128 llama.cpp | ratio | tg64 ours | tg64 llama.cpp | ratio | RSS over model+KV (MB) | tg64 llama.cpp repacked | ratio |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, path) in &models {
         for threads in [1, 2] {
             let (opp, otg, rss) = ours(&bin, path, threads, reps)?;
             let (lpp, ltg) = llama_bench(path, threads, reps)?;
+            let repacked = match llama_tg_repacked(path, threads, reps)? {
+                Some(r) => format!("{r:.1} | {:.2}", otg / r),
+                None => "— | —".into(),
+            };
             println!(
-                "| {name} | {threads} | {opp:.1} | {lpp:.1} | {:.2} | {otg:.1} | {ltg:.1} | {:.2} | {rss:.0} |",
+                "| {name} | {threads} | {opp:.1} | {lpp:.1} | {:.2} | {otg:.1} | {ltg:.1} | {:.2} | {rss:.0} | {repacked} |",
                 opp / lpp,
                 otg / ltg
             );
         }
+    }
+    if models
+        .first()
+        .is_some_and(|(_, p)| repack_off(p).unwrap_or(false))
+    {
+        println!(
+            "\n(last two columns: llama.cpp's decode alone, `-p 0 -n 64`, with its default weight repacking, which runs here for one-token decode only)"
+        );
     }
     Ok(())
 }
