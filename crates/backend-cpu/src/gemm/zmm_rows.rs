@@ -916,32 +916,26 @@ mod x86 {
             // The 4-bit kinds: eight rows per call where there are (they
             // share each group's activation registers; Q8_0's four loads
             // per row leave no registers for that).
-            while K != 2 && r + 2 * ROWS <= n {
-                let v = rows::<{ 2 * ROWS }, K>(
-                    w.add(r * row_bytes),
-                    row_bytes,
-                    nb,
-                    groups,
-                    &c,
-                    &cp,
-                    &mut pf,
-                );
-                std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(r), 2 * ROWS);
-                r += 2 * ROWS;
+            // Calls of `$k` rows while `$go` holds and `$k` rows are left.
+            macro_rules! rows_while {
+                ($go:expr, $k:expr) => {
+                    while $go && r + $k <= n {
+                        let v = rows::<{ $k }, K>(
+                            w.add(r * row_bytes),
+                            row_bytes,
+                            nb,
+                            groups,
+                            &c,
+                            &cp,
+                            &mut pf,
+                        );
+                        std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(r), $k);
+                        r += $k;
+                    }
+                };
             }
-            while r + ROWS <= n {
-                let v = rows::<ROWS, K>(
-                    w.add(r * row_bytes),
-                    row_bytes,
-                    nb,
-                    groups,
-                    &c,
-                    &cp,
-                    &mut pf,
-                );
-                std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(r), ROWS);
-                r += ROWS;
-            }
+            rows_while!(K != 2, 2 * ROWS);
+            rows_while!(true, ROWS);
             let wr = w.add(r * row_bytes);
             match n - r {
                 1 => {
