@@ -204,6 +204,51 @@ RF_DEVICE void rf_mv_pick(int rg, const u8* W0, const u8* W1, const u8* W2, int 
     int N, r;                                                                                    \
     rf_mv_pick(rg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &W, &Y, &N, &r)
 
+// The R grid rows rg0 .. rg0 + R - 1 of a wave (group), as rf_mv_pick:
+// their weight rows (a row past the end reads row 0 of its weight, never
+// stored), outputs, row counts and local rows. True when any row exists.
+template <int R>
+RF_DEVICE bool rf_mv_pick_rows(int rg0, const u8* W0, const u8* W1, const u8* W2, int N0, int N1,
+                               int N2, float* Y0, float* Y1, float* Y2, int row_bytes,
+                               const uint4** rows, float** ys, int* ns, int* rs) {
+    bool any = false;
+#pragma unroll
+    for (int e = 0; e < R; e++) {
+        const u8* w;
+        rf_mv_pick(rg0 + e, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &w, &ys[e], &ns[e], &rs[e]);
+        rows[e] = (const uint4*)(w + (size_t)(rs[e] < ns[e] ? rs[e] : 0) * row_bytes);
+        any |= rs[e] < ns[e];
+    }
+    return any;
+}
+
+// Staged tiles: words first .. first + tw - 1 of R rows into the lanes'
+// registers (word i in slot i / RF_WAVE of lane i % RF_WAVE), with cache
+// hint M…
+template <int R, int LW, int M>
+RF_DEVICE void rf_tile_load(const uint4* const* rows, size_t first, int tw, int lane,
+                            uint4 (*pre)[LW]) {
+#pragma unroll
+    for (int e = 0; e < R; e++)
+#pragma unroll
+        for (int u = 0; u < LW; u++) {
+            const int i = lane + u * RF_WAVE;
+            if (i < tw) pre[e][u] = rf_ld_weight16<M>(rows[e] + first + i);
+        }
+}
+
+// …and from there into the wave's shared tiles (row e's into st[e]).
+template <int R, int LW, int SW>
+RF_DEVICE void rf_tile_store(uint4 (*st)[SW], int tw, int lane, uint4 (*pre)[LW]) {
+#pragma unroll
+    for (int e = 0; e < R; e++)
+#pragma unroll
+        for (int u = 0; u < LW; u++) {
+            const int i = lane + u * RF_WAVE;
+            if (i < tw) st[e][i] = pre[e][u];
+        }
+}
+
 #define RF_MATVEC(name, vdot)                                                             \
     extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                     \
         const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;                    \
@@ -241,18 +286,11 @@ RF_DEVICE void rf_q4_k_wide(RF_MV_ARGS) {
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
     const int sub = wave % wpr;
     const int rg0 = (blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * RPW;
-    const u8* rows[RPW];
+    const uint4* rows[RPW];
     float* ys[RPW];
     int ns[RPW], rs[RPW];
-    bool any = false;
-#pragma unroll
-    for (int e = 0; e < RPW; e++) {
-        const u8* w;
-        rf_mv_pick(rg0 + e, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &w, &ys[e], &ns[e], &rs[e]);
-        // A row past the end reads row 0 of its weight (never stored).
-        rows[e] = w + (size_t)(rs[e] < ns[e] ? rs[e] : 0) * row_bytes;
-        any |= rs[e] < ns[e];
-    }
+    const bool any = rf_mv_pick_rows<RPW>(rg0, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes,
+                                          rows, ys, ns, rs);
     const int nsb = any ? K / 256 : 0;
     const int piece = lane & 7, p = piece >> 1, h = piece & 1;
     float acc[RPW];
@@ -263,7 +301,7 @@ RF_DEVICE void rf_q4_k_wide(RF_MV_ARGS) {
         uint4 hdr[RPW], w[RPW];
 #pragma unroll
         for (int e = 0; e < RPW; e++) {
-            const u8* b = rows[e] + (size_t)sb * 144;
+            const u8* b = (const u8*)rows[e] + (size_t)sb * 144;
             hdr[e] = *(const uint4*)b;
             w[e] = *(const uint4*)(b + 16 + p * 32 + h * 16);
         }
@@ -435,52 +473,21 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
-    bool any = false;
-#pragma unroll
-    for (int e = 0; e < R; e++) {
-        const u8* w;
-        rf_mv_pick(rg0 + e, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &w, &ys[e], &ns[e], &rs[e]);
-        // A row past the end reads row 0 of its weight (never stored).
-        rows[e] = (const uint4*)(w + (size_t)(rs[e] < ns[e] ? rs[e] : 0) * row_bytes);
-        any |= rs[e] < ns[e];
-    }
+    const bool any = rf_mv_pick_rows<R>(rg0, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, rows,
+                                        ys, ns, rs);
     const int n_tiles = any ? K / 2048 : 0;
     uint4 pre[R][LW];
     float acc[R];
 #pragma unroll
     for (int e = 0; e < R; e++) acc[e] = 0.0f;
+    constexpr int TW = RF_Q6_TILE_WORDS;
     int t = sub;
-    if (t < n_tiles) {
-#pragma unroll
-        for (int e = 0; e < R; e++)
-#pragma unroll
-            for (int u = 0; u < LW; u++) {
-                const int i = lane + u * RF_WAVE;
-                if (i < RF_Q6_TILE_WORDS)
-                    pre[e][u] = rf_ld_weight16<3>(rows[e] + (size_t)t * RF_Q6_TILE_WORDS + i);
-            }
-    }
+    if (t < n_tiles) rf_tile_load<R, LW, 3>(rows, (size_t)t * TW, TW, lane, pre);
     for (; t < n_tiles; t += wpr) {
         RF_WAVE_SYNC();
-#pragma unroll
-        for (int e = 0; e < R; e++)
-#pragma unroll
-            for (int u = 0; u < LW; u++) {
-                const int i = lane + u * RF_WAVE;
-                if (i < RF_Q6_TILE_WORDS) stage[wave][e][i] = pre[e][u];
-            }
+        rf_tile_store<R, LW, TW + 1>(stage[wave], TW, lane, pre);
         RF_WAVE_SYNC();
-        if (t + wpr < n_tiles) {
-#pragma unroll
-            for (int e = 0; e < R; e++)
-#pragma unroll
-                for (int u = 0; u < LW; u++) {
-                    const int i = lane + u * RF_WAVE;
-                    if (i < RF_Q6_TILE_WORDS)
-                        pre[e][u] = rf_ld_weight16<3>(rows[e] +
-                                                      (size_t)(t + wpr) * RF_Q6_TILE_WORDS + i);
-                }
-        }
+        if (t + wpr < n_tiles) rf_tile_load<R, LW, 3>(rows, (size_t)(t + wpr) * TW, TW, lane, pre);
         const int j = lane / RF_Q6_LP, slice = lane % RF_Q6_LP;
         const RfQ6X x = rf_q6_x(slice, t * 8 + j, xq, ds);
 #pragma unroll
@@ -621,15 +628,8 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS) {
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
-    bool any = false;
-#pragma unroll
-    for (int e = 0; e < R; e++) {
-        const u8* w;
-        rf_mv_pick(rg0 + e, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &w, &ys[e], &ns[e], &rs[e]);
-        // A row past the end reads row 0 of its weight (never stored).
-        rows[e] = (const uint4*)(w + (size_t)(rs[e] < ns[e] ? rs[e] : 0) * row_bytes);
-        any |= rs[e] < ns[e];
-    }
+    const bool any = rf_mv_pick_rows<R>(rg0, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, rows,
+                                        ys, ns, rs);
     const int nsb = any ? K / 256 : 0;
     const int p = lane & 3, step = wpr * (RF_WAVE / 4);
     float acc[R];
@@ -722,15 +722,8 @@ RF_DEVICE void rf_legacy_staged(RF_MV_ARGS) {
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
-    bool any = false;
-#pragma unroll
-    for (int e = 0; e < R; e++) {
-        const u8* w;
-        rf_mv_pick(rg0 + e, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &w, &ys[e], &ns[e], &rs[e]);
-        // A row past the end reads row 0 of its weight (never stored).
-        rows[e] = (const uint4*)(w + (size_t)(rs[e] < ns[e] ? rs[e] : 0) * row_bytes);
-        any |= rs[e] < ns[e];
-    }
+    const bool any = rf_mv_pick_rows<R>(rg0, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, rows,
+                                        ys, ns, rs);
     const int row_words = any ? row_bytes / 16 : 0;
     const int n_tiles = (row_words + TW - 1) / TW;
     uint4 pre[R][RF_LS_LW];
@@ -738,38 +731,17 @@ RF_DEVICE void rf_legacy_staged(RF_MV_ARGS) {
 #pragma unroll
     for (int e = 0; e < R; e++) acc[e] = 0.0f;
     int t = sub;
-    if (t < n_tiles) {
-        const int tw = min(TW, row_words - t * TW);
-#pragma unroll
-        for (int e = 0; e < R; e++)
-#pragma unroll
-            for (int u = 0; u < RF_LS_LW; u++) {
-                const int i = lane + u * RF_WAVE;
-                if (i < tw) pre[e][u] = rf_ld_weight16<2>(rows[e] + (size_t)t * TW + i);
-            }
-    }
+    if (t < n_tiles)
+        rf_tile_load<R, RF_LS_LW, 2>(rows, (size_t)t * TW, min(TW, row_words - t * TW), lane, pre);
     for (; t < n_tiles; t += wpr) {
         const int tw = min(TW, row_words - t * TW);
         RF_WAVE_SYNC();
-#pragma unroll
-        for (int e = 0; e < R; e++)
-#pragma unroll
-            for (int u = 0; u < RF_LS_LW; u++) {
-                const int i = lane + u * RF_WAVE;
-                if (i < tw) stage[wave][e][i] = pre[e][u];
-            }
+        rf_tile_store<R, RF_LS_LW, TW + 1>(stage[wave], tw, lane, pre);
         RF_WAVE_SYNC();
         const int tn = t + wpr;
-        if (tn < n_tiles) {
-            const int twn = min(TW, row_words - tn * TW);
-#pragma unroll
-            for (int e = 0; e < R; e++)
-#pragma unroll
-                for (int u = 0; u < RF_LS_LW; u++) {
-                    const int i = lane + u * RF_WAVE;
-                    if (i < twn) pre[e][u] = rf_ld_weight16<2>(rows[e] + (size_t)tn * TW + i);
-                }
-        }
+        if (tn < n_tiles)
+            rf_tile_load<R, RF_LS_LW, 2>(rows, (size_t)tn * TW, min(TW, row_words - tn * TW), lane,
+                                         pre);
         const int nb = tw * 16 / BB;
         for (int b = lane; b < nb; b += RF_WAVE) {
             const int c = t * TB + b;
