@@ -197,11 +197,14 @@ impl Kernels {
         wide: bool,
         ds_ptr: u64,
     ) -> MatvecPlan {
-        // No more than about 16384 waves in all: with many rows one wave per
-        // row already keeps enough loads in flight.
-        let by_rows = (16384 / n.max(1)).max(1);
+        // Waves per row at most, for `rows` rows per wave: no more than about
+        // 16384 waves in all (with many rows one wave per row already keeps
+        // enough loads in flight).
+        let by_rows = |rows: usize| (16384 / n.div_ceil(rows).max(1)).max(1);
         let v2 = wide && !self.matvec_v1;
         let staged = v2 && k.is_multiple_of(256) && row_bytes.is_multiple_of(16);
+        // Rows per wave of the staged kernels (one or two).
+        let staged_rows = if self.matvec_rows == 1 { 1 } else { 2 };
         match format {
             // Two rows per wave by default (measured on an H200, 8b Q4_K_M
             // decode: 330 t/s against 300 with one and 312 with four for the
@@ -214,9 +217,8 @@ impl Kernels {
                     0 => 2,
                     r => r,
                 };
-                let by_rows = (16384 / n.div_ceil(rows).max(1)).max(1);
                 let passes = (k / 256).div_ceil(wave / 4);
-                let wpr = waves_per_row(passes, by_rows);
+                let wpr = waves_per_row(passes, by_rows(rows));
                 let kernel = match rows {
                     2 => "matvec_q4_k_rows2",
                     4 => "matvec_q4_k_rows4",
@@ -225,26 +227,24 @@ impl Kernels {
                 };
                 MatvecPlan { kernel, wpr, rows }
             }
-            // One wave per staged tile (LEGACY_TILE_WORDS words).
+            // One wave per staged tile (144 or 136 16-byte words).
             GpuFormat::Q4_0 | GpuFormat::Q8_0 if staged => {
-                let rows = if self.matvec_rows == 1 { 1 } else { 2 };
+                let rows = staged_rows;
                 let (kernel, tile) = match (format, rows) {
                     (GpuFormat::Q4_0, 1) => ("matvec_q4_0_staged", 144),
                     (GpuFormat::Q4_0, _) => ("matvec_q4_0_staged2", 144),
                     (_, 1) => ("matvec_q8_0_staged", 136),
                     _ => ("matvec_q8_0_staged2", 136),
                 };
-                let by_rows = (16384 / n.div_ceil(rows).max(1)).max(1);
                 let tiles = (row_bytes / 16).div_ceil(tile);
                 MatvecPlan {
                     kernel,
-                    wpr: waves_per_row(tiles, by_rows),
+                    wpr: waves_per_row(tiles, by_rows(rows)),
                     rows,
                 }
             }
             GpuFormat::Q6K if v2 && k.is_multiple_of(2048) && row_bytes.is_multiple_of(16) => {
-                let rows = if self.matvec_rows == 1 { 1 } else { 2 };
-                let by_rows = (16384 / n.div_ceil(rows).max(1)).max(1);
+                let rows = staged_rows;
                 MatvecPlan {
                     kernel: if rows == 2 {
                         "matvec_q6_k_staged2"
@@ -252,7 +252,7 @@ impl Kernels {
                         "matvec_q6_k_staged"
                     },
                     // One wave per 2048-value tile.
-                    wpr: waves_per_row(k / 2048, by_rows),
+                    wpr: waves_per_row(k / 2048, by_rows(rows)),
                     rows,
                 }
             }
@@ -279,7 +279,7 @@ impl Kernels {
                 };
                 MatvecPlan {
                     kernel,
-                    wpr: waves_per_row(want, by_rows),
+                    wpr: waves_per_row(want, by_rows(1)),
                     rows: 1,
                 }
             }
