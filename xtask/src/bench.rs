@@ -120,25 +120,49 @@ fn repack_off(model: &Path) -> Result<bool> {
     Ok(*OFF.get_or_init(|| off))
 }
 
-/// (pp t/s, tg t/s) from llama-bench's JSON output.
-fn llama_bench(model: &Path, threads: usize, reps: usize) -> Result<(f64, f64)> {
-    let mut cmd = Command::new(llamacpp_bin("llama-bench")?);
-    cmd.arg("-m")
+/// llama-bench's JSON rows for `model` with `args` (`-o json`, threads and
+/// repetitions added here); `Ok(None)` when it exits unsuccessfully.
+fn llama_bench_rows(
+    model: &Path,
+    args: &[&str],
+    threads: usize,
+    reps: usize,
+) -> Result<Option<serde_json::Value>> {
+    let out = Command::new(llamacpp_bin("llama-bench")?)
+        .arg("-m")
         .arg(model)
-        .args(["-p", "128", "-n", "64", "-o", "json"])
-        .args(["-t", &threads.to_string(), "-r", &reps.to_string()]);
-    if repack_off(model)? {
-        cmd.args(["--repack", "0"]);
-    }
-    let out = cmd.output().context("running llama-bench")?;
+        .args(args)
+        .args([
+            "-o",
+            "json",
+            "-t",
+            &threads.to_string(),
+            "-r",
+            &reps.to_string(),
+        ])
+        .output()
+        .context("running llama-bench")?;
     if !out.status.success() {
-        bail!(
-            "llama-bench failed: {}",
+        eprintln!(
+            "llama-bench {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        return Ok(None);
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing llama-bench JSON")?;
+    Ok(Some(
+        serde_json::from_slice(&out.stdout).context("parsing llama-bench JSON")?,
+    ))
+}
+
+/// (pp t/s, tg t/s) from llama-bench's JSON output.
+fn llama_bench(model: &Path, threads: usize, reps: usize) -> Result<(f64, f64)> {
+    let mut args = vec!["-p", "128", "-n", "64"];
+    if repack_off(model)? {
+        args.extend(["--repack", "0"]);
+    }
+    let Some(v) = llama_bench_rows(model, &args, threads, reps)? else {
+        bail!("llama-bench failed");
+    };
     let mut pp = 0.0;
     let mut tg = 0.0;
     for row in v.as_array().context("llama-bench JSON is not a list")? {
@@ -162,18 +186,9 @@ fn llama_tg_repacked(model: &Path, threads: usize, reps: usize) -> Result<Option
     if !repack_off(model)? {
         return Ok(None);
     }
-    let out = Command::new(llamacpp_bin("llama-bench")?)
-        .arg("-m")
-        .arg(model)
-        .args(["-p", "0", "-n", "64", "-o", "json"])
-        .args(["-t", &threads.to_string(), "-r", &reps.to_string()])
-        .output()
-        .context("running llama-bench")?;
-    if !out.status.success() {
+    let Some(v) = llama_bench_rows(model, &["-p", "0", "-n", "64"], threads, reps)? else {
         return Ok(None);
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing llama-bench JSON")?;
+    };
     Ok(v.as_array()
         .and_then(|rows| rows.iter().find(|r| r["n_gen"].as_u64() == Some(64)))
         .and_then(|r| r["avg_ts"].as_f64()))
