@@ -9,6 +9,8 @@
 // memory = (head_dim + RF_ATT_THREADS) floats; head_dim <= 4 * RF_ATT_THREADS.
 // For few query rows (decode) the key range is also split over blockIdx.z
 // (attention_split_f32, partial results), merged by attention_combine_f32.
+// dyn_pos (the decode kernels): when not null, start_pos is read from there
+// instead (a recorded decode step replayed at a later position).
 #include "compat.h"
 #include "common.h"
 
@@ -89,9 +91,11 @@ extern "C" __global__ void attention_f32(const float* __restrict__ q, const floa
                                          const float* __restrict__ v, float* __restrict__ out,
                                          int start_pos, int n_head, int n_kv, int head_dim,
                                          float scale, int window, float softcap,
-                                         i8* __restrict__ oq, float2* __restrict__ ods) {
+                                         i8* __restrict__ oq, float2* __restrict__ ods,
+                                         const u32* __restrict__ dyn_pos) {
     extern __shared__ float smem[];
     __shared__ float scratch[32];
+    if (dyn_pos) start_pos = (int)*dyn_pos;
     const int h = blockIdx.x, row = blockIdx.y, tid = threadIdx.x, nt = blockDim.x;
     const int pos = start_pos + row;
     const int lo = window > 0 ? max(0, pos - window + 1) : 0;
@@ -128,8 +132,10 @@ extern "C" __global__ void __launch_bounds__(RF_DEC_WAVES * RF_WAVE)
     attention_decode_f32(const float* __restrict__ q, const float* __restrict__ k,
                          const float* __restrict__ v, float* __restrict__ out, int start_pos,
                          int n_head, int n_kv, int head_dim, float scale, int window,
-                         float softcap, i8* __restrict__ oq, float2* __restrict__ ds) {
+                         float softcap, i8* __restrict__ oq, float2* __restrict__ ds,
+                         const u32* __restrict__ dyn_pos) {
     __shared__ float ps[RF_DEC_TILE];
+    if (dyn_pos) start_pos = (int)*dyn_pos;
     __shared__ float red[2][RF_DEC_WAVES];
     __shared__ float4 part[RF_DEC_WAVES][RF_WAVE];
     const int h = blockIdx.x, row = blockIdx.y;
@@ -194,19 +200,25 @@ extern "C" __global__ void __launch_bounds__(RF_DEC_WAVES * RF_WAVE)
     if (oq) rf_q8_emit4(r, (h * head_dim >> 2) + lane, has, oq, ds);
 }
 
-// Split over keys: block z handles keys [lo + z*chunk, lo + (z+1)*chunk) and
+// Split over keys: block z handles keys [lo + z*chunk, lo + (z+1)*chunk), with
+// chunk = ceil(span of the last row / splits), and
 // writes its unnormalised output to part_o[((row*n_head + h)*splits + z)*head_dim]
 // and (max, sum) to part_ml[2 * ((row*n_head + h)*splits + z)].
 extern "C" __global__ void attention_split_f32(const float* __restrict__ q, const float* __restrict__ k,
                                                const float* __restrict__ v, float* __restrict__ part_o,
                                                float* __restrict__ part_ml, int start_pos, int n_head,
                                                int n_kv, int head_dim, float scale, int window,
-                                               float softcap, int chunk) {
+                                               float softcap, const u32* __restrict__ dyn_pos) {
     extern __shared__ float smem[];
     __shared__ float scratch[32];
+    if (dyn_pos) start_pos = (int)*dyn_pos;
     const int h = blockIdx.x, row = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
     const int tid = threadIdx.x, nt = blockDim.x;
     const int pos = start_pos + row;
+    // The keys of the last row (the longest span), split evenly.
+    const int last = start_pos + (int)gridDim.y - 1;
+    const int span = window > 0 ? min(window, last + 1) : last + 1;
+    const int chunk = (span + splits - 1) / splits;
     const int lo0 = window > 0 ? max(0, pos - window + 1) : 0;
     const int lo = lo0 + z * chunk, hi = min(pos, lo + chunk - 1);
     const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv * head_dim;

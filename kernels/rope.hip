@@ -4,7 +4,8 @@
 // n_heads2 = 0) is rotated in the same launch (a layer's queries and keys).
 // With kc (all head dims rotated), x2's rotated rows are also written to kc
 // (the KV cache's key rows), and nv more threads copy vs to vc (the values):
-// the layer's cache write in the same launch.
+// the layer's cache write in the same launch. With store_at_pos the cache
+// rows start at position pos[0] instead of at kc/vc themselves.
 // One thread per (row, head, rotated pair), then one per copied value.
 // Launch: 1-D, 256 threads per block.
 #include "compat.h"
@@ -15,8 +16,15 @@ extern "C" __global__ void rope_f32(float* __restrict__ x, const u32* __restrict
                                     float freq_scale, float ext_factor, float attn_factor,
                                     float corr_low, float corr_high, float* __restrict__ kc,
                                     const float* __restrict__ vs, float* __restrict__ vc,
-                                    int nv) {
+                                    int nv, int store_at_pos) {
     const int half = n_dims / 2;
+    // Cache rows from the first row's position (kc, vc then point at the
+    // layer's first cache row): the write of a replayed decode step.
+    if (store_at_pos && kc) {
+        const size_t off = (size_t)pos[0] * ((size_t)n_heads2 * head_dim);
+        kc += off;
+        vc += off;
+    }
     const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const int heads = n_heads + n_heads2;
     const long long n_pairs = (long long)rows * heads * half;

@@ -218,3 +218,86 @@ fn smollm2_shaped_q8_0_gpu_matches_cpu() {
 fn smollm2_shaped_q4_0_gpu_matches_cpu() {
     run(WeightType::Q4_0);
 }
+
+/// Decode steps recorded once and replayed as graphs give the same tokens
+/// as the same steps run op by op, over a context long enough that the
+/// attention plan changes (keys split in 2, then 3 parts: re-recorded).
+#[test]
+fn recorded_decode_steps_equal_op_by_op() {
+    let gpu = match HipBackend::try_new(0) {
+        Ok(g) => Arc::new(g),
+        Err(why) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED recorded_decode_steps_equal_op_by_op: no usable GPU: {why}"
+            );
+            return;
+        }
+    };
+    const LONG: usize = 900;
+    let tokenizer =
+        synth::tokenizer_metadata_from_file(&tokenizer_source()).expect("tokenizer metadata");
+    let spec = SynthSpec::new(Preset::Smollm2, Arch::Llama, WeightType::Q4_0);
+    let dir = std::env::temp_dir().join(format!("rocmforge-gpu-graph-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(spec.file_name());
+    synth::write_model(&spec, &tokenizer, &path).expect("writing the synthetic model");
+    let opts = EngineOptions {
+        n_ctx: Some(LONG + 16),
+        threads: None,
+    };
+    let engine = Engine::load_with_backend(&path, gpu.clone(), opts).expect("GPU engine");
+    let prompt = engine.tokenize("Once upon a time", true, false).unwrap();
+    let cases = [
+        SamplingOptions {
+            ignore_eos: true,
+            ..SamplingOptions::greedy(LONG)
+        },
+        SamplingOptions {
+            seed: 11,
+            temperature: 1.2,
+            top_k: 100,
+            repeat_penalty: 1.1,
+            max_tokens: 200,
+            ignore_eos: true,
+            ..Default::default()
+        },
+    ];
+    for opts in cases {
+        let generate = |graphs: bool| -> Vec<u32> {
+            gpu.set_decode_graphs(graphs);
+            engine
+                .generate(&prompt, opts.clone())
+                .unwrap()
+                .map(|t| t.unwrap().id)
+                .collect()
+        };
+        let before = gpu.decode_graph_counts();
+        let replayed = generate(true);
+        let (recorded, replays) = gpu.decode_graph_counts();
+        let op_by_op = generate(false);
+        assert_eq!(gpu.decode_graph_counts(), (recorded, replays));
+        assert_eq!(replayed.len(), opts.max_tokens);
+        assert_eq!(
+            replayed, op_by_op,
+            "replayed and op-by-op decode differ for {opts:?}"
+        );
+        let (recorded, replays) = (recorded - before.0, replays - before.1);
+        // The first step runs op by op, the second is recorded; each change
+        // of the attention plan records again.
+        assert!(recorded >= 1, "no step was recorded");
+        assert!(
+            replays + recorded + 1 >= opts.max_tokens as u64 - 1,
+            "only {replays} replays and {recorded} recordings in {} steps",
+            opts.max_tokens
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "recorded decode: {} tokens equal to op by op ({recorded} recordings, {replays} replays, temperature {})",
+            replayed.len(),
+            opts.temperature
+        );
+    }
+    gpu.set_decode_graphs(true);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -39,6 +39,10 @@ pub trait Backend: Send + Sync {
     type Weight: Send + Sync;
     /// Key/value storage for one sequence, all layers.
     type KvCache: Send;
+    /// What a backend keeps of one sequence's one-token decode steps to run
+    /// the next ones faster (see [`Backend::decode_select`]); the engine
+    /// keeps one per sequence. `()` for backends that keep nothing.
+    type DecodeGraph: Send + Default;
 
     /// A short human name ("cpu (avx512vnni, 2 threads)", "cuda:0 NVIDIA H200 sm_90").
     fn name(&self) -> String;
@@ -260,6 +264,37 @@ pub trait Backend: Send + Sync {
     /// engine's host sampler reads their logits directly).
     fn selects_tokens(&self) -> bool {
         false
+    }
+
+    /// One decode step of one sequence: `pass` evaluates `token` at position
+    /// `pos` (the sequence's next) and returns the logits row after it; then
+    /// one token is picked by `select` as [`Backend::select_tokens`] does.
+    ///
+    /// A backend may record the work `pass` submits (the GPU: a graph of
+    /// its launches, with the token and position read from device memory)
+    /// and replay it for the following steps of the same sequence without
+    /// calling `pass`, where that gives the same results; `graph` is where
+    /// it keeps the recording. `pass` may therefore run zero, one or two
+    /// times and must leave the same state each time it runs (the engine
+    /// sets the sequence's length itself). The caller has checked `token`
+    /// and `pos` against the model and the sequence's context. The default
+    /// runs `pass` once and [`Backend::select_tokens`].
+    fn decode_select<E: From<BackendError>>(
+        &self,
+        graph: &mut Self::DecodeGraph,
+        token: u32,
+        pos: usize,
+        select: &TokenSelect,
+        mut pass: impl FnMut() -> std::result::Result<Self::Tensor, E>,
+    ) -> std::result::Result<u32, E> {
+        let _ = (graph, token, pos);
+        let mut logits = pass()?;
+        let ids = self.select_tokens(&mut logits, std::slice::from_ref(select))?;
+        ids.first().copied().ok_or_else(|| {
+            E::from(BackendError::Device(
+                "token selection returned no id".into(),
+            ))
+        })
     }
 
     /// Pick one token per row of `logits` by `select[row]` (semantics:

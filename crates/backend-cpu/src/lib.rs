@@ -160,6 +160,7 @@ impl Backend for CpuBackend {
     type Tensor = CpuTensor;
     type Weight = CpuWeight;
     type KvCache = CpuKvCache;
+    type DecodeGraph = ();
 
     fn name(&self) -> String {
         format!("cpu ({}, {} threads)", Self::isa(), self.threads)

@@ -19,6 +19,7 @@
 mod convert;
 mod pool;
 mod q8;
+mod replay;
 mod select;
 mod tensor;
 
@@ -33,6 +34,7 @@ use hip_kernels::MatvecPart;
 use hip_kernels::{AttnParams, Kernels, RopeParams};
 
 pub use gpu_runtime::DeviceProps;
+pub use replay::HipDecodeGraph;
 pub use tensor::{HipKvCache, HipTensor, HipWeight};
 
 /// Why the GPU backend is not available (no runtime library, no device,
@@ -100,6 +102,15 @@ pub struct HipBackend {
     /// `ROCMFORGE_GPU_NO_Q8_FUSE=1`: norms and GLU do not write the 8-bit
     /// row of the decode mat-vec (each mat-vec quantizes; for comparisons).
     no_q8_fuse: bool,
+    /// Whether one-token decode steps are recorded and replayed as graphs
+    /// (see `replay`; off with `ROCMFORGE_GPU_NO_GRAPH=1`).
+    decode_graphs: std::sync::atomic::AtomicBool,
+    /// The decode step being captured, if any.
+    capture: std::sync::Mutex<Option<replay::Capture>>,
+    /// `[position, token]` of the step a recorded pass replays.
+    step: std::sync::Mutex<Option<DeviceBuffer<u32>>>,
+    /// Decode steps recorded and replayed so far (for tests and logs).
+    graph_counts: replay::GraphCounts,
 }
 
 impl std::fmt::Debug for HipBackend {
@@ -137,6 +148,12 @@ impl HipBackend {
             q8_scratch: std::sync::Mutex::new(q8::Q8Scratch::default()),
             f32_matvec: std::env::var_os("ROCMFORGE_GPU_F32_MATVEC").is_some_and(|v| v == "1"),
             no_q8_fuse: std::env::var_os("ROCMFORGE_GPU_NO_Q8_FUSE").is_some_and(|v| v == "1"),
+            decode_graphs: std::sync::atomic::AtomicBool::new(
+                std::env::var_os("ROCMFORGE_GPU_NO_GRAPH").is_none_or(|v| v != "1"),
+            ),
+            capture: std::sync::Mutex::new(None),
+            step: std::sync::Mutex::new(None),
+            graph_counts: replay::GraphCounts::default(),
         })
     }
 
@@ -158,6 +175,20 @@ impl HipBackend {
     /// `(free, total)` device memory in bytes.
     pub fn mem_info(&self) -> Result<(usize, usize)> {
         self.device.mem_info().map_err(dev_err)
+    }
+
+    /// Turn the recording and replay of one-token decode steps on or off
+    /// (on unless `ROCMFORGE_GPU_NO_GRAPH=1`); sequences with a recording
+    /// stop using it at their next step.
+    pub fn set_decode_graphs(&self, on: bool) {
+        self.decode_graphs
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `(recorded, replayed)`: how many one-token decode steps were
+    /// captured as graphs and how many ran as replays of one, so far.
+    pub fn decode_graph_counts(&self) -> (u64, u64) {
+        self.graph_counts.get()
     }
 
     /// Wait until all submitted work has finished.
@@ -293,6 +324,21 @@ impl HipBackend {
             attn_factor,
             corr_dims,
         };
+        let x2 = second.as_mut().map(|(y, ny)| (&mut y.buf, *ny));
+        // A recorded step reads its position from the step buffer.
+        if let Some((pos, _)) = self.capture_step() {
+            if positions != [pos as u32] {
+                return self.refuse_capture("rope at other positions");
+            }
+            let step = self.step_buffer()?;
+            let Some(step) = step.as_ref() else {
+                return Err(shape("rope", "step buffer missing".into()));
+            };
+            return self
+                .kernels
+                .rope_pair(&self.stream, &mut x.buf, x2, step, &p, store)
+                .map_err(dev_err);
+        }
         let mut cached = self.positions.lock().unwrap_or_else(|p| p.into_inner());
         if cached.as_ref().is_none_or(|(host, _)| host != positions) {
             *cached = Some((positions.to_vec(), self.upload_u32(positions)?));
@@ -300,7 +346,6 @@ impl HipBackend {
         let Some((_, pos)) = cached.as_ref() else {
             return Err(shape("rope", "positions were not uploaded".into()));
         };
-        let x2 = second.as_mut().map(|(y, ny)| (&mut y.buf, *ny));
         self.kernels
             .rope_pair(&self.stream, &mut x.buf, x2, pos, &p, store)
             .map_err(dev_err)
@@ -359,13 +404,17 @@ impl HipBackend {
         x.rows == 1 && !self.f32_matvec && hip_kernels::matvec_q8_supports(w.format, w.cols())
     }
 
-    fn tensor(&self, buf: DeviceBuffer<f32>, rows: usize, cols: usize) -> HipTensor {
-        HipTensor {
+    /// A `rows × cols` tensor with unspecified contents, from the pool of
+    /// the moment (see `replay`).
+    fn new_tensor(&self, rows: usize, cols: usize) -> Result<HipTensor> {
+        let pool = self.current_pool();
+        let buf = pool.take(&self.device, rows * cols).map_err(dev_err)?;
+        Ok(HipTensor {
             buf,
             rows,
             cols,
-            pool: Some(self.pool.clone()),
-        }
+            pool: Some(pool),
+        })
     }
 
     fn upload_u32(&self, v: &[u32]) -> Result<DeviceBuffer<u32>> {
@@ -405,6 +454,7 @@ impl Backend for HipBackend {
     type Tensor = HipTensor;
     type Weight = HipWeight;
     type KvCache = HipKvCache;
+    type DecodeGraph = HipDecodeGraph;
 
     fn name(&self) -> String {
         let p = self.device.props();
@@ -423,17 +473,17 @@ impl Backend for HipBackend {
 
     fn zeros(&self, rows: usize, cols: usize) -> Result<HipTensor> {
         self.forget_q8();
-        let buf = self.pool.take(&self.device, rows * cols).map_err(dev_err)?;
-        buf.fill_zero(&self.stream).map_err(dev_err)?;
-        Ok(self.tensor(buf, rows, cols))
+        let t = self.new_tensor(rows, cols)?;
+        t.buf.fill_zero(&self.stream).map_err(dev_err)?;
+        Ok(t)
     }
 
     fn output(&self, rows: usize, cols: usize) -> Result<HipTensor> {
-        let buf = self.pool.take(&self.device, rows * cols).map_err(dev_err)?;
-        Ok(self.tensor(buf, rows, cols))
+        self.new_tensor(rows, cols)
     }
 
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<HipTensor> {
+        self.refuse_capture("upload")?;
         self.forget_q8();
         if data.len() != rows * cols {
             return Err(shape(
@@ -441,12 +491,13 @@ impl Backend for HipBackend {
                 format!("{} values for {rows}x{cols}", data.len()),
             ));
         }
-        let mut buf = self.pool.take(&self.device, rows * cols).map_err(dev_err)?;
-        buf.copy_from_host(&self.stream, data).map_err(dev_err)?;
-        Ok(self.tensor(buf, rows, cols))
+        let mut t = self.new_tensor(rows, cols)?;
+        t.buf.copy_from_host(&self.stream, data).map_err(dev_err)?;
+        Ok(t)
     }
 
     fn download(&self, t: &HipTensor) -> Result<Vec<f32>> {
+        self.refuse_capture("download")?;
         t.buf.to_host(&self.stream).map_err(dev_err)
     }
 
@@ -480,6 +531,29 @@ impl Backend for HipBackend {
         if ids.is_empty() {
             return Ok(());
         }
+        // A recorded step reads its token from the step buffer.
+        if let Some((_, token)) = self.capture_step() {
+            if ids != [token] {
+                return self.refuse_capture("get_rows of other ids");
+            }
+            let step = self.step_buffer()?;
+            let Some(step) = step.as_ref() else {
+                return Err(shape("get_rows", "step buffer missing".into()));
+            };
+            return self
+                .kernels
+                .get_rows(
+                    &self.stream,
+                    table.format,
+                    &table.data,
+                    n_rows,
+                    k,
+                    step,
+                    1..2,
+                    &mut out.buf,
+                )
+                .map_err(dev_err);
+        }
         let ids_dev = self.upload_u32(ids)?;
         self.kernels
             .get_rows(
@@ -489,6 +563,7 @@ impl Backend for HipBackend {
                 n_rows,
                 k,
                 &ids_dev,
+                0..ids.len(),
                 &mut out.buf,
             )
             .map_err(dev_err)
@@ -666,11 +741,23 @@ impl Backend for HipBackend {
             self.rope_qk(q, n_head, k, n_head_kv, positions, spec)?;
             return self.kv_store(cache, layer, k, v, 0..k.rows, start_pos);
         }
+        // A recorded step writes at the position in the step buffer.
+        let at_pos = match self.capture_step() {
+            Some((pos, _)) if pos != start_pos || k.rows != 1 => {
+                return self.refuse_capture("a cache write at another position");
+            }
+            Some(_) => {
+                self.capture_note(cache.n_ctx, None);
+                true
+            }
+            None => false,
+        };
         let (k_dst, v_dst, dst_off) = cache.rows_at(layer, k.rows, start_pos)?;
         let store = hip_kernels::RopeStore {
             k_dst,
             v_dst,
-            dst_off,
+            dst_off: if at_pos { 0 } else { dst_off },
+            at_pos,
             v_src: &v.buf,
         };
         self.rope_pair(
@@ -702,6 +789,7 @@ impl Backend for HipBackend {
         rows: Range<usize>,
         start_pos: usize,
     ) -> Result<()> {
+        self.refuse_capture("kv_store")?;
         self.forget_q8();
         cache.store(&self.stream, &self.kernels, layer, k, v, rows, start_pos)
     }
@@ -741,6 +829,14 @@ impl Backend for HipBackend {
                 n_ctx: cache.n_ctx,
             });
         }
+        // A recorded step reads its position from the step buffer.
+        let dyn_pos = match self.capture_step() {
+            Some((pos, _)) if pos != start_pos || rows != (0..1) => {
+                return self.refuse_capture("attention of other rows");
+            }
+            Some(_) => true,
+            None => false,
+        };
         let (kb, vb) = cache.layer(layer)?;
         let p = AttnParams {
             rows: n,
@@ -759,6 +855,16 @@ impl Backend for HipBackend {
             && spec.head_dim.is_multiple_of(32)
             && self.emits_q8(out, out.cols);
         let holder = out.buf.device_ptr();
+        let step = if dyn_pos {
+            self.capture_note(cache.n_ctx, Some((p, self.kernels.attention_splits(&p))));
+            Some(self.step_buffer()?)
+        } else {
+            None
+        };
+        let dyn_buf = step.as_ref().and_then(|s| s.as_ref());
+        if dyn_pos && dyn_buf.is_none() {
+            return Err(shape("attention", "step buffer missing".into()));
+        }
         self.emitting_q8(emit, holder, out.cols, |q8| {
             self.kernels
                 .attention(
@@ -771,6 +877,7 @@ impl Backend for HipBackend {
                     &p,
                     &mut out.buf,
                     q8,
+                    dyn_buf,
                 )
                 .map_err(dev_err)
         })
@@ -852,6 +959,7 @@ impl Backend for HipBackend {
     }
 
     fn argmax(&self, a: &HipTensor) -> Result<Vec<u32>> {
+        self.refuse_capture("argmax")?;
         if a.rows == 0 {
             return Ok(Vec::new());
         }
@@ -870,7 +978,19 @@ impl Backend for HipBackend {
     }
 
     fn select_tokens(&self, logits: &mut HipTensor, select: &[TokenSelect]) -> Result<Vec<u32>> {
+        self.refuse_capture("select_tokens")?;
         self.forget_q8();
         self.select_on_device(logits, select)
+    }
+
+    fn decode_select<E: From<BackendError>>(
+        &self,
+        graph: &mut HipDecodeGraph,
+        token: u32,
+        pos: usize,
+        select: &TokenSelect,
+        pass: impl FnMut() -> std::result::Result<HipTensor, E>,
+    ) -> std::result::Result<u32, E> {
+        self.decode_step(graph, token, pos, select, pass)
     }
 }

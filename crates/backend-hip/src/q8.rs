@@ -20,6 +20,9 @@ use crate::dev_err;
 pub(crate) struct Q8Scratch {
     bufs: Option<(DeviceBuffer<u32>, DeviceBuffer<f32>)>,
     holder: Option<(u64, usize)>,
+    /// How many times the buffers were replaced by larger ones (recorded
+    /// launches pointing into old ones are stale).
+    generation: u64,
 }
 
 impl Q8Scratch {
@@ -45,6 +48,11 @@ impl Q8Scratch {
         }
     }
 
+    /// See the field `generation`.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Forget whose row the buffers hold.
     pub(crate) fn forget(&mut self) {
         self.holder = None;
@@ -59,6 +67,9 @@ impl Q8Scratch {
     ) -> Result<(&mut DeviceBuffer<u32>, &mut DeviceBuffer<f32>)> {
         if self.bufs.as_ref().is_none_or(|(q, _)| q.len() < k / 4) {
             self.holder = None;
+            if self.bufs.take().is_some() {
+                self.generation += 1;
+            }
             let q = DeviceBuffer::alloc(device, k / 4).map_err(dev_err)?;
             let ds = DeviceBuffer::alloc(device, k / 16).map_err(dev_err)?;
             self.bufs = Some((q, ds));

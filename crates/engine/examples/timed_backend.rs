@@ -39,6 +39,7 @@ impl Backend for Timed {
     type Tensor = <CpuBackend as Backend>::Tensor;
     type Weight = <CpuBackend as Backend>::Weight;
     type KvCache = <CpuBackend as Backend>::KvCache;
+    type DecodeGraph = ();
     fn name(&self) -> String {
         self.0.name()
     }

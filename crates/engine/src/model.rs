@@ -22,11 +22,13 @@ pub struct Model<B: Backend> {
     file: Arc<ModelFile>,
 }
 
-/// One sequence's state: its KV cache and how many positions it holds.
+/// One sequence's state: its KV cache, how many positions it holds, and
+/// what the backend keeps of its one-token decode steps.
 pub struct Sequence<B: Backend> {
     cache: B::KvCache,
     len: usize,
     n_ctx: usize,
+    graph: B::DecodeGraph,
 }
 
 impl<B: Backend> Sequence<B> {
@@ -129,6 +131,7 @@ impl<B: Backend> Model<B> {
             cache,
             len: 0,
             n_ctx,
+            graph: B::DecodeGraph::default(),
         })
     }
 
@@ -197,10 +200,63 @@ impl<B: Backend> Model<B> {
                 ..s.clone()
             })
             .collect();
+        if let ([chunk], [select]) = (&mut *batch, select.as_slice()) {
+            if chunk.tokens.len() == 1 {
+                return self.decode_step(chunk, select).map(|id| vec![id]);
+            }
+        }
         let mut logits = be
             .run_pass(|| self.forward_logits(batch))?
             .ok_or_else(|| EngineError::InvalidArgument("empty batch".into()))?;
         Ok(be.select_tokens(&mut logits, &select)?)
+    }
+
+    /// One token of one sequence through [`Backend::decode_select`], which
+    /// may replay a recording of an earlier step instead of running the
+    /// pass again.
+    fn decode_step(&self, chunk: &mut SeqChunk<'_, B>, select: &TokenSelect) -> Result<u32> {
+        let be = self.backend.as_ref();
+        let pos = chunk.seq.len;
+        let token = chunk.tokens[0];
+        self.check_chunk(chunk)?;
+        let mut graph = std::mem::take(&mut chunk.seq.graph);
+        let picked = be.run_pass(|| {
+            be.decode_select(&mut graph, token, pos, select, || {
+                chunk.seq.len = pos;
+                self.forward_logits(std::slice::from_mut(chunk))?
+                    .ok_or_else(|| EngineError::InvalidArgument("empty batch".into()))
+            })
+        });
+        chunk.seq.graph = graph;
+        // Whether the pass ran or a recording was replayed, the token is in
+        // the cache now (on error, the sequence is unchanged).
+        chunk.seq.len = if picked.is_ok() { pos + 1 } else { pos };
+        picked
+    }
+
+    /// The checks of one chunk before its tokens are evaluated: they fit
+    /// the sequence's context and are in the vocabulary.
+    fn check_chunk(&self, chunk: &SeqChunk<'_, B>) -> Result<()> {
+        let c = &self.config;
+        if chunk.tokens.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "a batch chunk has no tokens".into(),
+            ));
+        }
+        let needed = chunk.seq.len + chunk.tokens.len();
+        if needed > chunk.seq.n_ctx {
+            return Err(EngineError::ContextOverflow {
+                needed,
+                n_ctx: chunk.seq.n_ctx,
+            });
+        }
+        if let Some(&bad) = chunk.tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+            return Err(EngineError::InvalidToken {
+                id: bad,
+                n_vocab: c.n_vocab,
+            });
+        }
+        Ok(())
     }
 
     /// The forward pass up to the output layer: the logits tensor (on the
@@ -213,25 +269,9 @@ impl<B: Backend> Model<B> {
         let mut positions = Vec::new();
         let mut ranges = Vec::with_capacity(batch.len());
         for chunk in batch.iter() {
-            if chunk.tokens.is_empty() {
-                return Err(EngineError::InvalidArgument(
-                    "a batch chunk has no tokens".into(),
-                ));
-            }
+            self.check_chunk(chunk)?;
             let start = chunk.seq.len;
             let needed = start + chunk.tokens.len();
-            if needed > chunk.seq.n_ctx {
-                return Err(EngineError::ContextOverflow {
-                    needed,
-                    n_ctx: chunk.seq.n_ctx,
-                });
-            }
-            if let Some(&bad) = chunk.tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
-                return Err(EngineError::InvalidToken {
-                    id: bad,
-                    n_vocab: c.n_vocab,
-                });
-            }
             let row0 = ids.len();
             ids.extend_from_slice(chunk.tokens);
             positions.extend((start..needed).map(|p| p as u32));

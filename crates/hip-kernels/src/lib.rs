@@ -19,6 +19,7 @@ mod sample;
 pub mod sources;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use format::GpuFormat;
@@ -65,6 +66,11 @@ pub struct Kernels {
     old_attention: bool,
     /// f16 copies of the weight and of the activations for `gemm_f16_tn`.
     gemm_scratch: Mutex<Option<(DeviceBuffer<u16>, DeviceBuffer<u16>)>>,
+    /// Partial outputs and (max, sum) pairs of `attention_split_f32`.
+    attn_scratch: Mutex<Option<(DeviceBuffer<f32>, DeviceBuffer<f32>)>>,
+    /// Bumped whenever a scratch buffer is replaced by a larger one (see
+    /// [`Kernels::scratch_generation`]).
+    scratch_generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -234,7 +240,16 @@ impl Kernels {
             },
             old_attention: env_flag("ROCMFORGE_GPU_OLD_ATTENTION"),
             gemm_scratch: Mutex::new(None),
+            attn_scratch: Mutex::new(None),
+            scratch_generation: AtomicU64::new(0),
         })
+    }
+
+    /// A counter that changes whenever one of the wrappers' own scratch
+    /// buffers is freed for a larger one. Recorded launches (a captured
+    /// graph) that may point into the old buffer are stale from then on.
+    pub fn scratch_generation(&self) -> u64 {
+        self.scratch_generation.load(Ordering::Acquire)
     }
 
     /// Where each family's code came from.
@@ -360,6 +375,9 @@ impl Kernels {
         {
             let old = scratch.take();
             let (w_len, x_len) = old.as_ref().map_or((0, 0), |(a, b)| (a.len(), b.len()));
+            if old.is_some() {
+                self.scratch_generation.fetch_add(1, Ordering::AcqRel);
+            }
             drop(old);
             *scratch = Some((
                 DeviceBuffer::alloc(&self.device, w_len.max(w_need))?,
@@ -425,8 +443,9 @@ impl Kernels {
         unsafe { self.f(name)?.launch(stream, cfg, &args) }
     }
 
-    /// `out[i] = row ids[i] of a table of `n_rows` rows of `k` elements`,
-    /// dequantized. Ids out of range give zero rows (check them first).
+    /// `out[i] = row ids[ids_range.start + i] of a table of `n_rows` rows of
+    /// `k` elements`, dequantized. Ids out of range give zero rows (check
+    /// them first).
     #[allow(clippy::too_many_arguments)]
     pub fn get_rows(
         &self,
@@ -436,6 +455,7 @@ impl Kernels {
         n_rows: usize,
         k: usize,
         ids: &DeviceBuffer<u32>,
+        ids_range: std::ops::Range<usize>,
         out: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
         let row_bytes = format.row_bytes(k).ok_or_else(|| {
@@ -444,9 +464,14 @@ impl Kernels {
             ))
         })?;
         need("get_rows table", table.len(), n_rows * row_bytes)?;
-        need("get_rows output", out.len(), ids.len() * k)?;
+        need("get_rows ids", ids.len(), ids_range.end)?;
+        let n_ids = ids_range.end.saturating_sub(ids_range.start);
+        need("get_rows output", out.len(), n_ids * k)?;
+        if n_ids == 0 {
+            return Ok(());
+        }
         let cfg = LaunchConfig {
-            grid: (to_i32("ids", ids.len())? as u32, 1, 1),
+            grid: (to_i32("ids", n_ids)? as u32, 1, 1),
             block: (128, 1, 1),
             shared_bytes: 0,
         };
@@ -454,7 +479,7 @@ impl Kernels {
             .ptr(table.device_ptr())
             .i32(to_i32("row bytes", row_bytes)?)
             .i32(to_i32("k", k)?)
-            .ptr(ids.device_ptr())
+            .ptr(ids.device_ptr() + 4 * ids_range.start as u64)
             .i32(to_i32("rows", n_rows)?)
             .ptr(out.device_ptr());
         let f = self.f(&format!("get_rows_{}", format.kernel_suffix()))?;
@@ -648,7 +673,7 @@ impl Kernels {
             None => (0, 0),
         };
         let pairs = p.rows * (p.n_heads + n_heads2) * (p.n_dims / 2);
-        let (kc, vs, vc, nv) = match &store {
+        let (kc, vs, vc, nv, at_pos) = match &store {
             Some(st) => {
                 if n_heads2 == 0 || p.n_dims != p.head_dim {
                     return Err(invalid(format!(
@@ -674,9 +699,10 @@ impl Kernels {
                     st.v_src.device_ptr(),
                     st.v_dst.device_ptr() + at,
                     n,
+                    st.at_pos,
                 )
             }
-            None => (0, 0, 0, 0),
+            None => (0, 0, 0, 0, false),
         };
         let cfg = LaunchConfig {
             grid: (blocks(pairs + nv, BLOCK_1D)?, 1, 1),
@@ -702,7 +728,8 @@ impl Kernels {
             .ptr(kc)
             .ptr(vs)
             .ptr(vc)
-            .i32(to_i32("values", nv)?);
+            .i32(to_i32("values", nv)?)
+            .i32(at_pos as i32);
         // SAFETY: matches `rope_f32`; lengths checked above (x2 null only
         // with n_heads2 = 0, when the kernel never touches it; the cache
         // rows from their offsets and the values for `nv`).
@@ -714,6 +741,10 @@ impl Kernels {
     /// `p.start_pos + i`) over one layer's K/V (`[n_ctx][n_kv × head_dim]`).
     /// With `q8` (one row, `head_dim` a multiple of 32, `q_offset` 0) the
     /// output row is also written in 8-bit form for the decode mat-vec.
+    /// With `dyn_pos` the kernels read the start position from its first
+    /// element instead of `p.start_pos` (which still chooses the plan, see
+    /// [`Kernels::attention_splits`], and sizes the checks): the caller
+    /// guarantees that the keys up to that position are in the cache.
     pub fn attention(
         &self,
         stream: &Stream,
@@ -725,6 +756,7 @@ impl Kernels {
         p: &AttnParams,
         out: &mut DeviceBuffer<f32>,
         q8: Option<Q8Out<'_>>,
+        dyn_pos: Option<&DeviceBuffer<u32>>,
     ) -> Result<()> {
         if p.n_kv == 0
             || !p.n_head.is_multiple_of(p.n_kv)
@@ -754,18 +786,21 @@ impl Kernels {
             }
             None => (0, 0),
         };
-        let last = p.start_pos + p.rows - 1;
-        let span = p.window.map_or(last + 1, |w| w.min(last + 1));
-        let blocks_1 = p.n_head * p.rows;
-        let cus = self.device.props().compute_units.max(1) as usize;
-        // Few blocks (decode) over a long key range: split the keys too.
-        let splits = if span >= 512 && blocks_1 < 2 * cus {
-            span.div_ceil(256)
-                .min((2 * cus).div_ceil(blocks_1))
-                .clamp(1, 64)
-        } else {
-            1
+        let dyn_ptr = match dyn_pos {
+            Some(d) => {
+                need("attention position", d.len(), 1)?;
+                if p.rows >= ATT_TILE_ROWS {
+                    return Err(invalid(format!(
+                        "attention: position read on the device for {} rows",
+                        p.rows
+                    )));
+                }
+                d.device_ptr()
+            }
+            None => 0,
         };
+        let blocks_1 = p.n_head * p.rows;
+        let splits = self.attention_splits(p);
         let shared_bytes = ((p.head_dim + ATT_THREADS as usize) * 4) as u32;
         let grid_hr = (
             to_i32("heads", p.n_head)? as u32,
@@ -840,7 +875,8 @@ impl Kernels {
                     .ptr(o_ptr),
             )?
             .ptr(oq)
-            .ptr(ods);
+            .ptr(ods)
+            .ptr(dyn_ptr);
             // SAFETY: matches `attention_decode_f32` and `attention_f32`
             // (same parameters); lengths (with offsets) checked above; the
             // first kernel only with every row 16-byte aligned (pointers
@@ -849,10 +885,30 @@ impl Kernels {
             // 8-bit buffers by `Q8Out::check`.
             return unsafe { self.f(name)?.launch(stream, cfg, &args) };
         }
-        let chunk = span.div_ceil(splits);
         let parts = blocks_1 * splits;
-        let part_o = DeviceBuffer::<f32>::alloc(&self.device, parts * p.head_dim)?;
-        let part_ml = DeviceBuffer::<f32>::alloc(&self.device, parts * 2)?;
+        let mut scratch = self.attn_scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let (o_need, ml_need) = (parts * p.head_dim, parts * 2);
+        if scratch
+            .as_ref()
+            .is_none_or(|(o, ml)| o.len() < o_need || ml.len() < ml_need)
+        {
+            let old = scratch.take();
+            if old.is_some() {
+                self.scratch_generation.fetch_add(1, Ordering::AcqRel);
+            }
+            // Room for the most splits of these rows and heads, so that a
+            // growing context does not reallocate.
+            let most = blocks_1 * 64;
+            let (o_len, ml_len) = old.as_ref().map_or((0, 0), |(a, b)| (a.len(), b.len()));
+            drop(old);
+            *scratch = Some((
+                DeviceBuffer::alloc(&self.device, o_len.max(most * p.head_dim))?,
+                DeviceBuffer::alloc(&self.device, ml_len.max(most * 2))?,
+            ));
+        }
+        let Some((part_o, part_ml)) = scratch.as_ref() else {
+            return Err(invalid("attention: split scratch missing".into()));
+        };
         let cfg = LaunchConfig {
             grid: (grid_hr.0, grid_hr.1, splits as u32),
             block: (ATT_THREADS, 1, 1),
@@ -866,9 +922,10 @@ impl Kernels {
                 .ptr(part_o.device_ptr())
                 .ptr(part_ml.device_ptr()),
         )?
-        .i32(to_i32("chunk", chunk)?);
+        .ptr(dyn_ptr);
         // SAFETY: matches `attention_split_f32`; the partial buffers hold
-        // rows x heads x splits entries, the rest as for `attention_f32`.
+        // at least rows x heads x splits entries, the rest as for
+        // `attention_f32`.
         unsafe { self.f("attention_split_f32")?.launch(stream, cfg, &args) }?;
         let cfg = LaunchConfig {
             grid: (grid_hr.0, grid_hr.1, 1),
@@ -885,9 +942,26 @@ impl Kernels {
             .ptr(oq)
             .ptr(ods);
         // SAFETY: matches `attention_combine_f32`; reads the partials written
-        // above and writes the rows checked above. The partial buffers are
-        // freed on return; freeing device memory waits for the work using it.
+        // above and writes the rows checked above. The partial buffers stay
+        // in the scratch (one stream: the next use is ordered after this).
         unsafe { self.f("attention_combine_f32")?.launch(stream, cfg, &args) }
+    }
+
+    /// How many parts [`Kernels::attention`] splits each (head, row)'s keys
+    /// into for `p` (1: no split). Few blocks (decode) over a long key range
+    /// split the keys too; the count depends on the last row's span.
+    pub fn attention_splits(&self, p: &AttnParams) -> usize {
+        let last = p.start_pos + p.rows.max(1) - 1;
+        let span = p.window.map_or(last + 1, |w| w.min(last + 1));
+        let blocks_1 = (p.n_head * p.rows).max(1);
+        let cus = self.device.props().compute_units.max(1) as usize;
+        if span >= 512 && blocks_1 < 2 * cus {
+            span.div_ceil(256)
+                .min((2 * cus).div_ceil(blocks_1))
+                .clamp(1, 64)
+        } else {
+            1
+        }
     }
 
     fn launch_1d(&self, stream: &Stream, name: &str, n: usize, args: KernelArgs) -> Result<()> {
@@ -1106,6 +1180,12 @@ pub struct RopeStore<'a> {
     pub v_dst: &'a mut DeviceBuffer<f32>,
     /// First value written in both caches (position × values per position).
     pub dst_off: usize,
+    /// Write at the first row's position read on the device (`pos[0]` ×
+    /// values per position, added to `dst_off`) instead of at `dst_off`
+    /// alone: the write of a recorded decode step replayed later. The
+    /// caller guarantees that the rows fit the cache at every position
+    /// that will be in `pos[0]`.
+    pub at_pos: bool,
     /// The value rows (as many as the key rows).
     pub v_src: &'a DeviceBuffer<f32>,
 }

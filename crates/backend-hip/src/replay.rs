@@ -1,0 +1,330 @@
+//! Recorded decode steps ([`backend_core::Backend::decode_select`]): the launches of one
+//! sequence's one-token pass are captured once as a graph and replayed for
+//! the following tokens, so that the host submits one graph instead of a
+//! few hundred kernels and the GPU runs them without gaps.
+//!
+//! What changes from one step to the next (the token, its position) is
+//! read by the kernels from a small device buffer, `[position, token]`,
+//! written before each replay: while a pass is being captured the ops that
+//! take those values (`get_rows`, RoPE with the cache write, attention)
+//! point their kernels at that buffer instead of host values. Every other
+//! launch argument is the same at every step, with two exceptions that the
+//! recording checks before each replay: the attention plan (how many parts
+//! the keys are split into grows with the context) and scratch buffers
+//! replaced by larger ones. Activations of the captured pass come from a
+//! pool of the recording's own, so their addresses stay valid.
+//!
+//! Ops that cannot be replayed (host copies, the two-pass cache write of
+//! partly rotated keys, anything with host values other than the step's)
+//! refuse while capturing; the sequence then runs its steps op by op.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use backend_core::{BackendError, Result, TokenSelect};
+use gpu_runtime::{DeviceBuffer, Graph, RuntimeError};
+use hip_kernels::AttnParams;
+
+use crate::pool::BufferPool;
+use crate::{dev_err, HipBackend, HipTensor};
+
+/// How many steps were recorded and replayed.
+#[derive(Debug, Default)]
+pub(crate) struct GraphCounts {
+    recorded: AtomicU64,
+    replayed: AtomicU64,
+}
+
+impl GraphCounts {
+    pub(crate) fn get(&self) -> (u64, u64) {
+        (
+            self.recorded.load(Ordering::Relaxed),
+            self.replayed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The state of a pass being captured.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    /// Where the pass's activations come from.
+    pub(crate) arena: Arc<BufferPool>,
+    /// The step's position and token (the host values the ops must see).
+    pub(crate) pos: usize,
+    pub(crate) token: u32,
+    /// The smallest context of the caches the pass writes or reads: the
+    /// recording is valid for positions below it.
+    pub(crate) pos_limit: usize,
+    /// Each distinct attention launch and its split count.
+    pub(crate) plans: Vec<(AttnParams, usize)>,
+    /// The first op that refused to be captured.
+    pub(crate) refused: Option<&'static str>,
+}
+
+/// A sequence's recorded decode step (the GPU's
+/// [`backend_core::Backend::DecodeGraph`]).
+#[derive(Default)]
+pub struct HipDecodeGraph {
+    state: State,
+}
+
+impl std::fmt::Debug for HipDecodeGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match &self.state {
+            State::Fresh => "fresh",
+            State::Warm => "warm",
+            State::Ready(_) => "recorded",
+            State::Off => "off",
+        };
+        f.debug_struct("HipDecodeGraph").field("state", &s).finish()
+    }
+}
+
+#[derive(Default)]
+enum State {
+    /// No step yet: the first one runs op by op (growing every scratch
+    /// buffer to its size, so that the capture does not replace one).
+    #[default]
+    Fresh,
+    /// A step ran; the next one is captured.
+    Warm,
+    Ready(Box<Recorded>),
+    /// Capturing failed or was refused: op by op from now on.
+    Off,
+}
+
+/// An instantiated graph and what it points into.
+struct Recorded {
+    graph: Graph,
+    /// The logits row the graph writes (its buffer is the arena's).
+    logits: HipTensor,
+    /// Keeps every activation buffer of the recording alive.
+    _arena: Arc<BufferPool>,
+    pos_limit: usize,
+    plans: Vec<(AttnParams, usize)>,
+    /// The kernels' and the 8-bit row's scratch generations at capture.
+    generation: (u64, u64),
+}
+
+impl HipBackend {
+    /// The position and token of the pass being captured, if any.
+    pub(crate) fn capture_step(&self) -> Option<(usize, u32)> {
+        self.capture_lock().as_ref().map(|c| (c.pos, c.token))
+    }
+
+    /// Where new activation buffers come from: the recording's arena while
+    /// capturing, else the backend's pool.
+    pub(crate) fn current_pool(&self) -> Arc<BufferPool> {
+        match self.capture_lock().as_ref() {
+            Some(c) => c.arena.clone(),
+            None => self.pool.clone(),
+        }
+    }
+
+    /// Err (and the recording refused) when a pass is being captured: for
+    /// ops whose work cannot be replayed.
+    pub(crate) fn refuse_capture(&self, op: &'static str) -> Result<()> {
+        match self.capture_lock().as_mut() {
+            Some(c) => {
+                c.refused.get_or_insert(op);
+                Err(BackendError::Unsupported(format!(
+                    "{op} in a recorded decode step"
+                )))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Note that the captured pass uses a cache of `n_ctx` positions and,
+    /// when given, an attention launch with its split count.
+    pub(crate) fn capture_note(&self, n_ctx: usize, attention: Option<(AttnParams, usize)>) {
+        if let Some(c) = self.capture_lock().as_mut() {
+            c.pos_limit = c.pos_limit.min(n_ctx);
+            if let Some(plan) = attention {
+                if !c.plans.contains(&plan) {
+                    c.plans.push(plan);
+                }
+            }
+        }
+    }
+
+    fn capture_lock(&self) -> std::sync::MutexGuard<'_, Option<Capture>> {
+        self.capture.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `[position, token]` buffer the captured kernels read (allocated
+    /// on first use).
+    pub(crate) fn step_buffer(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Option<DeviceBuffer<u32>>>> {
+        let mut step = self.step.lock().unwrap_or_else(|p| p.into_inner());
+        if step.is_none() {
+            *step = Some(DeviceBuffer::alloc(&self.device, 2).map_err(dev_err)?);
+        }
+        Ok(step)
+    }
+
+    fn write_step(&self, pos: usize, token: u32) -> Result<()> {
+        let pos = u32::try_from(pos)
+            .map_err(|_| BackendError::Device(format!("position {pos} does not fit 32 bits")))?;
+        let mut step = self.step_buffer()?;
+        match step.as_mut() {
+            Some(b) => b
+                .copy_from_host(&self.stream, &[pos, token])
+                .map_err(dev_err),
+            None => Err(BackendError::Device("step buffer missing".into())),
+        }
+    }
+
+    fn generations(&self) -> (u64, u64) {
+        (self.kernels.scratch_generation(), self.q8().generation())
+    }
+
+    /// Whether `rec` gives the pass's work at `pos`.
+    fn replays_at(&self, rec: &Recorded, pos: usize) -> bool {
+        pos < rec.pos_limit
+            && rec.generation == self.generations()
+            && rec.plans.iter().all(|(p, splits)| {
+                let at = AttnParams {
+                    start_pos: pos,
+                    ..*p
+                };
+                self.kernels.attention_splits(&at) == *splits
+            })
+    }
+
+    fn pick(&self, logits: &mut HipTensor, select: &TokenSelect) -> Result<u32> {
+        let ids = self.select_on_device(logits, std::slice::from_ref(select))?;
+        ids.first()
+            .copied()
+            .ok_or_else(|| BackendError::Device("token selection returned no id".into()))
+    }
+
+    /// [`backend_core::Backend::decode_select`] of the GPU backend.
+    pub(crate) fn decode_step<E: From<BackendError>>(
+        &self,
+        graph: &mut HipDecodeGraph,
+        token: u32,
+        pos: usize,
+        select: &TokenSelect,
+        mut pass: impl FnMut() -> std::result::Result<HipTensor, E>,
+    ) -> std::result::Result<u32, E> {
+        if !self.decode_graphs.load(Ordering::Relaxed) {
+            graph.state = State::Off;
+        }
+        if let State::Ready(rec) = &mut graph.state {
+            if self.replays_at(rec, pos) {
+                self.write_step(pos, token)?;
+                rec.graph.launch(&self.stream).map_err(dev_err)?;
+                self.graph_counts.replayed.fetch_add(1, Ordering::Relaxed);
+                return Ok(self.pick(&mut rec.logits, select)?);
+            }
+        }
+        match graph.state {
+            State::Fresh | State::Off => {
+                if matches!(graph.state, State::Fresh) {
+                    graph.state = State::Warm;
+                }
+                let mut logits = pass()?;
+                return Ok(self.pick(&mut logits, select)?);
+            }
+            State::Warm | State::Ready(_) => {}
+        }
+        // The old recording (if any) goes before its replacement is made.
+        graph.state = State::Warm;
+        match self.record(token, pos, &mut pass)? {
+            Recording::Made(mut rec) => {
+                self.write_step(pos, token)?;
+                rec.graph.launch(&self.stream).map_err(dev_err)?;
+                let id = self.pick(&mut rec.logits, select)?;
+                self.graph_counts.recorded.fetch_add(1, Ordering::Relaxed);
+                graph.state = State::Ready(rec);
+                Ok(id)
+            }
+            other => {
+                if let Recording::Off = other {
+                    graph.state = State::Off;
+                }
+                let mut logits = pass()?;
+                Ok(self.pick(&mut logits, select)?)
+            }
+        }
+    }
+
+    /// Capture `pass` at `pos` with `token` (nothing runs on the device).
+    fn record<E>(
+        &self,
+        token: u32,
+        pos: usize,
+        pass: &mut impl FnMut() -> std::result::Result<HipTensor, E>,
+    ) -> std::result::Result<Recording, E> {
+        let before = self.generations();
+        // The captured pass must not rely on an 8-bit row made before it.
+        self.forget_q8();
+        *self.capture_lock() = Some(Capture {
+            arena: Arc::new(BufferPool::new(usize::MAX)),
+            pos,
+            token,
+            pos_limit: usize::MAX,
+            plans: Vec::new(),
+            refused: None,
+        });
+        let mut out = None;
+        let mut failed = false;
+        let made = Graph::capture(&self.stream, |_| match pass() {
+            Ok(t) => {
+                out = Some(t);
+                Ok(())
+            }
+            Err(_) => {
+                failed = true;
+                Err(RuntimeError::Invalid(
+                    "the pass failed while being recorded".into(),
+                ))
+            }
+        });
+        let cap = self.capture_lock().take();
+        self.forget_q8();
+        let Some(cap) = cap else {
+            return Ok(Recording::Off);
+        };
+        if let Some(op) = cap.refused {
+            tracing::debug!("decode steps run op by op: {op} cannot be recorded");
+            return Ok(Recording::Off);
+        }
+        if failed {
+            // Running it op by op reports the pass's own error.
+            return Ok(Recording::Retry);
+        }
+        let graph = match made {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::debug!("decode steps run op by op: recording failed: {e}");
+                return Ok(Recording::Off);
+            }
+        };
+        match out {
+            // A scratch buffer replaced while capturing: launches before it
+            // point into freed memory.
+            Some(_) if self.generations() != before => Ok(Recording::Retry),
+            Some(logits) if pos < cap.pos_limit => Ok(Recording::Made(Box::new(Recorded {
+                graph,
+                logits,
+                _arena: cap.arena,
+                pos_limit: cap.pos_limit,
+                plans: cap.plans,
+                generation: before,
+            }))),
+            _ => Ok(Recording::Off),
+        }
+    }
+}
+
+/// What [`HipBackend::record`] gave.
+enum Recording {
+    Made(Box<Recorded>),
+    /// Not this time (run the step op by op, try again next step).
+    Retry,
+    /// Not for this sequence.
+    Off,
+}
