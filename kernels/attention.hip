@@ -93,6 +93,7 @@ extern "C" __global__ void attention_f32(const float* __restrict__ q, const floa
                                          float scale, int window, float softcap,
                                          i8* __restrict__ oq, float2* __restrict__ ods,
                                          const u32* __restrict__ dyn_pos) {
+    RF_GRID_SYNC();
     extern __shared__ float smem[];
     __shared__ float scratch[32];
     if (dyn_pos) start_pos = (int)*dyn_pos;
@@ -134,6 +135,7 @@ extern "C" __global__ void __launch_bounds__(RF_DEC_WAVES * RF_WAVE)
                          int n_head, int n_kv, int head_dim, float scale, int window,
                          float softcap, i8* __restrict__ oq, float2* __restrict__ ds,
                          const u32* __restrict__ dyn_pos) {
+    RF_GRID_SYNC();
     __shared__ float ps[RF_DEC_TILE];
     if (dyn_pos) start_pos = (int)*dyn_pos;
     __shared__ float red[2][RF_DEC_WAVES];
@@ -209,6 +211,7 @@ extern "C" __global__ void attention_split_f32(const float* __restrict__ q, cons
                                                float* __restrict__ part_ml, int start_pos, int n_head,
                                                int n_kv, int head_dim, float scale, int window,
                                                float softcap, const u32* __restrict__ dyn_pos) {
+    RF_GRID_SYNC();
     extern __shared__ float smem[];
     __shared__ float scratch[32];
     if (dyn_pos) start_pos = (int)*dyn_pos;
@@ -249,6 +252,7 @@ extern "C" __global__ void attention_combine_f32(const float* __restrict__ part_
                                                  float* __restrict__ out, int n_head, int head_dim,
                                                  int splits, i8* __restrict__ oq,
                                                  float2* __restrict__ ods) {
+    RF_GRID_SYNC();
     const int h = blockIdx.x, row = blockIdx.y;
     const size_t base = ((size_t)row * n_head + h) * splits;
     float mx = RF_NEG_INF;
@@ -292,6 +296,7 @@ extern "C" __global__ void __launch_bounds__(RF_ATQ * 16)
                         const float* __restrict__ v, float* __restrict__ out, int start_pos,
                         int n_rows, int n_head, int n_kv, int head_dim, float scale, int window,
                         float softcap) {
+    RF_GRID_SYNC();
     __shared__ float qs[RF_ATQ][RF_ATD];
     // One float of padding: the 16 threads of a query read 16 different key rows.
     __shared__ float ks[RF_ATK][RF_ATD + 1];

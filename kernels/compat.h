@@ -16,6 +16,9 @@
 //                        hint M (see below)
 //   u8 i8 u16 i16 u32 i32  fixed-width integers (no <stdint.h> under the
 //                        runtime compilers)
+//   RF_GRID_SYNC()       first statement of every kernel: waits for the
+//                        previous kernel of the stream where launches may
+//                        overlap it (see the end of this file)
 #pragma once
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
@@ -107,3 +110,21 @@ RF_DEVICE int rf_dp4a_bytes(int a, int b, int c) {
 }
 
 #define RF_NEG_INF __int_as_float(0xff800000)
+
+// First statement of every kernel. On NVIDIA sm_90+ a kernel may be launched
+// as a programmatic dependent of the previous kernel in its stream (the
+// runtime does so unless ROCMFORGE_GPU_NO_PDL=1): its blocks can then be
+// resident before that kernel has finished. This waits until the previous
+// kernel has completed and its writes are visible, then lets the next kernel
+// in the stream be scheduled early in the same way. Elsewhere nothing.
+#if defined(RF_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define RF_GRID_SYNC()                                          \
+    do {                                                        \
+        asm volatile("griddepcontrol.wait;" ::: "memory");      \
+        asm volatile("griddepcontrol.launch_dependents;" ::: ); \
+    } while (0)
+#else
+#define RF_GRID_SYNC() \
+    do {               \
+    } while (0)
+#endif

@@ -8,6 +8,7 @@
 extern "C" __global__ void glu_f32(const float* __restrict__ gate, const float* __restrict__ up,
                                    float* __restrict__ out, int n, int kind, i8* __restrict__ q,
                                    float2* __restrict__ ds) {
+    RF_GRID_SYNC();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     // With q (n a multiple of 32, the 8-bit form for the decode mat-vec, as
     // quantize_q8_f32 would write it): whole groups of 32 lanes return here.
@@ -30,6 +31,7 @@ extern "C" __global__ void glu_f32(const float* __restrict__ gate, const float* 
 extern "C" __global__ void copy2_f32(float* __restrict__ dst0, const float* __restrict__ src0,
                                      float* __restrict__ dst1, const float* __restrict__ src1,
                                      int n) {
+    RF_GRID_SYNC();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     dst0[i] = src0[i];
@@ -38,24 +40,28 @@ extern "C" __global__ void copy2_f32(float* __restrict__ dst0, const float* __re
 
 // a[i] += b[i % nb] (nb == n: plain add; nb == cols: a bias or a row broadcast).
 extern "C" __global__ void add_f32(float* __restrict__ a, const float* __restrict__ b, int n, int nb) {
+    RF_GRID_SYNC();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) a[i] += b[i % nb];
 }
 
 // a[i] *= b[i % nb].
 extern "C" __global__ void mul_f32(float* __restrict__ a, const float* __restrict__ b, int n, int nb) {
+    RF_GRID_SYNC();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) a[i] *= b[i % nb];
 }
 
 // a[i] *= s.
 extern "C" __global__ void scale_f32(float* __restrict__ a, float s, int n) {
+    RF_GRID_SYNC();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) a[i] *= s;
 }
 
 // Softmax of each row of `cols`, in place.
 extern "C" __global__ void softmax_f32(float* __restrict__ a, int cols) {
+    RF_GRID_SYNC();
     __shared__ float scratch[32];
     float* r = a + (size_t)blockIdx.x * cols;
     float m = RF_NEG_INF;
@@ -73,6 +79,7 @@ extern "C" __global__ void softmax_f32(float* __restrict__ a, int cols) {
 
 // Index of the largest value of each row (ties to the lowest index; NaN never wins).
 extern "C" __global__ void argmax_f32(const float* __restrict__ a, int cols, u32* __restrict__ out) {
+    RF_GRID_SYNC();
     __shared__ float sv[32];
     __shared__ int si[32];
     const float* r = a + (size_t)blockIdx.x * cols;

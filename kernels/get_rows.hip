@@ -7,6 +7,7 @@
     extern "C" __global__ void get_rows_##name(const u8* __restrict__ W, int row_bytes, int K, \
                                                const u32* __restrict__ ids,                    \
                                                int n_rows, float* __restrict__ out) {          \
+        RF_GRID_SYNC();                                                                        \
         const u32 id = ids[blockIdx.x];                                                        \
         float* o = out + (size_t)blockIdx.x * K;                                               \
         if (id >= (u32)n_rows) { /* out of range: zeros (the host checks ids first) */         \

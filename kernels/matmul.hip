@@ -62,6 +62,7 @@ RF_DEVICE void rf_stage_bytes(u8* dst, const u8* src, int n, int lane) {
     extern "C" __global__ void matmul_##name(const u8* __restrict__ W, int row_bytes, int K,   \
                                              int N, const float* __restrict__ X, int T,        \
                                              float* __restrict__ Y) {                          \
+        RF_GRID_SYNC();                                                                        \
         __shared__ uint4 stage[RF_MM_WAVES][(RF_WAVE * RF_CB_##name + 15) / 16];               \
         /* One token's activations for the tile, chunk-major with a stride of */               \
         /* 33 floats so that lane l reading value i of its chunk hits bank l + i. */          \

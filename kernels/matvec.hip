@@ -14,6 +14,7 @@
 // lanes of a block of 32 reduce with shuffles inside their 32-lane group.
 extern "C" __global__ void quantize_q8_f32(const float* __restrict__ x, int n, i8* __restrict__ q,
                                            float2* __restrict__ ds) {
+    RF_GRID_SYNC();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     // n and blockDim.x are multiples of 32: a group of 32 is in or out whole.
     if (i >= n) return;
@@ -250,7 +251,8 @@ RF_DEVICE void rf_tile_store(uint4 (*st)[SW], int tw, int lane, uint4 (*pre)[LW]
 }
 
 #define RF_MATVEC(name, vdot)                                                             \
-    extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                     \
+    extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                       \
+        RF_GRID_SYNC();                                                                          \
         const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;                    \
         const int sub = wave % wpr;                                                              \
         RF_MV_PICK(blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr);                      \
@@ -347,6 +349,7 @@ RF_DEVICE void rf_q4_k_wide(RF_MV_ARGS) {
 }
 
 extern "C" __global__ void matvec_q4_k_wide(RF_MV_ARGS) {
+    RF_GRID_SYNC();
     rf_q4_k_wide<1>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
 }
 
@@ -498,9 +501,11 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
 }
 
 extern "C" __global__ void matvec_q6_k_staged(RF_MV_ARGS) {
+    RF_GRID_SYNC();
     rf_q6_k_staged<1>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
 }
 extern "C" __global__ void matvec_q6_k_staged2(RF_MV_ARGS) {
+    RF_GRID_SYNC();
     rf_q6_k_staged<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
 }
 
@@ -593,9 +598,11 @@ RF_DEVICE void rf_q4_k_pair(RF_MV_ARGS) {
 }
 
 extern "C" __global__ void matvec_q4_k_pair2(RF_MV_ARGS) {
+    RF_GRID_SYNC();
     rf_q4_k_pair<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
 }
 extern "C" __global__ void matvec_q4_k_pair4(RF_MV_ARGS) {
+    RF_GRID_SYNC();
     rf_q4_k_pair<4>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
 }
 
@@ -658,9 +665,11 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS) {
 }
 
 extern "C" __global__ void matvec_q4_k_rows2(RF_MV_ARGS) {
+    RF_GRID_SYNC();
     rf_q4_k_rows<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
 }
 extern "C" __global__ void matvec_q4_k_rows4(RF_MV_ARGS) {
+    RF_GRID_SYNC();
     rf_q4_k_rows<4>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
 }
 
@@ -758,7 +767,8 @@ RF_DEVICE void rf_legacy_staged(RF_MV_ARGS) {
 }
 
 #define RF_LEGACY_STAGED(name, BB, TB, R)                                                    \
-    extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                 \
+    extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                    \
+        RF_GRID_SYNC();                                                                       \
         rf_legacy_staged<BB, TB, R>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, \
                                     wpr);                                                    \
     }

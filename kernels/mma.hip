@@ -187,6 +187,7 @@ RF_DEVICE void rf_ldmatrix_x4(u32* r, u32 addr) {
 }
 
 extern "C" __global__ void f32_to_f16(const float* __restrict__ x, int n, u32* __restrict__ out) {
+    RF_GRID_SYNC();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (4 * i >= n) return;
     const float4 v = ((const float4*)x)[i];
@@ -297,12 +298,14 @@ RF_DEVICE void rf_gemm_f16_tn(const u16* __restrict__ A, const u16* __restrict__
 extern "C" __global__ void __launch_bounds__(256)
     gemm_f16_tn(const u16* __restrict__ A, const u16* __restrict__ B, int M, int N, int K,
                 float* __restrict__ C) {
+    RF_GRID_SYNC();
     rf_gemm_f16_tn<4>(A, B, M, N, K, C);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
     gemm_f16_tn_m64(const u16* __restrict__ A, const u16* __restrict__ B, int M, int N, int K,
                     float* __restrict__ C) {
+    RF_GRID_SYNC();
     rf_gemm_f16_tn<2>(A, B, M, N, K, C);
 }
 
@@ -310,6 +313,7 @@ extern "C" __global__ void __launch_bounds__(256)
 #define RF_DEQ_F16_KERNEL(name, deq)                                                            \
     extern "C" __global__ void dequant_f16_##name(const u8* __restrict__ W, int row_bytes,      \
                                                   int K, int N, uint4* __restrict__ out) {      \
+        RF_GRID_SYNC();                                                                         \
         const int chunks = K / 32;                                                              \
         const size_t id = (size_t)blockIdx.x * blockDim.x + threadIdx.x;                        \
         if (id >= (size_t)N * chunks) return;                                                   \
@@ -331,6 +335,7 @@ RF_FOR_EACH_FORMAT(RF_DEQ_F16_KERNEL)
     extern "C" __global__ void __launch_bounds__(RF_MMA_THREADS)                                 \
         matmul_mma_##name(const u8* __restrict__ W, int row_bytes, int K, int N,                \
                           const float* __restrict__ X, int T, float* __restrict__ Y) {          \
+        RF_GRID_SYNC();                                                                          \
         rf_mma_tile<rf_deq_##name>(W, row_bytes, K, N, X, T, Y);                                 \
     }
 

@@ -112,6 +112,7 @@ RF_DEVICE void rf_rms_norm_group(float* xr, const float* __restrict__ yr,
 extern "C" __global__ void rms_norm_f32(const float* x, const float* __restrict__ w, int group,
                                         float eps, float* out, i8* __restrict__ q,
                                         float2* __restrict__ ds) {
+    RF_GRID_SYNC();
     const size_t off = (size_t)blockIdx.x * group;
     rf_rms_norm_group<false>((float*)x + off, nullptr, w, group, eps, out + off, q, ds);
 }
@@ -122,6 +123,7 @@ extern "C" __global__ void add_rms_norm_f32(float* x, const float* __restrict__ 
                                             const float* __restrict__ w, int group, float eps,
                                             float* out, i8* __restrict__ q,
                                             float2* __restrict__ ds) {
+    RF_GRID_SYNC();
     const size_t off = (size_t)blockIdx.x * group;
     rf_rms_norm_group<true>(x + off, y + off, w, group, eps, out + off, q, ds);
 }
@@ -130,6 +132,7 @@ extern "C" __global__ void add_rms_norm_f32(float* x, const float* __restrict__ 
 extern "C" __global__ void layer_norm_f32(const float* __restrict__ x, const float* __restrict__ w,
                                           const float* __restrict__ b, int cols, float eps,
                                           float* __restrict__ out) {
+    RF_GRID_SYNC();
     __shared__ float scratch[32];
     const float* xr = x + (size_t)blockIdx.x * cols;
     float* o = out + (size_t)blockIdx.x * cols;

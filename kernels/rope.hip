@@ -17,6 +17,7 @@ extern "C" __global__ void rope_f32(float* __restrict__ x, const u32* __restrict
                                     float corr_low, float corr_high, float* __restrict__ kc,
                                     const float* __restrict__ vs, float* __restrict__ vc,
                                     int nv, int store_at_pos) {
+    RF_GRID_SYNC();
     const int half = n_dims / 2;
     // Cache rows from the first row's position (kc, vc then point at the
     // layer's first cache row): the write of a replayed decode step.

@@ -13,6 +13,7 @@
 
 // a[i] = cap * tanh(a[i] / cap).
 extern "C" __global__ void softcap_f32(float* __restrict__ a, int n, float cap) {
+    RF_GRID_SYNC();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) a[i] = cap * tanhf(a[i] / cap);
 }
@@ -21,6 +22,7 @@ extern "C" __global__ void softcap_f32(float* __restrict__ a, int n, float cap) 
 extern "C" __global__ void penalize_f32(float* __restrict__ row, int cols, const u32* __restrict__ ids,
                                         const u32* __restrict__ counts, int n, float repeat,
                                         float frequency, float presence) {
+    RF_GRID_SYNC();
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= n || ids[j] >= (u32)cols) return;
     float v = row[ids[j]];
@@ -69,6 +71,7 @@ RF_DEVICE u32 rf_block_exclusive_scan(u32 v, u32* scan, u32* total) {
 extern "C" __global__ void sample_topk_f32(const float* __restrict__ logits, int cols, int top_k,
                                            float top_p, float min_p, float temperature,
                                            double uniform, u32* __restrict__ out) {
+    RF_GRID_SYNC();
     __shared__ u32 hist[256];
     __shared__ u32 scan[RF_SAMPLE_THREADS];
     __shared__ float cv[RF_SAMPLE_MAX_K];

@@ -130,6 +130,9 @@ pub struct Device {
     handle: c_int,
     context: Handle,
     props: DeviceProps,
+    /// Kernels are launched as programmatic dependents of the previous one
+    /// (see [`Device::overlapped_launches`]).
+    overlapped_launches: bool,
 }
 
 // SAFETY: the context handle is a process-wide object of the driver; the
@@ -205,9 +208,12 @@ impl Device {
                 max_threads_per_block: 0,
                 shared_memory_per_block: 0,
             },
+            overlapped_launches: false,
         };
         dev.bind()?;
         dev.props = dev.query_props()?;
+        dev.overlapped_launches = dev.supports_overlapped_launches()
+            && std::env::var_os("ROCMFORGE_GPU_NO_PDL").is_none_or(|v| v != "1");
         Ok(Arc::new(dev))
     }
 
@@ -224,6 +230,34 @@ impl Device {
     /// Its properties.
     pub fn props(&self) -> &DeviceProps {
         &self.props
+    }
+
+    /// Whether kernels are launched so that each may start before the
+    /// previous kernel of its stream has finished ("programmatic dependent
+    /// launch": NVIDIA compute capability 9.0 and newer with CUDA 12+, off
+    /// with `ROCMFORGE_GPU_NO_PDL=1`). Every kernel of `kernels/` begins with
+    /// `RF_GRID_SYNC()`, which waits for that kernel before reading memory,
+    /// so results are the same; the launch latency of the next kernel
+    /// overlaps the end of the current one.
+    pub fn overlapped_launches(&self) -> bool {
+        self.overlapped_launches
+    }
+
+    fn supports_overlapped_launches(&self) -> bool {
+        let Specific::Cuda(c) = &self.rt.api.specific else {
+            return false;
+        };
+        let cc = self
+            .props
+            .arch
+            .strip_prefix("sm_")
+            .and_then(|v| {
+                v.trim_end_matches(|ch: char| ch.is_ascii_alphabetic())
+                    .parse::<u32>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        c.launch_kernel_ex.is_some() && cc >= 90
     }
 
     /// Make this device's context current on the calling thread (cheap when

@@ -101,6 +101,39 @@ pub(crate) struct Common {
     pub graph_destroy: unsafe extern "C" fn(Handle) -> Status,
 }
 
+/// `CUlaunchAttribute` of cuda.h: an id padded to 8 bytes, then a 64-byte
+/// value (a union whose first member we use is an `int`).
+#[repr(C, align(8))]
+pub(crate) struct LaunchAttribute {
+    pub id: c_int,
+    pub pad: [u8; 4],
+    pub value: [u8; 64],
+}
+
+/// `CUlaunchConfig` of cuda.h (the argument of `cuLaunchKernelEx`).
+#[repr(C)]
+pub(crate) struct LaunchConfigEx {
+    pub grid: [c_uint; 3],
+    pub block: [c_uint; 3],
+    pub shared_bytes: c_uint,
+    pub stream: Handle,
+    pub attrs: *mut LaunchAttribute,
+    pub num_attrs: c_uint,
+}
+
+/// `CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION`: the kernel may
+/// start before the previous kernel of the stream has finished (it waits
+/// for it itself with `griddepcontrol.wait`).
+pub(crate) const LAUNCH_ATTRIBUTE_PROGRAMMATIC_SERIALIZATION: c_int = 6;
+
+/// `cuLaunchKernelEx`.
+pub(crate) type LaunchKernelEx = unsafe extern "C" fn(
+    *const LaunchConfigEx,
+    Handle,
+    *mut *mut c_void,
+    *mut *mut c_void,
+) -> Status;
+
 /// CUDA-only entry points.
 pub(crate) struct CudaOnly {
     pub get_error_name: unsafe extern "C" fn(Status, *mut *const c_char) -> Status,
@@ -109,6 +142,8 @@ pub(crate) struct CudaOnly {
     pub primary_ctx_release: unsafe extern "C" fn(c_int) -> Status,
     pub ctx_set_current: unsafe extern "C" fn(Handle) -> Status,
     pub graph_instantiate: unsafe extern "C" fn(*mut Handle, Handle, u64) -> Status,
+    /// Missing before CUDA 12.
+    pub launch_kernel_ex: Option<LaunchKernelEx>,
 }
 
 /// HIP-only entry points.
@@ -225,6 +260,7 @@ impl Api {
                         primary_ctx_release: sym(l, name, &["cuDevicePrimaryCtxRelease_v2"])?,
                         ctx_set_current: sym(l, name, &["cuCtxSetCurrent"])?,
                         graph_instantiate: sym(l, name, &["cuGraphInstantiateWithFlags"])?,
+                        launch_kernel_ex: sym(l, name, &["cuLaunchKernelEx"]).ok(),
                     }),
                 ),
                 Vendor::Hip => (

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use crate::device::Device;
 use crate::error::{Result, RuntimeError};
-use crate::ffi::{DevPtr, Handle};
+use crate::ffi::{
+    DevPtr, Handle, LaunchAttribute, LaunchConfigEx, Specific,
+    LAUNCH_ATTRIBUTE_PROGRAMMATIC_SERIALIZATION,
+};
 use crate::stream::Stream;
 
 /// A loaded code object (cubin/PTX on NVIDIA, HSA code object on AMD).
@@ -192,25 +195,53 @@ impl Function {
             .map(|s| s as *mut u64 as *mut c_void)
             .collect();
         let api = stream.device.api();
-        // SAFETY: the parameter array points at `slots`, alive for the call
-        // (the driver copies the values at launch); the caller guarantees the
-        // argument list and the memory it refers to.
-        api.check("launch_kernel", unsafe {
-            (api.common.launch_kernel)(
-                self.raw,
-                g.0,
-                g.1,
-                g.2,
-                b.0,
-                b.1,
-                b.2,
-                cfg.shared_bytes,
-                stream.raw,
-                ptrs.as_mut_ptr(),
-                std::ptr::null_mut(),
-            )
-        })
-        .map_err(|e| match e {
+        let ex = match &api.specific {
+            Specific::Cuda(c) if stream.device.overlapped_launches() => c.launch_kernel_ex,
+            _ => None,
+        };
+        let status = match ex {
+            Some(launch_ex) => {
+                let mut attr = LaunchAttribute {
+                    id: LAUNCH_ATTRIBUTE_PROGRAMMATIC_SERIALIZATION,
+                    pad: [0; 4],
+                    value: [0; 64],
+                };
+                attr.value[..4].copy_from_slice(&1i32.to_ne_bytes());
+                let config = LaunchConfigEx {
+                    grid: [g.0, g.1, g.2],
+                    block: [b.0, b.1, b.2],
+                    shared_bytes: cfg.shared_bytes,
+                    stream: stream.raw,
+                    attrs: &mut attr,
+                    num_attrs: 1,
+                };
+                // SAFETY: `config` and `attr` (cuda.h layouts) and the
+                // parameter array pointing at `slots` are alive for the call
+                // (the driver copies them); the caller guarantees the
+                // argument list and the memory it refers to, and the kernel
+                // waits for its predecessor itself (`RF_GRID_SYNC`).
+                unsafe { launch_ex(&config, self.raw, ptrs.as_mut_ptr(), std::ptr::null_mut()) }
+            }
+            // SAFETY: the parameter array points at `slots`, alive for the
+            // call (the driver copies the values at launch); the caller
+            // guarantees the argument list and the memory it refers to.
+            None => unsafe {
+                (api.common.launch_kernel)(
+                    self.raw,
+                    g.0,
+                    g.1,
+                    g.2,
+                    b.0,
+                    b.1,
+                    b.2,
+                    cfg.shared_bytes,
+                    stream.raw,
+                    ptrs.as_mut_ptr(),
+                    std::ptr::null_mut(),
+                )
+            },
+        };
+        api.check("launch_kernel", status).map_err(|e| match e {
             RuntimeError::Api {
                 name,
                 description,
