@@ -109,6 +109,11 @@ pub struct HipBackend {
     capture: std::sync::Mutex<Option<replay::Capture>>,
     /// `[position, token]` of the step a recorded pass replays.
     step: std::sync::Mutex<Option<DeviceBuffer<u32>>>,
+    /// The host side of the last copy into `step` (kept until it has run).
+    step_host: std::sync::Mutex<Box<[u32; 2]>>,
+    /// Device buffers for the picked ids of `select_tokens`: sampled rows,
+    /// greedy rows (grown to the most rows seen).
+    id_scratch: std::sync::Mutex<Option<(DeviceBuffer<u32>, DeviceBuffer<u32>)>>,
     /// Decode steps recorded and replayed so far (for tests and logs).
     graph_counts: replay::GraphCounts,
 }
@@ -153,6 +158,8 @@ impl HipBackend {
             ),
             capture: std::sync::Mutex::new(None),
             step: std::sync::Mutex::new(None),
+            step_host: std::sync::Mutex::new(Box::new([0; 2])),
+            id_scratch: std::sync::Mutex::new(None),
             graph_counts: replay::GraphCounts::default(),
         })
     }

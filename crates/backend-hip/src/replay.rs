@@ -168,10 +168,16 @@ impl HipBackend {
         let pos = u32::try_from(pos)
             .map_err(|_| BackendError::Device(format!("position {pos} does not fit 32 bits")))?;
         let mut step = self.step_buffer()?;
+        let mut host = self.step_host.lock().unwrap_or_else(|p| p.into_inner());
+        **host = [pos, token];
         match step.as_mut() {
-            Some(b) => b
-                .copy_from_host(&self.stream, &[pos, token])
-                .map_err(dev_err),
+            // SAFETY: the source is the backend's own `step_host`, changed
+            // only here and at the next step, after the token of this one
+            // was read back (a synchronisation of the stream, which has then
+            // run the copy).
+            Some(b) => {
+                unsafe { b.copy_from_host_async(&self.stream, 0, &host[..]) }.map_err(dev_err)
+            }
             None => Err(BackendError::Device("step buffer missing".into())),
         }
     }

@@ -39,8 +39,19 @@ impl HipBackend {
                 .softcap(&self.stream, &mut logits.buf, cap)
                 .map_err(dev_err)?;
         }
-        // Written by the sampling kernel for sampled rows only.
-        let mut out = DeviceBuffer::<u32>::alloc(&self.device, rows).map_err(dev_err)?;
+        // Written by the sampling kernel for sampled rows only; `arg` by the
+        // argmax of every row.
+        let mut scratch = self.id_scratch.lock().unwrap_or_else(|p| p.into_inner());
+        if scratch.as_ref().is_none_or(|(o, _)| o.len() < rows) {
+            *scratch = None;
+            *scratch = Some((
+                DeviceBuffer::<u32>::alloc(&self.device, rows).map_err(dev_err)?,
+                DeviceBuffer::<u32>::alloc(&self.device, rows).map_err(dev_err)?,
+            ));
+        }
+        let Some((out, arg)) = scratch.as_mut() else {
+            return Err(BackendError::Device("id scratch missing".into()));
+        };
         let mut greedy_rows = Vec::new();
         for (row, s) in select.iter().enumerate() {
             if !s.penalties.is_empty() {
@@ -78,24 +89,30 @@ impl HipBackend {
                         uniform: p.uniform,
                     };
                     self.kernels
-                        .sample_topk(&self.stream, &logits.buf, row, cols, &p, &mut out)
+                        .sample_topk(&self.stream, &logits.buf, row, cols, &p, out)
                         .map_err(dev_err)?;
                 }
             }
         }
+        let mut ids = vec![0u32; rows];
         if greedy_rows.is_empty() {
-            return out.to_host(&self.stream).map_err(dev_err);
+            out.copy_prefix_to_host(&self.stream, &mut ids)
+                .map_err(dev_err)?;
+            return Ok(ids);
         }
         // Greedy rows: one argmax launch over every row, keep theirs.
-        let mut arg = DeviceBuffer::<u32>::alloc(&self.device, rows).map_err(dev_err)?;
         self.kernels
-            .argmax(&self.stream, &logits.buf, cols, &mut arg)
+            .argmax(&self.stream, &logits.buf, cols, arg)
             .map_err(dev_err)?;
-        let arg = arg.to_host(&self.stream).map_err(dev_err)?;
+        let mut greedy = vec![0u32; rows];
+        arg.copy_prefix_to_host(&self.stream, &mut greedy)
+            .map_err(dev_err)?;
         if greedy_rows.len() == rows {
-            return Ok(arg);
+            return Ok(greedy);
         }
-        let mut ids = out.to_host(&self.stream).map_err(dev_err)?;
+        out.copy_prefix_to_host(&self.stream, &mut ids)
+            .map_err(dev_err)?;
+        let arg = greedy;
         for r in greedy_rows {
             ids[r] = arg[r];
         }

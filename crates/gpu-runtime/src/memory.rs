@@ -151,9 +151,48 @@ impl<T: Pod> DeviceBuffer<T> {
         stream.synchronize()
     }
 
+    /// Copy `data` to elements `offset..offset + data.len()` without waiting:
+    /// the copy runs in stream order.
+    ///
+    /// # Safety
+    /// `data` must stay alive and unchanged until the stream has reached the
+    /// copy (for example until the next synchronisation of `stream`).
+    pub unsafe fn copy_from_host_async(
+        &mut self,
+        stream: &Stream,
+        offset: usize,
+        data: &[T],
+    ) -> Result<()> {
+        self.check_stream(stream)?;
+        if offset
+            .checked_add(data.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(RuntimeError::Invalid(format!(
+                "host copy of {} elements at {offset} into a buffer of {}",
+                data.len(),
+                self.len
+            )));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let api = self.device.api();
+        let sz = std::mem::size_of::<T>();
+        // SAFETY: the destination range is inside the allocation (checked
+        // above); the caller keeps the source alive until the copy has run.
+        api.check("memcpy_htod_async", unsafe {
+            (api.common.memcpy_htod_async)(
+                self.ptr + (offset * sz) as u64,
+                data.as_ptr() as *const _,
+                std::mem::size_of_val(data),
+                stream.raw,
+            )
+        })
+    }
+
     /// Copy everything out into `out` (exactly `len` elements); returns once done.
     pub fn copy_to_host(&self, stream: &Stream, out: &mut [T]) -> Result<()> {
-        self.check_stream(stream)?;
         if out.len() != self.len {
             return Err(RuntimeError::Invalid(format!(
                 "host buffer of {} elements for a device buffer of {}",
@@ -161,17 +200,32 @@ impl<T: Pod> DeviceBuffer<T> {
                 self.len
             )));
         }
-        if self.len == 0 {
+        self.copy_prefix_to_host(stream, out)
+    }
+
+    /// Copy the first `out.len()` elements (at most `len`) into `out`;
+    /// returns once done.
+    pub fn copy_prefix_to_host(&self, stream: &Stream, out: &mut [T]) -> Result<()> {
+        self.check_stream(stream)?;
+        if out.len() > self.len {
+            return Err(RuntimeError::Invalid(format!(
+                "host buffer of {} elements for a device buffer of {}",
+                out.len(),
+                self.len
+            )));
+        }
+        if out.is_empty() {
             return Ok(());
         }
         let api = self.device.api();
-        // SAFETY: both ranges have `bytes()` bytes; `out` is borrowed mutably
-        // until the stream has been synchronised below.
+        // SAFETY: `out` holds `size_of_val(out)` bytes, no more than the
+        // allocation (checked above); it is borrowed mutably until the
+        // stream has been synchronised below.
         api.check("memcpy_dtoh_async", unsafe {
             (api.common.memcpy_dtoh_async)(
                 out.as_mut_ptr() as *mut _,
                 self.ptr,
-                self.bytes(),
+                std::mem::size_of_val(out),
                 stream.raw,
             )
         })?;
