@@ -129,17 +129,21 @@ RF_DEVICE float4 rf_f4_axpy(float a, float4 x, float4 y) {
     return make_float4(y.x + a * x.x, y.y + a * x.y, y.z + a * x.z, y.w + a * x.w);
 }
 
-extern "C" __global__ void __launch_bounds__(RF_DEC_WAVES * RF_WAVE)
-    attention_decode_f32(const float* __restrict__ q, const float* __restrict__ k,
-                         const float* __restrict__ v, float* __restrict__ out, int start_pos,
-                         int n_head, int n_kv, int head_dim, float scale, int window,
-                         float softcap, i8* __restrict__ oq, float2* __restrict__ ds,
-                         const u32* __restrict__ dyn_pos) {
-    RF_GRID_SYNC();
+// The body of attention_decode_f32; with ROPE (one query row, every dim
+// rotated) also the rotation of the row's query and of its key and the
+// cache write of that key and value (attention_decode_rope_f32).
+template <bool ROPE>
+RF_DEVICE void rf_attention_decode(const float* __restrict__ q, const float* __restrict__ k,
+                                   const float* __restrict__ v, float* __restrict__ out,
+                                   int start_pos, int n_head, int n_kv, int head_dim, float scale,
+                                   int window, float softcap, i8* __restrict__ oq,
+                                   float2* __restrict__ ds, const RfRope& rope,
+                                   const float* __restrict__ k_new,
+                                   const float* __restrict__ v_new, float* kc, float* vc) {
     __shared__ float ps[RF_DEC_TILE];
-    if (dyn_pos) start_pos = (int)*dyn_pos;
     __shared__ float red[2][RF_DEC_WAVES];
     __shared__ float4 part[RF_DEC_WAVES][RF_WAVE];
+    __shared__ float2 rcs[ROPE ? 2 * RF_WAVE : 1];
     const int h = blockIdx.x, row = blockIdx.y;
     const int lane = threadIdx.x % RF_WAVE, w = threadIdx.x / RF_WAVE;
     const int pos = start_pos + row;
@@ -148,16 +152,37 @@ extern "C" __global__ void __launch_bounds__(RF_DEC_WAVES * RF_WAVE)
     const int kvh = h / (n_head / n_kv);
     const bool has = 4 * lane < head_dim;
     const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    const float4 qv = has ? ((const float4*)(q + row * q_stride + (size_t)h * head_dim))[lane] : zero;
+    float4 qv = has ? ((const float4*)(q + row * q_stride + (size_t)h * head_dim))[lane] : zero;
     const float* kb = k + (size_t)kvh * head_dim + 4 * lane;
     const float* vb = v + (size_t)kvh * head_dim + 4 * lane;
+    // The new key and value (position pos), in registers: read from there,
+    // not from the cache, which the first query head of each KV head writes.
+    float4 k_cur = zero, v_cur = zero;
+    if (ROPE) {
+        // The head's (cos, sin) pairs, one per thread (head_dim / 2 <= the
+        // block's threads), shared by the query and the key.
+        if ((int)threadIdx.x < head_dim / 2) rcs[threadIdx.x] = rf_rope_cs((float)pos, threadIdx.x, rope);
+        __syncthreads();
+        qv = rf_rope4(qv, lane, head_dim, rope.neox, rcs);
+        k_cur = has ? ((const float4*)(k_new + (size_t)kvh * head_dim))[lane] : zero;
+        k_cur = rf_rope4(k_cur, lane, head_dim, rope.neox, rcs);
+        v_cur = has ? ((const float4*)(v_new + (size_t)kvh * head_dim))[lane] : zero;
+        if (has && h % (n_head / n_kv) == 0 && w == 0) {
+            *(float4*)(kc + (size_t)pos * kv_stride + (size_t)kvh * head_dim + 4 * lane) = k_cur;
+            *(float4*)(vc + (size_t)pos * kv_stride + (size_t)kvh * head_dim + 4 * lane) = v_cur;
+        }
+    }
     float m = RF_NEG_INF, l = 0.0f;
     float4 acc = zero;
     for (int j0 = lo; j0 <= pos; j0 += RF_DEC_TILE) {
         const int n = min(RF_DEC_TILE, pos - j0 + 1);
         float tmax = RF_NEG_INF;
         for (int jj = w; jj < n; jj += RF_DEC_WAVES) {
-            const float4 kv = has ? *(const float4*)(kb + (size_t)(j0 + jj) * kv_stride) : zero;
+            float4 kv = zero;
+            if (ROPE && j0 + jj == pos)
+                kv = k_cur;
+            else if (has)
+                kv = *(const float4*)(kb + (size_t)(j0 + jj) * kv_stride);
             float s = rf_wave_sum(qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w) * scale;
             if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
             if (lane == 0) ps[jj] = s;
@@ -175,7 +200,10 @@ extern "C" __global__ void __launch_bounds__(RF_DEC_WAVES * RF_WAVE)
         for (int jj = w; jj < n; jj += RF_DEC_WAVES) {
             const float p = expf(ps[jj] - m_new);
             psum += p;
-            if (has) a = rf_f4_axpy(p, *(const float4*)(vb + (size_t)(j0 + jj) * kv_stride), a);
+            if (ROPE && j0 + jj == pos)
+                a = rf_f4_axpy(p, v_cur, a);
+            else if (has)
+                a = rf_f4_axpy(p, *(const float4*)(vb + (size_t)(j0 + jj) * kv_stride), a);
         }
         if (lane == 0) red[1][w] = psum;
         part[w][lane] = a;
@@ -200,6 +228,39 @@ extern "C" __global__ void __launch_bounds__(RF_DEC_WAVES * RF_WAVE)
     if (has) ((float4*)(out + row * q_stride + (size_t)h * head_dim))[lane] = r;
     // Whole 32-value blocks (head_dim a multiple of 32 when oq is given).
     if (oq) rf_q8_emit4(r, (h * head_dim >> 2) + lane, has, oq, ds);
+}
+
+extern "C" __global__ void __launch_bounds__(RF_DEC_WAVES * RF_WAVE)
+    attention_decode_f32(const float* __restrict__ q, const float* __restrict__ k,
+                         const float* __restrict__ v, float* __restrict__ out, int start_pos,
+                         int n_head, int n_kv, int head_dim, float scale, int window,
+                         float softcap, i8* __restrict__ oq, float2* __restrict__ ds,
+                         const u32* __restrict__ dyn_pos) {
+    RF_GRID_SYNC();
+    if (dyn_pos) start_pos = (int)*dyn_pos;
+    const RfRope none = {0, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    rf_attention_decode<false>(q, k, v, out, start_pos, n_head, n_kv, head_dim, scale, window,
+                               softcap, oq, ds, none, nullptr, nullptr, nullptr, nullptr);
+}
+
+// One query row at position pos[0] whose query q and key k_new are not yet
+// rotated: both are rotated here (every dim; rope as rope_f32), the key and
+// the value row v_new are written to the cache (kc, vc: the layer's cache,
+// also read as k and v) at that position, and the row attends as in
+// attention_decode_f32. RoPE, the cache write and attention in one launch.
+extern "C" __global__ void __launch_bounds__(RF_DEC_WAVES * RF_WAVE)
+    attention_decode_rope_f32(const float* __restrict__ q, const float* __restrict__ k_new,
+                              const float* __restrict__ v_new, float* kc, float* vc,
+                              float* __restrict__ out, const u32* __restrict__ pos, int n_head,
+                              int n_kv, int head_dim, float scale, int window, float softcap,
+                              i8* __restrict__ oq, float2* __restrict__ ds, int neox,
+                              float theta_scale, float freq_scale, float ext_factor,
+                              float attn_factor, float corr_low, float corr_high) {
+    RF_GRID_SYNC();
+    const RfRope rope = {neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low,
+                         corr_high};
+    rf_attention_decode<true>(q, kc, vc, out, (int)pos[0], n_head, n_kv, head_dim, scale, window,
+                              softcap, oq, ds, rope, k_new, v_new, kc, vc);
 }
 
 // Split over keys: block z handles keys [lo + z*chunk, lo + (z+1)*chunk), with

@@ -81,3 +81,62 @@ RF_DEVICE void rf_q8_emit4(float4 v, int i4, bool valid, i8* __restrict__ q,
     ((u32*)q)[i4] = (u32)(u8)q0 | ((u32)(u8)q1 << 8) | ((u32)(u8)q2 << 16) | ((u32)(u8)q3 << 24);
     if ((i4 & 7) == 0) ds[i4 >> 3] = make_float2(d.x, d.x * (float)s);
 }
+
+// Rotary embedding (ggml's rope with optional YaRN): the parameters that
+// are the same for every pair, as the host computes them.
+struct RfRope {
+    int neox;  // pairs (i, i + n_dims / 2) instead of (2i, 2i + 1)
+    float theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high;
+};
+
+// (cos, sin) of pair i at position p, both times the YaRN magnitude scale.
+// The angle p * theta_scale^i is made by repeated multiplication, as ggml
+// does, so that it matches the CPU bit for bit.
+RF_DEVICE float2 rf_rope_cs(float p, int i, const RfRope& r) {
+    float theta_extrap = p;
+    for (int k = 0; k < i; k++) theta_extrap *= r.theta_scale;
+    const float theta_interp = r.freq_scale * theta_extrap;
+    float theta = theta_interp, mscale = r.attn_factor;
+    if (r.ext_factor != 0.0f) {
+        const float y = ((float)i - r.corr_low) / fmaxf(0.001f, r.corr_high - r.corr_low);
+        const float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * r.ext_factor;
+        theta = theta_interp * (1.0f - ramp) + theta_extrap * ramp;
+        mscale *= 1.0f + 0.1f * logf(1.0f / r.freq_scale);
+    }
+    return make_float2(cosf(theta) * mscale, sinf(theta) * mscale);
+}
+
+// The pair (x0, x1) rotated by cs = (cos, sin).
+RF_DEVICE float2 rf_rope_rotate(float x0, float x1, float2 cs) {
+    return make_float2(x0 * cs.x - x1 * cs.y, x0 * cs.y + x1 * cs.x);
+}
+
+// The four values 4 * lane .. 4 * lane + 3 of a head of head_dim values
+// (every dim rotated), held as one float4 per lane of a wave, rotated by
+// cs[i] (rf_rope_cs of pair i, for every pair of the head). Neox pairs lie
+// in lanes lane and lane ^ (head_dim / 8), which must be a power of two
+// below RF_WAVE. Every lane of the wave must call it.
+RF_DEVICE float4 rf_rope4(float4 v, int lane, int head_dim, int neox, const float2* cs) {
+    if (!neox) {
+        if (4 * lane >= head_dim) return v;
+        const float2 a = rf_rope_rotate(v.x, v.y, cs[2 * lane]);
+        const float2 b = rf_rope_rotate(v.z, v.w, cs[2 * lane + 1]);
+        return make_float4(a.x, a.y, b.x, b.y);
+    }
+    const int half = head_dim / 2, m = head_dim / 8;
+    const float4 o = make_float4(RF_SHFL_XOR(v.x, m), RF_SHFL_XOR(v.y, m), RF_SHFL_XOR(v.z, m),
+                                 RF_SHFL_XOR(v.w, m));
+    if (4 * lane >= head_dim) return v;
+    const bool first = 4 * lane < half;
+    const int i = first ? 4 * lane : 4 * lane - half;
+    // First half: (own, partner) gives the pair's first value; second
+    // half: (partner, own) its second.
+    const float2 rx = first ? rf_rope_rotate(v.x, o.x, cs[i]) : rf_rope_rotate(o.x, v.x, cs[i]);
+    const float2 ry =
+        first ? rf_rope_rotate(v.y, o.y, cs[i + 1]) : rf_rope_rotate(o.y, v.y, cs[i + 1]);
+    const float2 rz =
+        first ? rf_rope_rotate(v.z, o.z, cs[i + 2]) : rf_rope_rotate(o.z, v.z, cs[i + 2]);
+    const float2 rw =
+        first ? rf_rope_rotate(v.w, o.w, cs[i + 3]) : rf_rope_rotate(o.w, v.w, cs[i + 3]);
+    return first ? make_float4(rx.x, ry.x, rz.x, rw.x) : make_float4(rx.y, ry.y, rz.y, rw.y);
+}

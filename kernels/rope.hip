@@ -9,6 +9,7 @@
 // One thread per (row, head, rotated pair), then one per copied value.
 // Launch: 1-D, 256 threads per block.
 #include "compat.h"
+#include "common.h"
 
 extern "C" __global__ void rope_f32(float* __restrict__ x, const u32* __restrict__ pos, int rows,
                                     int n_heads, float* __restrict__ x2, int n_heads2,
@@ -42,25 +43,13 @@ extern "C" __global__ void rope_f32(float* __restrict__ x, const u32* __restrict
     const int h = second ? hh - n_heads : hh;
     const int nh = second ? n_heads2 : n_heads;
     float* base = second ? x2 : x;
-    const int i0 = 2 * i;
-    // Repeated multiplication by theta_scale = base^(-2/n_dims) (computed on
-    // the host), as ggml does, so the angles match the CPU bit for bit.
-    float theta_extrap = (float)pos[t];
-    for (int k = 0; k < i; k++) theta_extrap *= theta_scale;
-    const float theta_interp = freq_scale * theta_extrap;
-    float theta = theta_interp, mscale = attn_factor;
-    if (ext_factor != 0.0f) {
-        const float y = ((float)i - corr_low) / fmaxf(0.001f, corr_high - corr_low);
-        const float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * ext_factor;
-        theta = theta_interp * (1.0f - ramp) + theta_extrap * ramp;
-        mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);
-    }
-    const float c = cosf(theta) * mscale, s = sinf(theta) * mscale;
+    const RfRope rr = {neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high};
+    const float2 cs = rf_rope_cs((float)pos[t], i, rr);
     const size_t at = (size_t)t * nh * head_dim + (size_t)h * head_dim;
     float* head = base + at;
-    const int a = neox ? i : i0, b = neox ? i + half : i0 + 1;
-    const float x0 = head[a], x1 = head[b];
-    const float r0 = x0 * c - x1 * s, r1 = x0 * s + x1 * c;
+    const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+    const float2 rot = rf_rope_rotate(head[a], head[b], cs);
+    const float r0 = rot.x, r1 = rot.y;
     head[a] = r0;
     head[b] = r1;
     if (second && kc) {

@@ -176,6 +176,41 @@ pub trait Backend: Send + Sync {
         self.kv_store(cache, layer, k, v, 0..rows, start_pos)
     }
 
+    /// [`Backend::rope_qk_store`] of one sequence's rows, then
+    /// [`Backend::attention`] of all of them (rows `0..`, at `start_pos..`)
+    /// into `out`: a layer's attention for a batch holding one sequence.
+    /// Backends may do it in fewer passes (the GPU: one launch for a single
+    /// row); `q` and `k` are then left unrotated. The default runs the two.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_store_attention(
+        &self,
+        q: &mut Self::Tensor,
+        k: &mut Self::Tensor,
+        v: &Self::Tensor,
+        positions: &[u32],
+        rope: &RopeSpec,
+        cache: &mut Self::KvCache,
+        layer: usize,
+        start_pos: usize,
+        spec: &AttnSpec,
+        out: &mut Self::Tensor,
+    ) -> Result<()> {
+        self.rope_qk_store(
+            q,
+            spec.n_head,
+            k,
+            spec.n_head_kv,
+            v,
+            positions,
+            rope,
+            cache,
+            layer,
+            start_pos,
+        )?;
+        let rows = self.shape(q).0;
+        self.attention(q, cache, layer, 0..rows, start_pos, spec, out)
+    }
+
     /// Allocate a KV cache for `n_ctx` positions.
     fn kv_cache(
         &self,

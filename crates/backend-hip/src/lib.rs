@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod convert;
+mod fused;
 mod pool;
 mod q8;
 mod replay;
@@ -102,6 +103,10 @@ pub struct HipBackend {
     /// `ROCMFORGE_GPU_NO_Q8_FUSE=1`: norms and GLU do not write the 8-bit
     /// row of the decode mat-vec (each mat-vec quantizes; for comparisons).
     no_q8_fuse: bool,
+    /// Whether a decode row's RoPE, cache write and attention run as one
+    /// launch (`fused`; off unless `ROCMFORGE_GPU_FUSED_ATTENTION=1`:
+    /// measured slower than the two launches, see docs/gpu.md).
+    fused_attention: std::sync::atomic::AtomicBool,
     /// Whether one-token decode steps are recorded and replayed as graphs
     /// (see `replay`; off with `ROCMFORGE_GPU_NO_GRAPH=1`).
     decode_graphs: std::sync::atomic::AtomicBool,
@@ -153,6 +158,9 @@ impl HipBackend {
             q8_scratch: std::sync::Mutex::new(q8::Q8Scratch::default()),
             f32_matvec: std::env::var_os("ROCMFORGE_GPU_F32_MATVEC").is_some_and(|v| v == "1"),
             no_q8_fuse: std::env::var_os("ROCMFORGE_GPU_NO_Q8_FUSE").is_some_and(|v| v == "1"),
+            fused_attention: std::sync::atomic::AtomicBool::new(
+                std::env::var_os("ROCMFORGE_GPU_FUSED_ATTENTION").is_some_and(|v| v == "1"),
+            ),
             decode_graphs: std::sync::atomic::AtomicBool::new(
                 std::env::var_os("ROCMFORGE_GPU_NO_GRAPH").is_none_or(|v| v != "1"),
             ),
@@ -189,6 +197,14 @@ impl HipBackend {
     /// stop using it at their next step.
     pub fn set_decode_graphs(&self, on: bool) {
         self.decode_graphs
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Run a decode row's RoPE, cache write and attention as one launch
+    /// (`attention_decode_rope_f32`) or as two (the default; also
+    /// `ROCMFORGE_GPU_FUSED_ATTENTION=1` turns it on).
+    pub fn set_fused_attention(&self, on: bool) {
+        self.fused_attention
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -318,33 +334,33 @@ impl HipBackend {
         if x.rows == 0 || spec.n_dims == 0 {
             return Ok(());
         }
-        let (ext_factor, attn_factor, corr_dims) = spec.yarn_params();
-        let p = RopeParams {
-            rows: x.rows,
-            n_heads,
-            head_dim,
-            n_dims: spec.n_dims,
-            neox: spec.mode == RopeMode::Neox,
-            theta_scale: spec.freq_base.powf(-2.0 / spec.n_dims as f32),
-            freq_scale: spec.freq_scale,
-            ext_factor,
-            attn_factor,
-            corr_dims,
-        };
+        let p = rope_params(x.rows, n_heads, head_dim, spec);
         let x2 = second.as_mut().map(|(y, ny)| (&mut y.buf, *ny));
-        // A recorded step reads its position from the step buffer.
+        self.with_positions(positions, |pos| {
+            self.kernels
+                .rope_pair(&self.stream, &mut x.buf, x2, pos, &p, store)
+                .map_err(dev_err)
+        })
+    }
+
+    /// Run `f` with `positions` on the device: the step buffer while a
+    /// decode step is recorded (whose position they must be), else an
+    /// upload kept for the next op at the same positions (every layer of a
+    /// pass rotates the same ones, so they cross the bus once per pass).
+    fn with_positions<R>(
+        &self,
+        positions: &[u32],
+        f: impl FnOnce(&DeviceBuffer<u32>) -> Result<R>,
+    ) -> Result<R> {
         if let Some((pos, _)) = self.capture_step() {
             if positions != [pos as u32] {
-                return self.refuse_capture("rope at other positions");
+                self.refuse_capture("rope at other positions")?;
             }
             let step = self.step_buffer()?;
             let Some(step) = step.as_ref() else {
                 return Err(shape("rope", "step buffer missing".into()));
             };
-            return self
-                .kernels
-                .rope_pair(&self.stream, &mut x.buf, x2, step, &p, store)
-                .map_err(dev_err);
+            return f(step);
         }
         let mut cached = self.positions.lock().unwrap_or_else(|p| p.into_inner());
         if cached.as_ref().is_none_or(|(host, _)| host != positions) {
@@ -353,9 +369,7 @@ impl HipBackend {
         let Some((_, pos)) = cached.as_ref() else {
             return Err(shape("rope", "positions were not uploaded".into()));
         };
-        self.kernels
-            .rope_pair(&self.stream, &mut x.buf, x2, pos, &p, store)
-            .map_err(dev_err)
+        f(pos)
     }
 
     /// The 8-bit activation scratch, locked for the caller's launches.
@@ -444,6 +458,24 @@ impl HipBackend {
                 ),
             )),
         }
+    }
+}
+
+/// The kernels' RoPE parameters for `rows` rows of `n_heads` heads of
+/// `head_dim` values.
+fn rope_params(rows: usize, n_heads: usize, head_dim: usize, spec: &RopeSpec) -> RopeParams {
+    let (ext_factor, attn_factor, corr_dims) = spec.yarn_params();
+    RopeParams {
+        rows,
+        n_heads,
+        head_dim,
+        n_dims: spec.n_dims,
+        neox: spec.mode == RopeMode::Neox,
+        theta_scale: spec.freq_base.powf(-2.0 / spec.n_dims as f32),
+        freq_scale: spec.freq_scale,
+        ext_factor,
+        attn_factor,
+        corr_dims,
     }
 }
 
@@ -775,6 +807,40 @@ impl Backend for HipBackend {
             spec,
             Some(store),
         )
+    }
+
+    fn rope_store_attention(
+        &self,
+        q: &mut HipTensor,
+        k: &mut HipTensor,
+        v: &HipTensor,
+        positions: &[u32],
+        rope: &RopeSpec,
+        cache: &mut HipKvCache,
+        layer: usize,
+        start_pos: usize,
+        spec: &AttnSpec,
+        out: &mut HipTensor,
+    ) -> Result<()> {
+        if self
+            .fused_rope_attention(q, k, v, positions, rope, cache, layer, start_pos, spec, out)?
+        {
+            return Ok(());
+        }
+        self.rope_qk_store(
+            q,
+            spec.n_head,
+            k,
+            spec.n_head_kv,
+            v,
+            positions,
+            rope,
+            cache,
+            layer,
+            start_pos,
+        )?;
+        let rows = q.rows;
+        self.attention(q, cache, layer, 0..rows, start_pos, spec, out)
     }
 
     fn kv_cache(

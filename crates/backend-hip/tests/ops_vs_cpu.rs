@@ -952,3 +952,133 @@ fn rope_qk_store_equals_rope_then_store() {
     assert_close("rope_qk_store q", &fused.0, &cpu_ref.0, 1e-5);
     assert_close("rope_qk_store attention", &fused.1, &cpu_ref.1, 1e-4);
 }
+
+/// One decode row through `rope_store_attention` (on the GPU one launch:
+/// rotation, cache write and attention) gives the attention of RoPE +
+/// cache write + attention as separate ops, and writes the same cache row
+/// (seen by the next position's attention), for adjacent and NeoX pairs,
+/// YaRN, a sliding window and soft-capping; and matches the CPU.
+#[test]
+fn rope_store_attention_one_row_equals_the_separate_ops() {
+    let Some(g) = gpu() else { return };
+    g.set_fused_attention(true);
+    let mut rng = Rng(0x5eed);
+    let (qw, kvw) = (HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
+    let normal = RopeSpec {
+        mode: RopeMode::Normal,
+        ..neox_rope()
+    };
+    let yarn = RopeSpec {
+        freq_scale: 0.25,
+        yarn: Some(YarnSpec {
+            ext_factor: 1.0,
+            attn_factor: 1.0,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            n_ctx_orig: 4096,
+        }),
+        ..neox_rope()
+    };
+    let plain = AttnSpec {
+        n_head: HEADS,
+        n_head_kv: KV_HEADS,
+        head_dim: HEAD_DIM,
+        scale: 0.125,
+        sliding_window: None,
+        softcap: None,
+    };
+    let windowed = AttnSpec {
+        sliding_window: Some(16),
+        softcap: Some(30.0),
+        ..plain
+    };
+    let cases = [
+        (normal, plain, 40usize),
+        (neox_rope(), plain, 300),
+        (yarn, plain, 7),
+        (neox_rope(), windowed, 60),
+    ];
+    for (rope, attn, start) in cases {
+        let n_ctx = start + 2;
+        let old_k = rng.vec(start * kvw, 1.0);
+        let old_v = rng.vec(start * kvw, 1.0);
+        let steps: Vec<[Vec<f32>; 3]> = (0..2)
+            .map(|_| [rng.vec(qw, 1.0), rng.vec(kvw, 1.0), rng.vec(kvw, 1.0)])
+            .collect();
+        // Attention outputs of positions start and start + 1, and whether
+        // the queries were left unrotated.
+        let gpu_run = |fused: bool| -> (Vec<Vec<f32>>, bool) {
+            steps_through(g, fused, start, n_ctx, &old_k, &old_v, &steps, &rope, &attn)
+        };
+        let (fused, unrotated) = gpu_run(true);
+        let (apart, _) = gpu_run(false);
+        assert!(unrotated, "the one-launch path did not run ({rope:?})");
+        let (cpu_ref, _) = steps_through(
+            cpu(),
+            true,
+            start,
+            n_ctx,
+            &old_k,
+            &old_v,
+            &steps,
+            &rope,
+            &attn,
+        );
+        for (i, ((f, a), c)) in fused.iter().zip(&apart).zip(&cpu_ref).enumerate() {
+            assert_close(&format!("fused vs apart, step {i}, {rope:?}"), f, a, 1e-5);
+            assert_close(&format!("fused vs CPU, step {i}, {rope:?}"), f, c, 1e-4);
+        }
+    }
+    g.set_fused_attention(false);
+}
+
+/// Two one-row steps at `start` and `start + 1` over a cache holding
+/// `old_k`/`old_v` before them, through `rope_store_attention` (`fused`)
+/// or `rope_qk_store` + `attention`; the attention rows, and whether the
+/// first step's query was left as given.
+#[allow(clippy::too_many_arguments)]
+fn steps_through<B: Backend>(
+    b: &B,
+    fused: bool,
+    start: usize,
+    n_ctx: usize,
+    old_k: &[f32],
+    old_v: &[f32],
+    steps: &[[Vec<f32>; 3]],
+    rope: &RopeSpec,
+    attn: &AttnSpec,
+) -> (Vec<Vec<f32>>, bool) {
+    let (qw, kvw) = (HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
+    let mut cache = b.kv_cache(2, n_ctx, KV_HEADS, HEAD_DIM).unwrap();
+    let kt = b.upload(old_k, start, kvw).unwrap();
+    let vt = b.upload(old_v, start, kvw).unwrap();
+    b.kv_store(&mut cache, 1, &kt, &vt, 0..start, 0).unwrap();
+    let mut outs = Vec::new();
+    let mut unrotated = false;
+    for (i, [q, k, v]) in steps.iter().enumerate() {
+        let p = start + i;
+        let mut qt = b.upload(q, 1, qw).unwrap();
+        let mut kt = b.upload(k, 1, kvw).unwrap();
+        let vt = b.upload(v, 1, kvw).unwrap();
+        let mut out = b.zeros(1, qw).unwrap();
+        let pos = [p as u32];
+        if fused {
+            b.rope_store_attention(
+                &mut qt, &mut kt, &vt, &pos, rope, &mut cache, 1, p, attn, &mut out,
+            )
+            .unwrap();
+        } else {
+            b.rope_qk_store(
+                &mut qt, HEADS, &mut kt, KV_HEADS, &vt, &pos, rope, &mut cache, 1, p,
+            )
+            .unwrap();
+            b.attention(&qt, &cache, 1, 0..1, p, attn, &mut out)
+                .unwrap();
+        }
+        if i == 0 {
+            unrotated = b.download(&qt).unwrap() == *q;
+        }
+        outs.push(b.download(&out).unwrap());
+    }
+    (outs, unrotated)
+}

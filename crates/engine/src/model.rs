@@ -325,30 +325,6 @@ impl<B: Backend> Model<B> {
                 k = kt;
             }
             let rope = c.rope_for_layer(il);
-            match (&mut *batch, ranges.as_slice()) {
-                // One sequence owning every row: rotation and cache write
-                // together.
-                ([chunk], [(rows, start)]) if *rows == (0..n_rows) => {
-                    be.rope_qk_store(
-                        &mut q,
-                        c.n_head,
-                        &mut k,
-                        c.n_head_kv,
-                        &v,
-                        &positions,
-                        &rope,
-                        &mut chunk.seq.cache,
-                        il,
-                        *start,
-                    )?;
-                }
-                _ => {
-                    be.rope_qk(&mut q, c.n_head, &mut k, c.n_head_kv, &positions, &rope)?;
-                    for (chunk, (rows, start)) in batch.iter_mut().zip(&ranges) {
-                        be.kv_store(&mut chunk.seq.cache, il, &k, &v, rows.clone(), *start)?;
-                    }
-                }
-            }
             let spec = AttnSpec {
                 n_head: c.n_head,
                 n_head_kv: c.n_head_kv,
@@ -357,12 +333,36 @@ impl<B: Backend> Model<B> {
                 sliding_window: c.window_for_layer(il),
                 softcap: None,
             };
-            let seqs: Vec<_> = batch
-                .iter()
-                .zip(&ranges)
-                .map(|(chunk, (rows, start))| (&chunk.seq.cache, rows.clone(), *start))
-                .collect();
-            be.attention_batch(&q, &seqs, il, &spec, &mut attn)?;
+            match (&mut *batch, ranges.as_slice()) {
+                // One sequence owning every row: rotation, cache write and
+                // attention together.
+                ([chunk], [(rows, start)]) if *rows == (0..n_rows) => {
+                    be.rope_store_attention(
+                        &mut q,
+                        &mut k,
+                        &v,
+                        &positions,
+                        &rope,
+                        &mut chunk.seq.cache,
+                        il,
+                        *start,
+                        &spec,
+                        &mut attn,
+                    )?;
+                }
+                _ => {
+                    be.rope_qk(&mut q, c.n_head, &mut k, c.n_head_kv, &positions, &rope)?;
+                    for (chunk, (rows, start)) in batch.iter_mut().zip(&ranges) {
+                        be.kv_store(&mut chunk.seq.cache, il, &k, &v, rows.clone(), *start)?;
+                    }
+                    let seqs: Vec<_> = batch
+                        .iter()
+                        .zip(&ranges)
+                        .map(|(chunk, (rows, start))| (&chunk.seq.cache, rows.clone(), *start))
+                        .collect();
+                    be.attention_batch(&q, &seqs, il, &spec, &mut attn)?;
+                }
+            }
             be.matmul(&layer.wo, &attn, &mut o)?;
             if let Some(n) = &layer.post_attn_norm {
                 self.norm(&o, n, &mut h)?;

@@ -947,6 +947,128 @@ impl Kernels {
         unsafe { self.f("attention_combine_f32")?.launch(stream, cfg, &args) }
     }
 
+    /// RoPE of one query row `q` (`p.n_head` heads) and of its key row
+    /// `k_new` (`p.n_kv` heads), the cache write of that key and of the
+    /// value row `v_new` into the layer's cache `kc`/`vc` at position
+    /// `pos[0]`, and attention of the row over the cache: what
+    /// [`Kernels::rope_pair`] with a cache write followed by
+    /// [`Kernels::attention`] compute, in one launch. `p.start_pos` is the
+    /// position as the host knows it (it chooses the plan and sizes the
+    /// checks; `pos[0]` is what the kernel uses, which the caller
+    /// guarantees fits the cache). Only where
+    /// [`Kernels::attention_rope_fits`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_rope(
+        &self,
+        stream: &Stream,
+        q: &DeviceBuffer<f32>,
+        k_new: &DeviceBuffer<f32>,
+        v_new: &DeviceBuffer<f32>,
+        kc: &mut DeviceBuffer<f32>,
+        vc: &mut DeviceBuffer<f32>,
+        pos: &DeviceBuffer<u32>,
+        p: &AttnParams,
+        rope: &RopeParams,
+        out: &mut DeviceBuffer<f32>,
+        q8: Option<Q8Out<'_>>,
+    ) -> Result<()> {
+        if !self.attention_rope_fits(p, rope, [q, k_new, v_new, &*kc, &*vc, &*out]) {
+            return Err(invalid(format!(
+                "attention_rope: not for {p:?} with {rope:?} (or rows off 16-byte boundaries)"
+            )));
+        }
+        let wave = self.device.props().wave_size.max(1) as usize;
+        let hd = p.head_dim;
+        let (q_len, kv_row) = (p.n_head * hd, p.n_kv * hd);
+        need("attention query", q.len(), q_len)?;
+        need("attention output", out.len(), q_len)?;
+        need("attention new key", k_new.len(), kv_row)?;
+        need("attention new value", v_new.len(), kv_row)?;
+        need("attention keys", kc.len(), (p.start_pos + 1) * kv_row)?;
+        need("attention values", vc.len(), (p.start_pos + 1) * kv_row)?;
+        need("attention position", pos.len(), 1)?;
+        let (oq, ods) = match &q8 {
+            Some(o) => {
+                if !hd.is_multiple_of(32) {
+                    return Err(invalid(format!(
+                        "attention_rope: 8-bit output with heads of {hd}"
+                    )));
+                }
+                o.check("attention", q_len)?
+            }
+            None => (0, 0),
+        };
+        let cfg = LaunchConfig {
+            grid: (to_i32("heads", p.n_head)? as u32, 1, 1),
+            block: ((ATT_DECODE_WAVES * wave) as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(q.device_ptr())
+            .ptr(k_new.device_ptr())
+            .ptr(v_new.device_ptr())
+            .ptr(kc.device_ptr())
+            .ptr(vc.device_ptr())
+            .ptr(out.device_ptr())
+            .ptr(pos.device_ptr())
+            .i32(to_i32("heads", p.n_head)?)
+            .i32(to_i32("kv heads", p.n_kv)?)
+            .i32(to_i32("head_dim", hd)?)
+            .f32(p.scale)
+            .i32(to_i32("window", p.window.unwrap_or(0))?)
+            .f32(p.softcap.unwrap_or(0.0))
+            .ptr(oq)
+            .ptr(ods)
+            .i32(rope.neox as i32)
+            .f32(rope.theta_scale)
+            .f32(rope.freq_scale)
+            .f32(rope.ext_factor)
+            .f32(rope.attn_factor)
+            .f32(rope.corr_dims[0])
+            .f32(rope.corr_dims[1]);
+        // SAFETY: matches `attention_decode_rope_f32`; one row of heads of a
+        // multiple of 4 values (at most 4 per lane, NeoX partners a
+        // power-of-two lane distance apart) on 16-byte boundaries (all
+        // checked by `attention_rope_fits`), lengths checked above (the
+        // cache up to `p.start_pos`; the caller guarantees that `pos[0]`
+        // fits it), the 8-bit buffers by `Q8Out::check`.
+        unsafe {
+            self.f("attention_decode_rope_f32")?
+                .launch(stream, cfg, &args)
+        }
+    }
+
+    /// Whether [`Kernels::attention_rope`] takes `p` and `rope` with these
+    /// buffers (query, new key, new value, key cache, value cache, output):
+    /// one row, every dim rotated, no split of the keys at this length,
+    /// heads of a multiple of 4 values that fit a wave's four per lane
+    /// (NeoX partners a power-of-two lane distance apart), rows on 16-byte
+    /// boundaries.
+    pub fn attention_rope_fits(
+        &self,
+        p: &AttnParams,
+        rope: &RopeParams,
+        bufs: [&DeviceBuffer<f32>; 6],
+    ) -> bool {
+        let wave = self.device.props().wave_size.max(1) as usize;
+        let hd = p.head_dim;
+        let neox_ok = !rope.neox || (hd >= 8 && (hd / 8).is_power_of_two() && hd / 8 < wave);
+        p.rows == 1
+            && rope.rows == 1
+            && rope.n_dims == hd
+            && rope.head_dim == hd
+            && rope.n_heads == p.n_head
+            && !self.old_attention
+            && p.n_kv != 0
+            && p.n_head.is_multiple_of(p.n_kv)
+            && hd != 0
+            && hd.is_multiple_of(4)
+            && hd <= 4 * wave
+            && neox_ok
+            && bufs.iter().all(|b| b.device_ptr().is_multiple_of(16))
+            && self.attention_splits(p) == 1
+    }
+
     /// How many parts [`Kernels::attention`] splits each (head, row)'s keys
     /// into for `p` (1: no split). Few blocks (decode) over a long key range
     /// split the keys too; the count depends on the last row's span.
@@ -1242,6 +1364,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             "attention_f32".into(),
             "attention_split_f32".into(),
             "attention_decode_f32".into(),
+            "attention_decode_rope_f32".into(),
             "attention_combine_f32".into(),
             "attention_tiled_f32".into(),
         ],

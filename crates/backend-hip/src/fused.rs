@@ -1,0 +1,101 @@
+//! A decode step's RoPE, cache write and attention in one launch
+//! ([`Backend::rope_store_attention`](backend_core::Backend::rope_store_attention)
+//! for a single row): `attention_decode_rope_f32` rotates the query and the
+//! new key in registers, writes the key and value rows into the cache and
+//! attends, instead of `rope_f32` (which writes the rotated rows back and
+//! into the cache) followed by `attention_decode_f32`.
+//!
+//! Off by default: on an H200 the one launch was slower than the two (1b
+//! Q4_K_M tg128 1323 against 1447 t/s, 8b 395 against 414, in one call);
+//! see docs/gpu.md. [`HipBackend::set_fused_attention`] turns it on.
+
+use backend_core::{AttnSpec, Result, RopeSpec};
+use hip_kernels::AttnParams;
+
+use crate::{dev_err, rope_params, HipBackend, HipKvCache, HipTensor};
+
+impl HipBackend {
+    /// The fused op where it applies (one row of one sequence at its next
+    /// position, every dim rotated, keys not split at this length, rows on
+    /// 16-byte boundaries): `Ok(true)` once launched; `Ok(false)` with
+    /// nothing done otherwise. `q` and `k` stay unrotated.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fused_rope_attention(
+        &self,
+        q: &HipTensor,
+        k: &HipTensor,
+        v: &HipTensor,
+        positions: &[u32],
+        rope: &RopeSpec,
+        cache: &mut HipKvCache,
+        layer: usize,
+        start_pos: usize,
+        spec: &AttnSpec,
+        out: &mut HipTensor,
+    ) -> Result<bool> {
+        let hd = spec.head_dim;
+        let (q_cols, kv_cols) = (spec.n_head * hd, spec.n_head_kv * hd);
+        let one_row = [q.rows, k.rows, v.rows, out.rows] == [1; 4]
+            && positions.len() == 1
+            && positions[0] as usize == start_pos;
+        if !one_row
+            || !self
+                .fused_attention
+                .load(std::sync::atomic::Ordering::Relaxed)
+            || q.cols != q_cols
+            || out.cols != q_cols
+            || k.cols != kv_cols
+            || v.cols != kv_cols
+            || cache.n_head_kv != spec.n_head_kv
+            || cache.head_dim != hd
+            || rope.n_dims != hd
+            || start_pos >= cache.n_ctx
+        {
+            return Ok(false);
+        }
+        let p = AttnParams {
+            rows: 1,
+            start_pos,
+            n_head: spec.n_head,
+            n_kv: spec.n_head_kv,
+            head_dim: hd,
+            scale: spec.scale,
+            window: spec.sliding_window,
+            softcap: spec.softcap,
+        };
+        let rp = rope_params(1, spec.n_head, hd, rope);
+        let n_ctx = cache.n_ctx;
+        let (kc, vc, _) = cache.rows_at(layer, 1, start_pos)?;
+        if !self
+            .kernels
+            .attention_rope_fits(&p, &rp, [&q.buf, &k.buf, &v.buf, kc, vc, &out.buf])
+        {
+            return Ok(false);
+        }
+        if self.capture_step().is_some() {
+            self.capture_note(n_ctx, Some((p, 1)));
+        }
+        let emit = hd.is_multiple_of(32) && self.emits_q8(out, out.cols);
+        let holder = out.buf.device_ptr();
+        self.with_positions(positions, |pos| {
+            self.emitting_q8(emit, holder, out.cols, |q8| {
+                self.kernels
+                    .attention_rope(
+                        &self.stream,
+                        &q.buf,
+                        &k.buf,
+                        &v.buf,
+                        kc,
+                        vc,
+                        pos,
+                        &p,
+                        &rp,
+                        &mut out.buf,
+                        q8,
+                    )
+                    .map_err(dev_err)
+            })
+        })?;
+        Ok(true)
+    }
+}
