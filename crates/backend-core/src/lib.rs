@@ -195,20 +195,9 @@ pub trait Backend: Send + Sync {
         spec: &AttnSpec,
         out: &mut Self::Tensor,
     ) -> Result<()> {
-        self.rope_qk_store(
-            q,
-            spec.n_head,
-            k,
-            spec.n_head_kv,
-            v,
-            positions,
-            rope,
-            cache,
-            layer,
-            start_pos,
-        )?;
-        let rows = self.shape(q).0;
-        self.attention(q, cache, layer, 0..rows, start_pos, spec, out)
+        rope_store_attention_apart(
+            self, q, k, v, positions, rope, cache, layer, start_pos, spec, out,
+        )
     }
 
     /// Allocate a KV cache for `n_ctx` positions.
@@ -342,6 +331,39 @@ pub trait Backend: Send + Sync {
             self.name()
         )))
     }
+}
+
+/// [`Backend::rope_store_attention`] as its two ops, [`Backend::rope_qk_store`]
+/// and [`Backend::attention`] (its default, and the fallback of backends that
+/// do it in one pass only in some cases).
+#[allow(clippy::too_many_arguments)]
+pub fn rope_store_attention_apart<B: Backend + ?Sized>(
+    be: &B,
+    q: &mut B::Tensor,
+    k: &mut B::Tensor,
+    v: &B::Tensor,
+    positions: &[u32],
+    rope: &RopeSpec,
+    cache: &mut B::KvCache,
+    layer: usize,
+    start_pos: usize,
+    spec: &AttnSpec,
+    out: &mut B::Tensor,
+) -> Result<()> {
+    be.rope_qk_store(
+        q,
+        spec.n_head,
+        k,
+        spec.n_head_kv,
+        v,
+        positions,
+        rope,
+        cache,
+        layer,
+        start_pos,
+    )?;
+    let rows = be.shape(q).0;
+    be.attention(q, cache, layer, 0..rows, start_pos, spec, out)
 }
 
 /// [`Backend::matmul`] for each weight of a [`Backend::matmul_many`] call (its

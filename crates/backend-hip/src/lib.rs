@@ -827,20 +827,9 @@ impl Backend for HipBackend {
         {
             return Ok(());
         }
-        self.rope_qk_store(
-            q,
-            spec.n_head,
-            k,
-            spec.n_head_kv,
-            v,
-            positions,
-            rope,
-            cache,
-            layer,
-            start_pos,
-        )?;
-        let rows = q.rows;
-        self.attention(q, cache, layer, 0..rows, start_pos, spec, out)
+        backend_core::rope_store_attention_apart(
+            self, q, k, v, positions, rope, cache, layer, start_pos, spec, out,
+        )
     }
 
     fn kv_cache(

@@ -121,33 +121,12 @@ impl<T: Pod> DeviceBuffer<T> {
 
     /// Copy `data` to elements `offset..offset + data.len()`; returns once done.
     pub fn copy_from_host_at(&mut self, stream: &Stream, offset: usize, data: &[T]) -> Result<()> {
-        self.check_stream(stream)?;
-        if offset
-            .checked_add(data.len())
-            .is_none_or(|end| end > self.len)
-        {
-            return Err(RuntimeError::Invalid(format!(
-                "host copy of {} elements at {offset} into a buffer of {}",
-                data.len(),
-                self.len
-            )));
-        }
+        // SAFETY: `data` is borrowed until the stream has been synchronised
+        // below, which runs the copy.
+        unsafe { self.copy_from_host_async(stream, offset, data) }?;
         if data.is_empty() {
             return Ok(());
         }
-        let api = self.device.api();
-        let sz = std::mem::size_of::<T>();
-        // SAFETY: the destination range is inside the allocation (checked
-        // above) and the source slice lives until the stream has been
-        // synchronised below.
-        api.check("memcpy_htod_async", unsafe {
-            (api.common.memcpy_htod_async)(
-                self.ptr + (offset * sz) as u64,
-                data.as_ptr() as *const _,
-                std::mem::size_of_val(data),
-                stream.raw,
-            )
-        })?;
         stream.synchronize()
     }
 
