@@ -17,6 +17,12 @@
 //! Ops that cannot be replayed (host copies, the two-pass cache write of
 //! partly rotated keys, anything with host values other than the step's)
 //! refuse while capturing; the sequence then runs its steps op by op.
+//!
+//! Capturing records whatever is submitted to the backend's stream, so no
+//! other thread may use the same backend while a step is recorded (one
+//! step in a sequence's life, and again when its attention plan changes).
+//! The engine runs a model's passes one at a time, and the server's
+//! scheduler drives its model from one worker thread.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
