@@ -5,9 +5,12 @@
 #                 binaries, stripped, into .device-carry/; run after
 #                 scripts/gpu-side-by-side.sh prepare made the tokenizer GGUF)
 #   GPU machine:  scripts/gpu-check.sh run [tests] [bench PRESET:TYPE...] [ncu PRESET:TYPE]
+#                 [steptime PRESET:TYPE...]
 #                 (carry .device-carry) runs the GPU tests, `rocmforge bench
-#                 -p 512 -n 128 -r 2 --device gpu` on synthetic models, and an
-#                 Nsight Compute per-kernel summary of pp64 + tg4; logs in $OUT.
+#                 -p 512 -n 128 -r 2 --device gpu` on synthetic models, an
+#                 Nsight Compute per-kernel summary of pp512 + tg4, and
+#                 (steptime) tg128 next to the per-kernel device time of one
+#                 decode step (ncu, clocks left alone); logs in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=$PWD/.device-carry
@@ -41,11 +44,31 @@ run)
           "$t" --test-threads=1 > "$OUT/$(basename "$t").log" 2>&1 && tail -1 "$OUT/$(basename "$t").log" ||
             { echo FAILED; grep -E "panicked|error|FAILED|relative" "$OUT/$(basename "$t").log" | head -20; }
         done ;;
-      bench|ncu) mode=$a ;;
+      bench|ncu|steptime) mode=$a ;;
       *:*)
         preset=${a%%:*}; ty=${a#*:}; f=/tmp/$preset-$ty.gguf
         [ -f "$f" ] || "$D/xtask" synth-model --preset "$preset" --type "$ty" --tokenizer "$D/tokenizer.gguf" --out "$f" > /dev/null
-        if [ "$mode" = bench ]; then
+        if [ "$mode" = steptime ]; then
+          echo "== $preset $ty"
+          "$D/rocmforge" bench -m "$f" -p 0 -n 128 -r 2 --device gpu 2>&1 | grep tg128 || true
+          ncu --clock-control none --csv --print-units base --metrics gpu__time_duration.sum \
+            "$D/rocmforge" bench -m "$f" -p 0 -n 8 -r 1 --device gpu > "$OUT/step-$preset-$ty.csv" 2>&1 || true
+          python3 - "$OUT/step-$preset-$ty.csv" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))
+        if len(r) > 14 and r[12] == "gpu__time_duration.sum"]
+passes = max(1, sum(1 for r in rows if r[4].startswith("get_rows")))
+tot = collections.defaultdict(lambda: [0.0, 0])
+for r in rows:
+    k = f"{r[4].split('(')[0]} grid {r[8]} block {r[7]}"
+    tot[k][0] += float(r[14].replace(",", "")) / 1e3
+    tot[k][1] += 1
+s = sum(t for t, _ in tot.values())
+print(f"{passes} passes: {s / passes:.1f} us of kernels and {len(rows) / passes:.0f} launches per pass")
+for k, (t, n) in sorted(tot.items(), key=lambda x: -x[1][0])[:22]:
+    print(f"{t / passes:9.1f} us/pass {n / passes:6.1f} x {t / n:7.2f} us  {k}")
+PY
+        elif [ "$mode" = bench ]; then
           echo "== $preset $ty"
           "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu 2>&1 | grep -E "pp512|tg128" || true
           # ALSO="VAR=1 …": the same runs again with those variables (variants).
@@ -73,5 +96,5 @@ PY
         ;;
     esac
   done ;;
-*) echo "usage: $0 prepare | run [tests] [bench P:T...] [ncu P:T...]" >&2; exit 2 ;;
+*) echo "usage: $0 prepare | run [tests] [bench P:T...] [ncu P:T...] [steptime P:T...]" >&2; exit 2 ;;
 esac
