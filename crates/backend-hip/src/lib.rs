@@ -113,7 +113,7 @@ pub struct HipBackend {
     /// The decode step being captured, if any.
     capture: std::sync::Mutex<Option<replay::Capture>>,
     /// `[position, token]` of the step a recorded pass replays.
-    step: std::sync::Mutex<Option<DeviceBuffer<u32>>>,
+    step: std::sync::Mutex<DeviceBuffer<u32>>,
     /// The host side of the last copy into `step` (kept until it has run).
     step_host: std::sync::Mutex<Box<[u32; 2]>>,
     /// Device buffers for the picked ids of `select_tokens`: sampled rows,
@@ -148,6 +148,7 @@ impl HipBackend {
             kernels.origins()
         );
         let total = device.mem_info().map(|(_, t)| t).unwrap_or(0);
+        let step = DeviceBuffer::alloc(&device, 2).map_err(|e| GpuUnavailable(e.to_string()))?;
         Ok(HipBackend {
             device,
             stream,
@@ -165,7 +166,7 @@ impl HipBackend {
                 std::env::var_os("ROCMFORGE_GPU_NO_GRAPH").is_none_or(|v| v != "1"),
             ),
             capture: std::sync::Mutex::new(None),
-            step: std::sync::Mutex::new(None),
+            step: std::sync::Mutex::new(step),
             step_host: std::sync::Mutex::new(Box::new([0; 2])),
             id_scratch: std::sync::Mutex::new(None),
             graph_counts: replay::GraphCounts::default(),
@@ -356,11 +357,7 @@ impl HipBackend {
             if positions != [pos as u32] {
                 self.refuse_capture("rope at other positions")?;
             }
-            let step = self.step_buffer()?;
-            let Some(step) = step.as_ref() else {
-                return Err(shape("rope", "step buffer missing".into()));
-            };
-            return f(step);
+            return f(&self.step_buffer());
         }
         let mut cached = self.positions.lock().unwrap_or_else(|p| p.into_inner());
         if cached.as_ref().is_none_or(|(host, _)| host != positions) {
@@ -575,10 +572,6 @@ impl Backend for HipBackend {
             if ids != [token] {
                 return self.refuse_capture("get_rows of other ids");
             }
-            let step = self.step_buffer()?;
-            let Some(step) = step.as_ref() else {
-                return Err(shape("get_rows", "step buffer missing".into()));
-            };
             return self
                 .kernels
                 .get_rows(
@@ -587,7 +580,7 @@ impl Backend for HipBackend {
                     &table.data,
                     n_rows,
                     k,
-                    step,
+                    &self.step_buffer(),
                     1..2,
                     &mut out.buf,
                 )
@@ -919,14 +912,11 @@ impl Backend for HipBackend {
         let holder = out.buf.device_ptr();
         let step = if dyn_pos {
             self.capture_note(cache.n_ctx, Some((p, self.kernels.attention_splits(&p))));
-            Some(self.step_buffer()?)
+            Some(self.step_buffer())
         } else {
             None
         };
-        let dyn_buf = step.as_ref().and_then(|s| s.as_ref());
-        if dyn_pos && dyn_buf.is_none() {
-            return Err(shape("attention", "step buffer missing".into()));
-        }
+        let dyn_buf = step.as_deref();
         self.emitting_q8(emit, holder, out.cols, |q8| {
             self.kernels
                 .attention(

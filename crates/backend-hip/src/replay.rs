@@ -158,34 +158,21 @@ impl HipBackend {
         self.capture.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The `[position, token]` buffer the captured kernels read (allocated
-    /// on first use).
-    pub(crate) fn step_buffer(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, Option<DeviceBuffer<u32>>>> {
-        let mut step = self.step.lock().unwrap_or_else(|p| p.into_inner());
-        if step.is_none() {
-            *step = Some(DeviceBuffer::alloc(&self.device, 2).map_err(dev_err)?);
-        }
-        Ok(step)
+    /// The `[position, token]` buffer the captured kernels read.
+    pub(crate) fn step_buffer(&self) -> std::sync::MutexGuard<'_, DeviceBuffer<u32>> {
+        self.step.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn write_step(&self, pos: usize, token: u32) -> Result<()> {
         let pos = u32::try_from(pos)
             .map_err(|_| BackendError::Device(format!("position {pos} does not fit 32 bits")))?;
-        let mut step = self.step_buffer()?;
+        let mut step = self.step_buffer();
         let mut host = self.step_host.lock().unwrap_or_else(|p| p.into_inner());
         **host = [pos, token];
-        match step.as_mut() {
-            // SAFETY: the source is the backend's own `step_host`, changed
-            // only here and at the next step, after the token of this one
-            // was read back (a synchronisation of the stream, which has then
-            // run the copy).
-            Some(b) => {
-                unsafe { b.copy_from_host_async(&self.stream, 0, &host[..]) }.map_err(dev_err)
-            }
-            None => Err(BackendError::Device("step buffer missing".into())),
-        }
+        // SAFETY: the source is the backend's own `step_host`, changed only
+        // here and at the next step, after the token of this one was read
+        // back (a synchronisation of the stream, which has then run the copy).
+        unsafe { step.copy_from_host_async(&self.stream, 0, &host[..]) }.map_err(dev_err)
     }
 
     fn generations(&self) -> (u64, u64) {
@@ -226,10 +213,9 @@ impl HipBackend {
         }
         if let State::Ready(rec) = &mut graph.state {
             if self.replays_at(rec, pos) {
-                self.write_step(pos, token)?;
-                rec.graph.launch(&self.stream).map_err(dev_err)?;
+                let id = self.launch_recorded(rec, pos, token, select)?;
                 self.graph_counts.replayed.fetch_add(1, Ordering::Relaxed);
-                return Ok(self.pick(&mut rec.logits, select)?);
+                return Ok(id);
             }
         }
         match graph.state {
@@ -244,11 +230,9 @@ impl HipBackend {
         }
         // The old recording (if any) goes before its replacement is made.
         graph.state = State::Warm;
-        match self.record(token, pos, &mut pass)? {
+        match self.record(token, pos, &mut pass) {
             Recording::Made(mut rec) => {
-                self.write_step(pos, token)?;
-                rec.graph.launch(&self.stream).map_err(dev_err)?;
-                let id = self.pick(&mut rec.logits, select)?;
+                let id = self.launch_recorded(&mut rec, pos, token, select)?;
                 self.graph_counts.recorded.fetch_add(1, Ordering::Relaxed);
                 graph.state = State::Ready(rec);
                 Ok(id)
@@ -263,13 +247,26 @@ impl HipBackend {
         }
     }
 
+    /// Run `rec` for `token` at `pos` and pick the next token.
+    fn launch_recorded(
+        &self,
+        rec: &mut Recorded,
+        pos: usize,
+        token: u32,
+        select: &TokenSelect,
+    ) -> Result<u32> {
+        self.write_step(pos, token)?;
+        rec.graph.launch(&self.stream).map_err(dev_err)?;
+        self.pick(&mut rec.logits, select)
+    }
+
     /// Capture `pass` at `pos` with `token` (nothing runs on the device).
     fn record<E>(
         &self,
         token: u32,
         pos: usize,
         pass: &mut impl FnMut() -> std::result::Result<HipTensor, E>,
-    ) -> std::result::Result<Recording, E> {
+    ) -> Recording {
         let before = self.generations();
         // The captured pass must not rely on an 8-bit row made before it.
         self.forget_q8();
@@ -298,36 +295,36 @@ impl HipBackend {
         let cap = self.capture_lock().take();
         self.forget_q8();
         let Some(cap) = cap else {
-            return Ok(Recording::Off);
+            return Recording::Off;
         };
         if let Some(op) = cap.refused {
             tracing::debug!("decode steps run op by op: {op} cannot be recorded");
-            return Ok(Recording::Off);
+            return Recording::Off;
         }
         if failed {
             // Running it op by op reports the pass's own error.
-            return Ok(Recording::Retry);
+            return Recording::Retry;
         }
         let graph = match made {
             Ok(g) => g,
             Err(e) => {
                 tracing::debug!("decode steps run op by op: recording failed: {e}");
-                return Ok(Recording::Off);
+                return Recording::Off;
             }
         };
         match out {
             // A scratch buffer replaced while capturing: launches before it
             // point into freed memory.
-            Some(_) if self.generations() != before => Ok(Recording::Retry),
-            Some(logits) if pos < cap.pos_limit => Ok(Recording::Made(Box::new(Recorded {
+            Some(_) if self.generations() != before => Recording::Retry,
+            Some(logits) if pos < cap.pos_limit => Recording::Made(Box::new(Recorded {
                 graph,
                 logits,
                 _arena: cap.arena,
                 pos_limit: cap.pos_limit,
                 plans: cap.plans,
                 generation: before,
-            }))),
-            _ => Ok(Recording::Off),
+            })),
+            _ => Recording::Off,
         }
     }
 }
