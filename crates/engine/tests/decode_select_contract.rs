@@ -11,22 +11,8 @@ use backend_core::{
 };
 use engine::{CpuBackend, Engine, EngineOptions, SamplingOptions};
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-fn fixture() -> PathBuf {
-    let dir = std::env::var_os("ROCMFORGE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"));
-    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "fixture {} not found: run `cargo xtask fixtures`",
-        path.display()
-    );
-    path
-}
 
 /// The CPU backend, selecting tokens "on the backend" (from its own logits
 /// by the reference rule) and running each decode pass twice; optionally
@@ -186,7 +172,7 @@ impl Backend for PassTwice {
 
 #[test]
 fn a_pass_run_twice_per_step_generates_what_the_cpu_generates() {
-    let path = fixture();
+    let path = test_fixtures::fixture(test_fixtures::SMOLLM2);
     let opts = EngineOptions {
         n_ctx: Some(128),
         threads: Some(1),
