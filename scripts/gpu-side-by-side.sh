@@ -13,7 +13,8 @@
 #       `llama-bench -ngl 99 -fa 1 -p 512 -n 128 -r 2` and
 #       `rocmforge bench -p 512 -n 128 -r 2 --device gpu` on the same file
 #       (ALSO="VAR=1 …": ours again with each variable set). A llama.cpp
-#       already built in this machine's /tmp is reused.
+#       already built in this machine's /tmp is reused, and one packed by an
+#       earlier call (LLBIN_PACK=1, see `run`) is unpacked instead of built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=$PWD/.device-carry
@@ -52,19 +53,25 @@ PY
 run)
   shift
   [ $# -gt 0 ] || set -- 1b:q4_k_m 1b:q4_0 8b:q4_k_m
-  # A llama.cpp build brought back from an earlier call (LLBIN_PACK below),
-  # unpacked into .llcuda-bin/ and carried, saves the 4-5 minute build.
+  # A llama.cpp build brought back from an earlier call (LLBIN_PACK below)
+  # and carried as .llcuda-bin/llcuda-bin.tar.xz is unpacked where it was
+  # built (its libraries are found there), saving the 4-5 minute build.
   LLBIN=/tmp/llcuda/bin
-  if [ -x "$PWD/.llcuda-bin/bin/llama-bench" ]; then
-    LLBIN=$PWD/.llcuda-bin/bin
-    export LD_LIBRARY_PATH=$LLBIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  elif [ ! -x "$LLBIN/llama-bench" ]; then
+  if [ ! -x "$LLBIN/llama-bench" ] && [ -f "$PWD/.llcuda-bin/llcuda-bin.tar.xz" ]; then
+    mkdir -p /tmp/llcuda
+    xz -dc "$PWD/.llcuda-bin/llcuda-bin.tar.xz" | tar -C /tmp/llcuda -xf -
+  fi
+  if [ ! -x "$LLBIN/llama-bench" ]; then
     bash "$D/llamacpp-cuda.sh" build "$PWD/.llcuda" > /tmp/llbuild.log 2>&1 || { tail -20 /tmp/llbuild.log; exit 1; }
-    # LLBIN_PACK=1: the built tools, compressed, into $OUT for the next call.
+    # LLBIN_PACK=1: the built tools, compressed, into $OUT for the next call,
+    # in parts of 15 MiB (files coming back are limited to 16 MiB each).
+    # Here: cat llcuda-bin.tar.xz.part-* > .llcuda-bin/llcuda-bin.tar.xz
+    # (about 43 MB), then carry .device-carry and .llcuda-bin.
     if [ "${LLBIN_PACK:-0}" = 1 ] && [ -n "${OUT:-}" ]; then
-      tar -C /tmp/llcuda -cf - bin | xz -T0 -6 > "$OUT/llcuda-bin.tar.xz" || true
+      tar -C /tmp/llcuda -cf - bin | xz -T0 -6 | split -b 15M - "$OUT/llcuda-bin.tar.xz.part-" || true
     fi
   fi
+  export LD_LIBRARY_PATH=$LLBIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   for spec in "$@"; do
     preset=${spec%%:*}; ty=${spec#*:}; f=/tmp/$preset-$ty.gguf
     "$D/xtask" synth-model --preset "$preset" --type "$ty" --tokenizer "$D/tokenizer.gguf" --out "$f" | tail -1
