@@ -72,9 +72,7 @@ impl HipBackend {
         {
             return Ok(false);
         }
-        if self.capture_step().is_some() {
-            self.capture_note(n_ctx, Some((p, 1)));
-        }
+        self.capture_note(n_ctx, Some((p, 1)));
         let emit = hd.is_multiple_of(32) && self.emits_q8(out, out.cols);
         let holder = out.buf.device_ptr();
         self.with_positions(positions, |pos| {
