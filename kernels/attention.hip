@@ -243,6 +243,127 @@ extern "C" __global__ void __launch_bounds__(RF_DEC_WAVES * RF_WAVE)
                                softcap, oq, ds, none, nullptr, nullptr, nullptr, nullptr);
 }
 
+// Few query rows, heads of 32 to RF_KG_MAX_DIM dims (a multiple of 32, rows
+// on 16-byte boundaries): one (head, query row) per block of RF_KG_THREADS.
+// The block's threads form groups of 8 lanes; a group owns one key at a
+// time, each lane 4 * (head_dim / 32) of its dims (float4 c * 8 + lane, so a
+// group's load instruction reads 128 contiguous bytes), and group g takes
+// keys lo + g, lo + g + RF_KG_GROUPS, ... two at a time, with both keys'
+// and both values' loads issued before any arithmetic: every key of a
+// context up to 2 * RF_KG_GROUPS is in flight at once (attention_decode_f32
+// walks its keys one wave-wide load after the other). Each group keeps its
+// own online softmax (max, sum, unnormalised output); the groups are merged
+// through shared memory at the end. oq, ods as attention_f32.
+#define RF_KG_THREADS 256
+#define RF_KG_GROUPS (RF_KG_THREADS / 8)
+#define RF_KG_MAX_DIM 128
+#define RF_KG_C (RF_KG_MAX_DIM / 32)
+
+RF_DEVICE float rf_group8_sum(float v) {
+    v += RF_SHFL_XOR(v, 4);
+    v += RF_SHFL_XOR(v, 2);
+    v += RF_SHFL_XOR(v, 1);
+    return v;
+}
+
+// Score of one key row (this lane's float4s kr[c * 8], c < nc) against q.
+RF_DEVICE float rf_kg_score(const float4* q, const float4* k, int nc, float scale, float softcap) {
+    float d = 0.0f;
+#pragma unroll
+    for (int c = 0; c < RF_KG_C; c++)
+        if (c < nc) d += q[c].x * k[c].x + q[c].y * k[c].y + q[c].z * k[c].z + q[c].w * k[c].w;
+    float s = rf_group8_sum(d) * scale;
+    if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
+    return s;
+}
+
+extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
+    attention_keygroups_f32(const float* __restrict__ q, const float* __restrict__ k,
+                            const float* __restrict__ v, float* __restrict__ out, int start_pos,
+                            int n_head, int n_kv, int head_dim, float scale, int window,
+                            float softcap, i8* __restrict__ oq, float2* __restrict__ ds,
+                            const u32* __restrict__ dyn_pos) {
+    RF_GRID_SYNC();
+    __shared__ float4 gacc[RF_KG_GROUPS][RF_KG_MAX_DIM / 4];
+    __shared__ float gm[RF_KG_GROUPS], gl[RF_KG_GROUPS];
+    if (dyn_pos) start_pos = (int)*dyn_pos;
+    const int h = blockIdx.x, row = blockIdx.y;
+    const int g = threadIdx.x >> 3, li = threadIdx.x & 7;
+    const int nc = head_dim >> 5;  // float4s per lane
+    const int pos = start_pos + row;
+    const int lo = window > 0 ? max(0, pos - window + 1) : 0;
+    const size_t q_stride = (size_t)n_head * head_dim, kv_stride = (size_t)n_kv * head_dim;
+    const int kvh = h / (n_head / n_kv);
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const float4* q4 = (const float4*)(q + row * q_stride + (size_t)h * head_dim) + li;
+    const float4* k4 = (const float4*)(k + (size_t)kvh * head_dim) + li;
+    const float4* v4 = (const float4*)(v + (size_t)kvh * head_dim) + li;
+    const size_t kv4 = kv_stride >> 2;  // float4s per cache row
+    float4 qv[RF_KG_C], acc[RF_KG_C];
+#pragma unroll
+    for (int c = 0; c < RF_KG_C; c++) {
+        qv[c] = c < nc ? q4[c * 8] : zero;
+        acc[c] = zero;
+    }
+    float m = RF_NEG_INF, l = 0.0f;
+    // The same trip count for every group (the score sums shuffle across
+    // the wave's groups); keys past pos are skipped after the shuffles.
+    for (int b = lo; b <= pos; b += 2 * RF_KG_GROUPS) {
+        const int j0 = b + g, j1 = j0 + RF_KG_GROUPS;
+        const bool has0 = j0 <= pos, has1 = j1 <= pos;
+        float4 ka[RF_KG_C], kb[RF_KG_C], va[RF_KG_C], vb[RF_KG_C];
+#pragma unroll
+        for (int c = 0; c < RF_KG_C; c++) {
+            ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
+            kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
+            va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
+            vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+        }
+        const float sa = rf_kg_score(qv, ka, nc, scale, softcap);
+        const float sb = rf_kg_score(qv, kb, nc, scale, softcap);
+        if (!has0) continue;  // then no key of this group is left (j1 > j0)
+        const float m_new = fmaxf(m, has1 ? fmaxf(sa, sb) : sa);
+        const float corr = expf(m - m_new);  // 0 for the first key (m = -inf)
+        const float pa = expf(sa - m_new), pb = has1 ? expf(sb - m_new) : 0.0f;
+        l = l * corr + pa + pb;
+#pragma unroll
+        for (int c = 0; c < RF_KG_C; c++) {
+            acc[c] = make_float4(acc[c].x * corr + pa * va[c].x + pb * vb[c].x,
+                                 acc[c].y * corr + pa * va[c].y + pb * vb[c].y,
+                                 acc[c].z * corr + pa * va[c].z + pb * vb[c].z,
+                                 acc[c].w * corr + pa * va[c].w + pb * vb[c].w);
+        }
+        m = m_new;
+    }
+#pragma unroll
+    for (int c = 0; c < RF_KG_C; c++)
+        if (c < nc) gacc[g][c * 8 + li] = acc[c];
+    if (li == 0) {
+        gm[g] = m;
+        gl[g] = l;
+    }
+    __syncthreads();
+    // Thread t < head_dim / 4 merges float4 t of the output; the first wave
+    // (all of its lanes) writes the 8-bit blocks.
+    const int t = threadIdx.x;
+    if (t >= RF_WAVE) return;
+    float mx = RF_NEG_INF;
+    for (int i = 0; i < RF_KG_GROUPS; i++) mx = fmaxf(mx, gm[i]);
+    const bool has = t < (head_dim >> 2);
+    float L = 0.0f;
+    float4 o = zero;
+    for (int i = 0; i < RF_KG_GROUPS; i++) {
+        if (gm[i] == RF_NEG_INF) continue;  // a group without keys
+        const float w = expf(gm[i] - mx);
+        L += w * gl[i];
+        if (has) o = rf_f4_axpy(w, gacc[i][t], o);
+    }
+    const float inv = 1.0f / L;
+    const float4 r = has ? make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv) : zero;
+    if (has) ((float4*)(out + row * q_stride + (size_t)h * head_dim))[t] = r;
+    if (oq) rf_q8_emit4(r, (h * head_dim >> 2) + t, has, oq, ds);
+}
+
 // One query row at position pos[0] whose query q and key k_new are not yet
 // rotated: both are rotated here (every dim; rope as rope_f32), the key and
 // the value row v_new are written to the cache (kc, vc: the layer's cache,

@@ -41,7 +41,7 @@ run)
       tests)
         for t in "$D"/tests/*; do
           echo "== $(basename "$t")"
-          "$t" --test-threads=1 > "$OUT/$(basename "$t").log" 2>&1 && tail -1 "$OUT/$(basename "$t").log" ||
+          timeout "${TEST_TIMEOUT:-240}" "$t" --test-threads=1 > "$OUT/$(basename "$t").log" 2>&1 && grep "test result" "$OUT/$(basename "$t").log" | tail -n 1 ||
             { echo FAILED; grep -E "panicked|error|FAILED|relative" "$OUT/$(basename "$t").log" | head -20; }
         done ;;
       bench|ncu|steptime) mode=$a ;;

@@ -413,8 +413,9 @@ fn attention_case<B: Backend>(
     rows: usize,
     spec: &AttnSpec,
 ) -> Vec<f32> {
-    let kvw = KV_HEADS * HEAD_DIM;
-    let mut cache = b.kv_cache(2, n_ctx, KV_HEADS, HEAD_DIM).unwrap();
+    let hd = spec.head_dim;
+    let kvw = KV_HEADS * hd;
+    let mut cache = b.kv_cache(2, n_ctx, KV_HEADS, hd).unwrap();
     // Earlier positions first, then the new rows, as a model does.
     let total = cached + rows;
     let kt = b.upload(k, total, kvw).unwrap();
@@ -422,13 +423,13 @@ fn attention_case<B: Backend>(
     b.kv_store(&mut cache, 1, &kt, &vt, 0..cached, 0).unwrap();
     b.kv_store(&mut cache, 1, &kt, &vt, cached..total, cached)
         .unwrap();
-    let qt = b.upload(q, rows + 2, HEADS * HEAD_DIM).unwrap();
-    let mut out = b.zeros(rows + 2, HEADS * HEAD_DIM).unwrap();
+    let qt = b.upload(q, rows + 2, HEADS * hd).unwrap();
+    let mut out = b.zeros(rows + 2, HEADS * hd).unwrap();
     // Query rows 1..=rows of the tensor (row 0 and the last are another sequence's).
     b.attention(&qt, &cache, 1, 1..rows + 1, cached, spec, &mut out)
         .unwrap();
     let all = b.download(&out).unwrap();
-    all[HEADS * HEAD_DIM..(rows + 1) * HEADS * HEAD_DIM].to_vec()
+    all[HEADS * hd..(rows + 1) * HEADS * hd].to_vec()
 }
 
 #[test]
@@ -500,11 +501,35 @@ fn attention_decode_and_prefill() {
             },
         ),
     ];
-    for (name, cached, rows, spec) in cases {
+    // Heads of 128 and 96 dims (four and three float4s per lane of the
+    // key-group decode kernel), decode rows from a short and a long context.
+    let wide = |head_dim: usize| AttnSpec {
+        head_dim,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+        ..spec
+    };
+    let more = [
+        ("attention decode head 128 at 5", 5, 1, wide(128)),
+        ("attention decode head 128 at 300", 300, 1, wide(128)),
+        ("attention 2 rows head 96 at 130", 130, 2, wide(96)),
+        (
+            "attention decode head 128 at 90, window 40, softcap 20",
+            90,
+            1,
+            AttnSpec {
+                sliding_window: Some(40),
+                softcap: Some(20.0),
+                ..wide(128)
+            },
+        ),
+        ("attention decode at 0", 0, 1, spec),
+    ];
+    for (name, cached, rows, spec) in cases.into_iter().chain(more) {
+        let hd = spec.head_dim;
         let total = cached + rows;
-        let q = rng.vec((rows + 2) * HEADS * HEAD_DIM, 1.0);
-        let k = rng.vec(total * KV_HEADS * HEAD_DIM, 1.0);
-        let v = rng.vec(total * KV_HEADS * HEAD_DIM, 1.0);
+        let q = rng.vec((rows + 2) * HEADS * hd, 1.0);
+        let k = rng.vec(total * KV_HEADS * hd, 1.0);
+        let v = rng.vec(total * KV_HEADS * hd, 1.0);
         let got = attention_case(g, &q, &k, &v, n_ctx, cached, rows, &spec);
         let want = attention_case(cpu(), &q, &k, &v, n_ctx, cached, rows, &spec);
         assert_close(name, &got, &want, 1e-4);

@@ -77,6 +77,7 @@ impl Module {
             module: self.clone(),
             raw,
             name: name.to_string(),
+            skipped: skipped_for_timing(name),
         })
     }
 }
@@ -96,6 +97,21 @@ pub struct Function {
     module: Arc<Module>,
     raw: Handle,
     name: String,
+    /// Never launched: named in `ROCMFORGE_GPU_SKIP_KERNELS` (see
+    /// [`skipped_for_timing`]).
+    skipped: bool,
+}
+
+/// Whether `name` starts with one of the comma-separated prefixes of
+/// `ROCMFORGE_GPU_SKIP_KERNELS`. A timing experiment only: launches of such
+/// kernels return at once, so results are wrong, and the time a step loses
+/// shows what those kernels cost where they run (docs/gpu.md).
+fn skipped_for_timing(name: &str) -> bool {
+    std::env::var("ROCMFORGE_GPU_SKIP_KERNELS").is_ok_and(|v| {
+        v.split(',')
+            .map(str::trim)
+            .any(|p| !p.is_empty() && name.starts_with(p))
+    })
 }
 
 // SAFETY: as for `Module`.
@@ -185,7 +201,7 @@ impl Function {
             )));
         }
         let (g, b) = (cfg.grid, cfg.block);
-        if g.0 == 0 || g.1 == 0 || g.2 == 0 {
+        if g.0 == 0 || g.1 == 0 || g.2 == 0 || self.skipped {
             return Ok(());
         }
         stream.device.bind()?;

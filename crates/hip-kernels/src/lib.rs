@@ -64,6 +64,11 @@ pub struct Kernels {
     /// `attention_f32` (a key row per thread) instead of
     /// `attention_decode_f32` (a key row per wave).
     old_attention: bool,
+    /// `ROCMFORGE_GPU_WAVE_ATTENTION=1`: few-row attention through
+    /// `attention_decode_f32` (a key row per wave, keys one after the
+    /// other) where `attention_keygroups_f32` (a key per 8 lanes, every
+    /// group's keys in flight at once) would run.
+    wave_attention: bool,
     /// f16 copies of the weight and of the activations for `gemm_f16_tn`.
     gemm_scratch: Mutex<Option<(DeviceBuffer<u16>, DeviceBuffer<u16>)>>,
     /// Partial outputs and (max, sum) pairs of `attention_split_f32`.
@@ -143,6 +148,10 @@ const MM_TOKENS: usize = 8;
 const ATT_TILE_ROWS: usize = 16;
 /// Waves per block of `attention_decode_f32` (RF_DEC_WAVES).
 const ATT_DECODE_WAVES: usize = 4;
+/// Threads per block of `attention_keygroups_f32` (`RF_KG_THREADS`).
+const ATT_KEYGROUPS_THREADS: usize = 256;
+/// Largest head of `attention_keygroups_f32` (`RF_KG_MAX_DIM`).
+const ATT_KEYGROUPS_MAX_HEAD_DIM: usize = 128;
 const ATT_TILE_MAX_HEAD_DIM: usize = 128;
 /// Tokens and weight rows per block of the `matmul_mma_*` kernels.
 const MMA_TILE_TOKENS: usize = 64;
@@ -239,6 +248,7 @@ impl Kernels {
                 _ => 0,
             },
             old_attention: env_flag("ROCMFORGE_GPU_OLD_ATTENTION"),
+            wave_attention: env_flag("ROCMFORGE_GPU_WAVE_ATTENTION"),
             gemm_scratch: Mutex::new(None),
             attn_scratch: Mutex::new(None),
             scratch_generation: AtomicU64::new(0),
@@ -857,7 +867,14 @@ impl Kernels {
                 && p.head_dim.is_multiple_of(4)
                 && p.head_dim <= 4 * wave
                 && aligned16;
-            let (name, block, shared_bytes) = if per_wave {
+            // A key per group of 8 lanes for heads of 32..=128 dims.
+            let key_groups = per_wave
+                && !self.wave_attention
+                && p.head_dim.is_multiple_of(32)
+                && p.head_dim <= ATT_KEYGROUPS_MAX_HEAD_DIM;
+            let (name, block, shared_bytes) = if key_groups {
+                ("attention_keygroups_f32", ATT_KEYGROUPS_THREADS, 0)
+            } else if per_wave {
                 ("attention_decode_f32", ATT_DECODE_WAVES * wave, 0)
             } else {
                 ("attention_f32", ATT_THREADS as usize, shared_bytes)
@@ -877,12 +894,14 @@ impl Kernels {
             .ptr(oq)
             .ptr(ods)
             .ptr(dyn_ptr);
-            // SAFETY: matches `attention_decode_f32` and `attention_f32`
-            // (same parameters); lengths (with offsets) checked above; the
-            // first kernel only with every row 16-byte aligned (pointers
-            // checked, head_dim a multiple of 4) and at most 4 values per
-            // lane, the second with the shared memory size it indexes; the
-            // 8-bit buffers by `Q8Out::check`.
+            // SAFETY: matches `attention_keygroups_f32`,
+            // `attention_decode_f32` and `attention_f32` (same parameters);
+            // lengths (with offsets) checked above; the first two only with
+            // every row 16-byte aligned (pointers checked, head_dim a
+            // multiple of 4), the first with head_dim a multiple of 32 up to
+            // its static bound, the second with at most 4 values per lane,
+            // the third with the shared memory size it indexes; the 8-bit
+            // buffers by `Q8Out::check`.
             return unsafe { self.f(name)?.launch(stream, cfg, &args) };
         }
         let parts = blocks_1 * splits;
@@ -1364,6 +1383,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             "attention_f32".into(),
             "attention_split_f32".into(),
             "attention_decode_f32".into(),
+            "attention_keygroups_f32".into(),
             "attention_decode_rope_f32".into(),
             "attention_combine_f32".into(),
             "attention_tiled_f32".into(),
