@@ -8,6 +8,7 @@
 #include "compat.h"
 #include "common.h"
 #include "quant.h"
+#include "norm.h"
 
 // x (n values, n a multiple of 32) -> q (n signed bytes) and, per block of
 // 32, ds = (d, d * sum q) with d = max|x| / 127. One thread per value; the
@@ -184,6 +185,32 @@ RF_DEVICE void rf_matvec_store_n(float* acc, const int* r, const int* N, float* 
         int N1, int N2, float *Y0, float *Y1, float *Y2, int row_bytes, int K,                    \
         const int *__restrict__ xq, const float2 *__restrict__ ds, int wpr
 
+// The optional tail of a one-weight mat-vec (CNT not null): once every block
+// has stored its rows of y = Y0 (N0 values), the last block to finish does
+// x += y; h = RMS norm of x * NW (eps) with the 8-bit form of h into NQ/NDS,
+// which are the launch's own activation buffers xq/ds: every block has read
+// its activations before it counts itself done. That is add_rms_norm_f32
+// without a launch of its own. CNT (one counter) is 0 before a launch and
+// is left 0 by the last block, so a recorded launch replays.
+#define RF_MV_TAIL_ARGS                                                                          \
+    , float *RX, const float *__restrict__ NW, float eps, float *NH, i8 *NQ, float2 *NDS,        \
+        u32 *CNT
+#define RF_MV_TAIL() rf_mv_norm_tail(Y0, N0, RX, NW, eps, NH, NQ, NDS, CNT)
+
+RF_DEVICE void rf_mv_norm_tail(const float* y, int n, float* x, const float* __restrict__ w,
+                               float eps, float* h, i8* hq, float2* hds, u32* cnt) {
+    if (!cnt) return;
+    __shared__ u32 ticket;
+    __threadfence();  // this thread's stores of y, before the block counts itself done
+    __syncthreads();
+    if (threadIdx.x == 0) ticket = atomicAdd(cnt, 1u);
+    __syncthreads();
+    if (ticket != gridDim.x - 1) return;
+    __threadfence();  // every other block's y is visible from here
+    rf_rms_norm_group<true>(x, y, w, n, eps, h, hq, hds);
+    if (threadIdx.x == 0) *cnt = 0u;
+}
+
 // Weight, output, row count and local row of grid row `rg` (past the end:
 // weight 0 with r = N, which no kernel reads or writes).
 RF_DEVICE void rf_mv_pick(int rg, const u8* W0, const u8* W1, const u8* W2, int N0, int N1, int N2,
@@ -251,7 +278,7 @@ RF_DEVICE void rf_tile_store(uint4 (*st)[SW], int tw, int lane, uint4 (*pre)[LW]
 }
 
 #define RF_MATVEC(name, vdot)                                                             \
-    extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                       \
+    extern "C" __global__ void matvec_##name(RF_MV_ARGS RF_MV_TAIL_ARGS) {                                       \
         RF_GRID_SYNC();                                                                          \
         const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;                    \
         const int sub = wave % wpr;                                                              \
@@ -262,6 +289,7 @@ RF_DEVICE void rf_tile_store(uint4 (*st)[SW], int tw, int lane, uint4 (*pre)[LW]
         _Pragma("unroll 4") for (int c = sub * RF_WAVE + lane; c < nb; c += wpr * RF_WAVE)      \
             acc += vdot(row, c, xq + c * 8, ds[c]);                                              \
         rf_matvec_store(acc, r, N, sub, wpr, Y);                                                 \
+        RF_MV_TAIL();                                                                            \
     }
 
 RF_MATVEC(q4_0, rf_vdot_q4_0)
@@ -348,9 +376,10 @@ RF_DEVICE void rf_q4_k_wide(RF_MV_ARGS) {
     rf_matvec_store_n<RPW>(acc, rs, ns, ys, sub, wpr);
 }
 
-extern "C" __global__ void matvec_q4_k_wide(RF_MV_ARGS) {
+extern "C" __global__ void matvec_q4_k_wide(RF_MV_ARGS RF_MV_TAIL_ARGS) {
     RF_GRID_SYNC();
     rf_q4_k_wide<1>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+    RF_MV_TAIL();
 }
 
 // Q6_K rows staged through shared memory. Q6_K blocks (210 bytes) are only
@@ -500,13 +529,15 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
     rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
 }
 
-extern "C" __global__ void matvec_q6_k_staged(RF_MV_ARGS) {
+extern "C" __global__ void matvec_q6_k_staged(RF_MV_ARGS RF_MV_TAIL_ARGS) {
     RF_GRID_SYNC();
     rf_q6_k_staged<1>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+    RF_MV_TAIL();
 }
-extern "C" __global__ void matvec_q6_k_staged2(RF_MV_ARGS) {
+extern "C" __global__ void matvec_q6_k_staged2(RF_MV_ARGS RF_MV_TAIL_ARGS) {
     RF_GRID_SYNC();
     rf_q6_k_staged<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+    RF_MV_TAIL();
 }
 
 // Q4_K, one sub-block pair per lane: the four lanes of a super-block each
@@ -597,13 +628,15 @@ RF_DEVICE void rf_q4_k_pair(RF_MV_ARGS) {
     rf_matvec_store(acc, r, N, sub, wpr, Y);
 }
 
-extern "C" __global__ void matvec_q4_k_pair2(RF_MV_ARGS) {
+extern "C" __global__ void matvec_q4_k_pair2(RF_MV_ARGS RF_MV_TAIL_ARGS) {
     RF_GRID_SYNC();
     rf_q4_k_pair<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+    RF_MV_TAIL();
 }
-extern "C" __global__ void matvec_q4_k_pair4(RF_MV_ARGS) {
+extern "C" __global__ void matvec_q4_k_pair4(RF_MV_ARGS RF_MV_TAIL_ARGS) {
     RF_GRID_SYNC();
     rf_q4_k_pair<4>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+    RF_MV_TAIL();
 }
 
 // rf_q4_k_pair for R rows per wave (group): per pass the activations are
@@ -664,13 +697,15 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS) {
     rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
 }
 
-extern "C" __global__ void matvec_q4_k_rows2(RF_MV_ARGS) {
+extern "C" __global__ void matvec_q4_k_rows2(RF_MV_ARGS RF_MV_TAIL_ARGS) {
     RF_GRID_SYNC();
     rf_q4_k_rows<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+    RF_MV_TAIL();
 }
-extern "C" __global__ void matvec_q4_k_rows4(RF_MV_ARGS) {
+extern "C" __global__ void matvec_q4_k_rows4(RF_MV_ARGS RF_MV_TAIL_ARGS) {
     RF_GRID_SYNC();
     rf_q4_k_rows<4>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
+    RF_MV_TAIL();
 }
 
 // Q4_0 and Q8_0 rows staged through shared memory. Their blocks (18 and 34
@@ -767,10 +802,11 @@ RF_DEVICE void rf_legacy_staged(RF_MV_ARGS) {
 }
 
 #define RF_LEGACY_STAGED(name, BB, TB, R)                                                    \
-    extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                    \
+    extern "C" __global__ void matvec_##name(RF_MV_ARGS RF_MV_TAIL_ARGS) {                                    \
         RF_GRID_SYNC();                                                                       \
         rf_legacy_staged<BB, TB, R>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, \
                                     wpr);                                                    \
+        RF_MV_TAIL();                                                                         \
     }
 RF_LEGACY_STAGED(q4_0_staged, 18, 128, 1)
 RF_LEGACY_STAGED(q4_0_staged2, 18, 128, 2)

@@ -108,6 +108,26 @@ pub trait Backend: Send + Sync {
         self.add(x, y)?;
         self.rms_norm(x, weight, group, eps, out)
     }
+    /// `y = a · wᵀ` ([`Backend::matmul`] into `y`), then
+    /// [`Backend::add_rms_norm`]`(x, y, weight, x.cols, eps, out)`: a layer's
+    /// output projection, its residual add and the next norm, which a
+    /// backend may run as one launch. `y` receives the projection (the
+    /// default needs it; a fused backend may leave it unspecified).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_add_rms_norm(
+        &self,
+        w: &Self::Weight,
+        a: &Self::Tensor,
+        y: &mut Self::Tensor,
+        x: &mut Self::Tensor,
+        weight: Option<&Self::Weight>,
+        eps: f32,
+        out: &mut Self::Tensor,
+    ) -> Result<()> {
+        self.matmul(w, a, y)?;
+        let (_, cols) = self.shape(x);
+        self.add_rms_norm(x, y, weight, cols, eps, out)
+    }
     /// RMS-normalise groups of `group` consecutive columns of each row (`group
     /// == cols` for a whole-row norm, `head_dim` for per-head Q/K norms), then
     /// multiply by `weight` (length `group`) if given.

@@ -103,6 +103,13 @@ pub struct HipBackend {
     /// `ROCMFORGE_GPU_NO_Q8_FUSE=1`: norms and GLU do not write the 8-bit
     /// row of the decode mat-vec (each mat-vec quantizes; for comparisons).
     no_q8_fuse: bool,
+    /// `ROCMFORGE_GPU_NO_NORM_TAIL=1`: a decode step's output projections
+    /// and the residual add + norm after them run as two launches instead
+    /// of one (`matmul_add_rms_norm`; for comparisons).
+    no_norm_tail: bool,
+    /// The finished-block counter of the mat-vec norm tail (0 between
+    /// launches; see `kernels/matvec.hip`).
+    tail_counter: DeviceBuffer<u32>,
     /// Whether a decode row's RoPE, cache write and attention run as one
     /// launch (`fused`; off unless `ROCMFORGE_GPU_FUSED_ATTENTION=1`:
     /// measured slower than the two launches, see docs/gpu.md).
@@ -149,6 +156,8 @@ impl HipBackend {
         );
         let total = device.mem_info().map(|(_, t)| t).unwrap_or(0);
         let step = DeviceBuffer::alloc(&device, 2).map_err(|e| GpuUnavailable(e.to_string()))?;
+        let tail_counter =
+            DeviceBuffer::from_host(&stream, &[0u32]).map_err(|e| GpuUnavailable(e.to_string()))?;
         Ok(HipBackend {
             device,
             stream,
@@ -159,6 +168,8 @@ impl HipBackend {
             q8_scratch: std::sync::Mutex::new(q8::Q8Scratch::default()),
             f32_matvec: std::env::var_os("ROCMFORGE_GPU_F32_MATVEC").is_some_and(|v| v == "1"),
             no_q8_fuse: std::env::var_os("ROCMFORGE_GPU_NO_Q8_FUSE").is_some_and(|v| v == "1"),
+            no_norm_tail: std::env::var_os("ROCMFORGE_GPU_NO_NORM_TAIL").is_some_and(|v| v == "1"),
+            tail_counter,
             fused_attention: std::sync::atomic::AtomicBool::new(
                 std::env::var_os("ROCMFORGE_GPU_FUSED_ATTENTION").is_some_and(|v| v == "1"),
             ),
@@ -264,7 +275,7 @@ impl HipBackend {
         }
         for (format, mut parts) in pending {
             self.kernels
-                .matvec_q8_multi(&self.stream, format, &mut parts, k, q, ds)
+                .matvec_q8_multi(&self.stream, format, &mut parts, k, q, ds, None)
                 .map_err(dev_err)?;
         }
         scratch.set_holder(&x.buf, k);
@@ -708,6 +719,62 @@ impl Backend for HipBackend {
                 )
                 .map_err(dev_err)
         })
+    }
+
+    fn matmul_add_rms_norm(
+        &self,
+        w: &HipWeight,
+        a: &HipTensor,
+        y: &mut HipTensor,
+        x: &mut HipTensor,
+        weight: Option<&HipWeight>,
+        eps: f32,
+        out: &mut HipTensor,
+    ) -> Result<()> {
+        let n = w.rows();
+        let one_launch = !self.no_norm_tail
+            && weight.is_some()
+            && self.takes_matvec_q8(w, a)
+            && w.cols() == a.cols
+            && (y.rows, y.cols) == (1, n)
+            && (x.rows, x.cols) == (1, n)
+            && self.emits_q8(out, n);
+        if !one_launch {
+            self.matmul(w, a, y)?;
+            return self.add_rms_norm(x, y, weight, n, eps, out);
+        }
+        let norm_w = self
+            .norm_args("matmul_add_rms_norm", x, weight, n, out)?
+            .ok_or_else(|| shape("matmul_add_rms_norm", "no norm weight".into()))?;
+        let k = a.cols;
+        let mut scratch = self.q8();
+        // Room for the input's row and for the output's (the tail writes
+        // the latter over the former); growing forgets the input's.
+        scratch.buffers(&self.device, k.max(n))?;
+        let ready = scratch.holds(&a.buf, k);
+        let (q, ds) = scratch.buffers(&self.device, k.max(n))?;
+        if !ready {
+            self.kernels
+                .quantize_q8(&self.stream, &a.buf, k, q, ds)
+                .map_err(dev_err)?;
+        }
+        let tail = hip_kernels::NormTail {
+            x: &mut x.buf,
+            weight: norm_w,
+            eps,
+            out: &mut out.buf,
+            counter: &self.tail_counter,
+        };
+        let part = MatvecPart {
+            w: &w.data,
+            n,
+            y: &mut y.buf,
+        };
+        self.kernels
+            .matvec_q8_multi(&self.stream, w.format, &mut [part], k, q, ds, Some(tail))
+            .map_err(dev_err)?;
+        scratch.set_holder(&out.buf, n);
+        Ok(())
     }
 
     fn layer_norm(

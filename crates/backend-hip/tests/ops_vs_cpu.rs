@@ -1107,3 +1107,101 @@ fn steps_through<B: Backend>(
     }
     (outs, unrotated)
 }
+
+/// `x += W·a` and the next RMS norm with its 8-bit row (`h`) as one
+/// decode step does them: `ops(fused)` runs the mat-vec with its
+/// residual-add + norm tail (`matmul_add_rms_norm`, one launch) or the two
+/// ops apart, then a mat-vec of `h` (which reads the 8-bit row the tail
+/// left). Returns (x, h, W2·h).
+#[allow(clippy::too_many_arguments)]
+fn project_norm_case<B: Backend>(
+    b: &B,
+    w: &B::Weight,
+    w2: &B::Weight,
+    nw: &B::Weight,
+    a: &[f32],
+    x0: &[f32],
+    fused: bool,
+) -> [Vec<f32>; 3] {
+    let n = x0.len();
+    let at = b.upload(a, 1, a.len()).unwrap();
+    let mut x = b.upload(x0, 1, n).unwrap();
+    let mut y = b.output(1, n).unwrap();
+    let mut h = b.output(1, n).unwrap();
+    if fused {
+        b.matmul_add_rms_norm(w, &at, &mut y, &mut x, Some(nw), 1e-5, &mut h)
+            .unwrap();
+    } else {
+        b.matmul(w, &at, &mut y).unwrap();
+        b.add_rms_norm(&mut x, &y, Some(nw), n, 1e-5, &mut h)
+            .unwrap();
+    }
+    let mut z = b.output(1, 64).unwrap();
+    b.matmul(w2, &h, &mut z).unwrap();
+    [
+        b.download(&x).unwrap(),
+        b.download(&h).unwrap(),
+        b.download(&z).unwrap(),
+    ]
+}
+
+/// The output projection with the residual add and the next norm in one
+/// launch (the mat-vec's last block does the norm) equals the separate
+/// ops on the GPU and the CPU: every 8-bit mat-vec format, a short row
+/// count (one block) and a long one (hundreds of blocks), run repeatedly
+/// (the block counter must be back at 0 after each launch).
+#[test]
+fn matmul_add_rms_norm_equals_the_separate_ops() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(0x7a11);
+    for (k, n) in [(512usize, 96usize), (1024, 4096)] {
+        let a = rng.vec(k, 1.0);
+        let x0 = rng.vec(n, 2.0);
+        let norm_w = rng.vec(n, 1.0);
+        let w2v = rng.vec(64 * n, 1.0);
+        let nb = f32_bytes(&norm_w);
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+        ] {
+            let (Some(bytes), Some(b2)) = (
+                quantized(ty, &rng.vec(n * k, 1.0)),
+                quantized(GgmlType::Q8_0, &w2v),
+            ) else {
+                continue;
+            };
+            let name = format!("matmul_add_rms_norm {} {n}x{k}", ty.name());
+            let on_gpu = |fused: bool| {
+                let w = g.load_weight(&view("w", ty, k, n, &bytes)).unwrap();
+                let w2 = g
+                    .load_weight(&view("w2", GgmlType::Q8_0, n, 64, &b2))
+                    .unwrap();
+                let nw = g.load_weight(&view("n", GgmlType::F32, n, 1, &nb)).unwrap();
+                project_norm_case(g, &w, &w2, &nw, &a, &x0, fused)
+            };
+            let c = cpu();
+            let want = {
+                let w = c.load_weight(&view("w", ty, k, n, &bytes)).unwrap();
+                let w2 = c
+                    .load_weight(&view("w2", GgmlType::Q8_0, n, 64, &b2))
+                    .unwrap();
+                let nw = c.load_weight(&view("n", GgmlType::F32, n, 1, &nb)).unwrap();
+                project_norm_case(c, &w, &w2, &nw, &a, &x0, true)
+            };
+            let apart = on_gpu(false);
+            for rep in 0..3 {
+                let got = on_gpu(true);
+                // The residual add is the same mat-vec result added the same
+                // way: equal to the bit.
+                assert_eq!(got[0], apart[0], "{name}: residual row, run {rep}");
+                assert_close(&format!("{name} h vs apart"), &got[1], &apart[1], 1e-5);
+                assert_close(&format!("{name} W2·h vs apart"), &got[2], &apart[2], 1e-2);
+                assert_close(&format!("{name} x vs cpu"), &got[0], &want[0], 2e-2);
+                assert_close(&format!("{name} h vs cpu"), &got[1], &want[1], 2e-2);
+                assert_close(&format!("{name} W2·h vs cpu"), &got[2], &want[2], 3e-2);
+            }
+        }
+    }
+}

@@ -363,16 +363,30 @@ impl<B: Backend> Model<B> {
                     be.attention_batch(&q, &seqs, il, &spec, &mut attn)?;
                 }
             }
-            be.matmul(&layer.wo, &attn, &mut o)?;
             if let Some(n) = &layer.post_attn_norm {
+                be.matmul(&layer.wo, &attn, &mut o)?;
                 self.norm(&o, n, &mut h)?;
                 be.add(&mut x, &h)?;
                 self.norm(&x, &layer.ffn_norm, &mut h)?;
             } else {
-                self.residual_norm(&mut x, &o, &layer.ffn_norm, &mut h)?;
+                self.project_residual_norm(
+                    &layer.wo,
+                    &attn,
+                    &mut o,
+                    &mut x,
+                    &layer.ffn_norm,
+                    &mut h,
+                )?;
             }
 
-            // Feed-forward (its norm is already in `h`).
+            // Feed-forward (its norm is already in `h`). Without a norm of
+            // its own output, the down projection, the residual add and the
+            // next layer's norm go together.
+            let next_norm = match (&layer.post_ffn_norm, self.weights.layers.get(il + 1)) {
+                (None, Some(next)) => Some(&next.attn_norm),
+                _ => None,
+            };
+            h_ready = false;
             match &layer.ffn {
                 Ffn::Dense { gate, up, down } => {
                     let mut g = be.output(n_rows, c.n_ff)?;
@@ -380,13 +394,19 @@ impl<B: Backend> Model<B> {
                     be.matmul_many(&h, &[gate, up], &mut [&mut g, &mut u])?;
                     let mut a = be.output(n_rows, c.n_ff)?;
                     be.glu(&g, &u, c.arch.activation, &mut a)?;
-                    be.matmul(down, &a, &mut o)?;
+                    match next_norm {
+                        Some(n) => {
+                            self.project_residual_norm(down, &a, &mut o, &mut x, n, &mut h)?;
+                            h_ready = true;
+                            continue; // the layer is complete
+                        }
+                        None => be.matmul(down, &a, &mut o)?,
+                    }
                 }
                 Ffn::Moe { router, experts } => {
                     o = moe::forward(be, c, router, experts, &h)?;
                 }
             }
-            h_ready = false;
             if let Some(n) = &layer.post_ffn_norm {
                 self.norm(&o, n, &mut h)?;
                 be.add(&mut x, &h)?;
@@ -428,6 +448,29 @@ impl<B: Backend> Model<B> {
             .unwrap_or(&self.weights.token_embd);
         be.matmul(output, &hn, &mut logits)?;
         Ok(Some(logits))
+    }
+
+    /// `y = a · wᵀ; x += y; out = norm(x) * n`: one backend op
+    /// ([`Backend::matmul_add_rms_norm`]) for an RMS norm without bias, else
+    /// the matmul and [`Model::residual_norm`].
+    fn project_residual_norm(
+        &self,
+        w: &B::Weight,
+        a: &B::Tensor,
+        y: &mut B::Tensor,
+        x: &mut B::Tensor,
+        n: &NormWeights<B::Weight>,
+        out: &mut B::Tensor,
+    ) -> Result<()> {
+        let be = self.backend.as_ref();
+        let c = &self.config;
+        if c.arch.norm == NormKind::Rms && n.bias.is_none() {
+            be.matmul_add_rms_norm(w, a, y, x, Some(&n.weight), c.norm_eps, out)?;
+        } else {
+            be.matmul(w, a, y)?;
+            self.residual_norm(x, y, n, out)?;
+        }
+        Ok(())
     }
 
     /// `x += y; out = norm(x) * w (+ b)`: one backend op for an RMS norm

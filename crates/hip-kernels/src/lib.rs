@@ -27,7 +27,7 @@ use gpu_runtime::{
     rtc::Compiler, Device, DeviceBuffer, Function, KernelArgs, LaunchConfig, Module, Result,
     RuntimeError, Stream, Vendor,
 };
-pub use matvec::{matvec_q8_supports, MatvecPart, Q8Out, MATVEC_MAX_PARTS};
+pub use matvec::{matvec_q8_supports, MatvecPart, NormTail, Q8Out, MATVEC_MAX_PARTS};
 pub use sample::{SampleParams, SAMPLE_MAX_K};
 
 mod prebuilt {

@@ -45,6 +45,24 @@ impl Q8Out<'_> {
     }
 }
 
+/// The residual add and RMS norm that a one-weight mat-vec may do after its
+/// rows are stored (see [`Kernels::matvec_q8_multi`]): `x += y`, then
+/// `out = x / rms(x) · weight`, and the 8-bit form of `out` into the
+/// launch's own activation buffers (`q`, `ds`), which then hold `out`'s row
+/// instead of the input's.
+pub struct NormTail<'a> {
+    /// The residual row, `n` values (`n` = the mat-vec's rows), updated.
+    pub x: &'a mut DeviceBuffer<f32>,
+    /// The norm's weights, `n` values.
+    pub weight: &'a DeviceBuffer<f32>,
+    /// The norm's epsilon.
+    pub eps: f32,
+    /// The normalized row, `n` values.
+    pub out: &'a mut DeviceBuffer<f32>,
+    /// A counter of finished blocks: 0 before the launch, and left 0.
+    pub counter: &'a DeviceBuffer<u32>,
+}
+
 /// Whether [`Kernels::matvec_q8`] handles weights in `format` with rows of
 /// `k` values.
 pub fn matvec_q8_supports(format: GpuFormat, k: usize) -> bool {
@@ -104,12 +122,24 @@ impl Kernels {
         ds: &DeviceBuffer<f32>,
         y: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
-        self.matvec_q8_multi(stream, format, &mut [MatvecPart { w, n, y }], k, q, ds)
+        self.matvec_q8_multi(
+            stream,
+            format,
+            &mut [MatvecPart { w, n, y }],
+            k,
+            q,
+            ds,
+            None,
+        )
     }
 
     /// [`Kernels::matvec_q8`] for up to [`MATVEC_MAX_PARTS`] weights of the
     /// same format and row length against the same quantized input, in one
-    /// launch (a layer's q/k/v or gate/up).
+    /// launch (a layer's q/k/v or gate/up). With `tail` (one weight only, its
+    /// rows a multiple of 32), the launch's last block also does the
+    /// residual add and RMS norm of [`NormTail`] (a decode step's output
+    /// projection followed by the next norm, in one launch).
+    #[allow(clippy::too_many_arguments)]
     pub fn matvec_q8_multi(
         &self,
         stream: &Stream,
@@ -118,6 +148,7 @@ impl Kernels {
         k: usize,
         q: &DeviceBuffer<u32>,
         ds: &DeviceBuffer<f32>,
+        tail: Option<NormTail<'_>>,
     ) -> Result<()> {
         if parts.is_empty() || parts.len() > MATVEC_MAX_PARTS {
             return Err(invalid(format!(
@@ -148,6 +179,31 @@ impl Kernels {
             wide &= p.w.device_ptr() % 16 == 0;
         }
         let n: usize = parts.iter().map(|p| p.n).sum();
+        let tail_args = match &tail {
+            None => [0u64; 5],
+            Some(t) => {
+                if parts.len() != 1 || n == 0 || !n.is_multiple_of(32) {
+                    return Err(invalid(format!(
+                        "matvec_q8: a norm tail after {} weights of {n} rows in total \
+                         (one weight, rows a multiple of 32)",
+                        parts.len()
+                    )));
+                }
+                need("norm tail residual", t.x.len(), n)?;
+                need("norm tail weights", t.weight.len(), n)?;
+                need("norm tail output", t.out.len(), n)?;
+                need("norm tail counter", t.counter.len(), 1)?;
+                need("norm tail 8-bit values", q.len(), n / 4)?;
+                need("norm tail 8-bit scales", ds.len(), n / 16)?;
+                [
+                    t.x.device_ptr(),
+                    t.weight.device_ptr(),
+                    t.out.device_ptr(),
+                    q.device_ptr(),
+                    ds.device_ptr(),
+                ]
+            }
+        };
         let wave = self.device().props().wave_size.max(1) as usize;
         let plan = self.matvec_plan(format, k, n, row_bytes, wave, wide, ds.device_ptr());
         let cfg = LaunchConfig {
@@ -176,10 +232,20 @@ impl Kernels {
             .i32(to_i32("k", k)?)
             .ptr(q.device_ptr())
             .ptr(ds.device_ptr())
-            .i32(plan.wpr as i32);
-        // SAFETY: matches RF_MV_ARGS of the `matvec_*` kernels; every part's
-        // weight and output lengths and the activation lengths and alignments
-        // checked above (unused slots repeat part 0 with 0 rows).
+            .i32(plan.wpr as i32)
+            .ptr(tail_args[0])
+            .ptr(tail_args[1])
+            .f32(tail.as_ref().map_or(0.0, |t| t.eps))
+            .ptr(tail_args[2])
+            .ptr(tail_args[3])
+            .ptr(tail_args[4])
+            .ptr(tail.as_ref().map_or(0, |t| t.counter.device_ptr()));
+        // SAFETY: matches RF_MV_ARGS + RF_MV_TAIL_ARGS of the `matvec_*`
+        // kernels; every part's weight and output lengths and the activation
+        // lengths and alignments checked above (unused slots repeat part 0
+        // with 0 rows); the tail's buffers hold its n values (checked above,
+        // null pointers without a tail). The tail writes `q`/`ds` only after
+        // every block has read them (kernels/matvec.hip).
         unsafe { self.f(plan.kernel)?.launch(stream, cfg, &args) }
     }
 

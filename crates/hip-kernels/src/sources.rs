@@ -5,6 +5,7 @@ pub const HEADERS: &[(&str, &str)] = &[
     ("compat.h", include_str!("../../../kernels/compat.h")),
     ("common.h", include_str!("../../../kernels/common.h")),
     ("quant.h", include_str!("../../../kernels/quant.h")),
+    ("norm.h", include_str!("../../../kernels/norm.h")),
 ];
 
 /// One source file per kernel family: (family, source).
