@@ -196,6 +196,67 @@ RF_DEVICE void rf_matvec_store_n(float* acc, const int* r, const int* N, float* 
     , float *RX, const float *__restrict__ NW, float eps, float *NH, i8 *NQ, float2 *NDS,        \
         u32 *CNT
 #define RF_MV_TAIL() rf_mv_norm_tail(Y0, N0, RX, NW, eps, NH, NQ, NDS, CNT)
+#define RF_MV_PASS W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr
+
+// Both entry points of a mat-vec body `body` (a device function taking
+// RF_MV_ARGS): matvec_<name>, and matvec_<name>_tail with the norm tail
+// (its own kernel, so that the tail's registers do not lower the
+// occupancy of the plain one).
+#define RF_MV_ENTRIES(name, body)                                                                \
+    extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                       \
+        RF_GRID_SYNC();                                                                          \
+        body(RF_MV_PASS);                                                                        \
+    }                                                                                            \
+    extern "C" __global__ void matvec_##name##_tail(RF_MV_ARGS RF_MV_TAIL_ARGS) {                \
+        RF_GRID_SYNC();                                                                          \
+        body(RF_MV_PASS);                                                                        \
+        RF_MV_TAIL();                                                                            \
+    }
+
+// x += y; h = RMS norm of x * w, by one block: every load issued at once
+// (RF_TAIL_U float4s of x, y and w per thread, kept in registers across the
+// reduction), so the tail costs one memory round trip, not one per loop
+// step; rows too long for that, or unaligned, go through rf_rms_norm_group.
+#define RF_TAIL_U 8
+RF_DEVICE void rf_mv_tail_norm(float* x, const float* y, const float* __restrict__ w, int n,
+                               float eps, float* h, i8* hq, float2* hds) {
+    const int tid = threadIdx.x, nt = blockDim.x, n4 = n >> 2;
+    if ((n & 3) || n4 > RF_TAIL_U * nt ||
+        (((size_t)x | (size_t)y | (size_t)w | (size_t)h) & 15)) {
+        rf_rms_norm_group<true>(x, y, w, n, eps, h, hq, hds);
+        return;
+    }
+    __shared__ float scratch[32];
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 c[RF_TAIL_U], g[RF_TAIL_U];
+#pragma unroll
+    for (int u = 0; u < RF_TAIL_U; u++) {
+        const int i = tid + u * nt;
+        c[u] = zero;
+        g[u] = zero;
+        if (i < n4) {
+            const float4 a = ((const float4*)x)[i], d = ((const float4*)y)[i];
+            g[u] = ((const float4*)w)[i];
+            c[u] = make_float4(a.x + d.x, a.y + d.y, a.z + d.z, a.w + d.w);
+        }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int u = 0; u < RF_TAIL_U; u++)
+        ss += c[u].x * c[u].x + c[u].y * c[u].y + c[u].z * c[u].z + c[u].w * c[u].w;
+    ss = rf_block_sum(ss, scratch);
+    const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+#pragma unroll
+    for (int u = 0; u < RF_TAIL_U; u++) {
+        const int i = tid + u * nt;
+        float4 r = zero;
+        if (i < n4) {
+            ((float4*)x)[i] = c[u];
+            r = rf_norm_store4(h, g[u], i, c[u], scale);
+        }
+        if (hq) rf_q8_emit4(r, i, i < n4, hq, hds);
+    }
+}
 
 RF_DEVICE void rf_mv_norm_tail(const float* y, int n, float* x, const float* __restrict__ w,
                                float eps, float* h, i8* hq, float2* hds, u32* cnt) {
@@ -207,7 +268,7 @@ RF_DEVICE void rf_mv_norm_tail(const float* y, int n, float* x, const float* __r
     __syncthreads();
     if (ticket != gridDim.x - 1) return;
     __threadfence();  // every other block's y is visible from here
-    rf_rms_norm_group<true>(x, y, w, n, eps, h, hq, hds);
+    rf_mv_tail_norm(x, y, w, n, eps, h, hq, hds);
     if (threadIdx.x == 0) *cnt = 0u;
 }
 
@@ -278,8 +339,7 @@ RF_DEVICE void rf_tile_store(uint4 (*st)[SW], int tw, int lane, uint4 (*pre)[LW]
 }
 
 #define RF_MATVEC(name, vdot)                                                             \
-    extern "C" __global__ void matvec_##name(RF_MV_ARGS RF_MV_TAIL_ARGS) {                                       \
-        RF_GRID_SYNC();                                                                          \
+    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) {                                       \
         const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;                    \
         const int sub = wave % wpr;                                                              \
         RF_MV_PICK(blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr);                      \
@@ -289,8 +349,8 @@ RF_DEVICE void rf_tile_store(uint4 (*st)[SW], int tw, int lane, uint4 (*pre)[LW]
         _Pragma("unroll 4") for (int c = sub * RF_WAVE + lane; c < nb; c += wpr * RF_WAVE)      \
             acc += vdot(row, c, xq + c * 8, ds[c]);                                              \
         rf_matvec_store(acc, r, N, sub, wpr, Y);                                                 \
-        RF_MV_TAIL();                                                                            \
-    }
+    }                                                                                            \
+    RF_MV_ENTRIES(name, rf_mv_##name)
 
 RF_MATVEC(q4_0, rf_vdot_q4_0)
 RF_MATVEC(q8_0, rf_vdot_q8_0)
@@ -376,11 +436,7 @@ RF_DEVICE void rf_q4_k_wide(RF_MV_ARGS) {
     rf_matvec_store_n<RPW>(acc, rs, ns, ys, sub, wpr);
 }
 
-extern "C" __global__ void matvec_q4_k_wide(RF_MV_ARGS RF_MV_TAIL_ARGS) {
-    RF_GRID_SYNC();
-    rf_q4_k_wide<1>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
-    RF_MV_TAIL();
-}
+RF_MV_ENTRIES(q4_k_wide, rf_q4_k_wide<1>)
 
 // Q6_K rows staged through shared memory. Q6_K blocks (210 bytes) are only
 // 2-byte aligned, but eight of them (1680 bytes, 2048 values) are a whole
@@ -529,16 +585,8 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
     rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
 }
 
-extern "C" __global__ void matvec_q6_k_staged(RF_MV_ARGS RF_MV_TAIL_ARGS) {
-    RF_GRID_SYNC();
-    rf_q6_k_staged<1>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
-    RF_MV_TAIL();
-}
-extern "C" __global__ void matvec_q6_k_staged2(RF_MV_ARGS RF_MV_TAIL_ARGS) {
-    RF_GRID_SYNC();
-    rf_q6_k_staged<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
-    RF_MV_TAIL();
-}
+RF_MV_ENTRIES(q6_k_staged, rf_q6_k_staged<1>)
+RF_MV_ENTRIES(q6_k_staged2, rf_q6_k_staged<2>)
 
 // Q4_K, one sub-block pair per lane: the four lanes of a super-block each
 // take pair p = lane % 4 (the 32 nibble bytes at 16 + 32p: low nibbles are
@@ -628,16 +676,8 @@ RF_DEVICE void rf_q4_k_pair(RF_MV_ARGS) {
     rf_matvec_store(acc, r, N, sub, wpr, Y);
 }
 
-extern "C" __global__ void matvec_q4_k_pair2(RF_MV_ARGS RF_MV_TAIL_ARGS) {
-    RF_GRID_SYNC();
-    rf_q4_k_pair<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
-    RF_MV_TAIL();
-}
-extern "C" __global__ void matvec_q4_k_pair4(RF_MV_ARGS RF_MV_TAIL_ARGS) {
-    RF_GRID_SYNC();
-    rf_q4_k_pair<4>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
-    RF_MV_TAIL();
-}
+RF_MV_ENTRIES(q4_k_pair2, rf_q4_k_pair<2>)
+RF_MV_ENTRIES(q4_k_pair4, rf_q4_k_pair<4>)
 
 // rf_q4_k_pair for R rows per wave (group): per pass the activations are
 // loaded once and used for all R rows. Activation bytes outnumber weight
@@ -697,16 +737,8 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS) {
     rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
 }
 
-extern "C" __global__ void matvec_q4_k_rows2(RF_MV_ARGS RF_MV_TAIL_ARGS) {
-    RF_GRID_SYNC();
-    rf_q4_k_rows<2>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
-    RF_MV_TAIL();
-}
-extern "C" __global__ void matvec_q4_k_rows4(RF_MV_ARGS RF_MV_TAIL_ARGS) {
-    RF_GRID_SYNC();
-    rf_q4_k_rows<4>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr);
-    RF_MV_TAIL();
-}
+RF_MV_ENTRIES(q4_k_rows2, rf_q4_k_rows<2>)
+RF_MV_ENTRIES(q4_k_rows4, rf_q4_k_rows<4>)
 
 // Q4_0 and Q8_0 rows staged through shared memory. Their blocks (18 and 34
 // bytes) are only 2-byte aligned, and loading them in place takes a 32-bit
@@ -802,12 +834,8 @@ RF_DEVICE void rf_legacy_staged(RF_MV_ARGS) {
 }
 
 #define RF_LEGACY_STAGED(name, BB, TB, R)                                                    \
-    extern "C" __global__ void matvec_##name(RF_MV_ARGS RF_MV_TAIL_ARGS) {                                    \
-        RF_GRID_SYNC();                                                                       \
-        rf_legacy_staged<BB, TB, R>(W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, \
-                                    wpr);                                                    \
-        RF_MV_TAIL();                                                                         \
-    }
+    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) { rf_legacy_staged<BB, TB, R>(RF_MV_PASS); }     \
+    RF_MV_ENTRIES(name, rf_mv_##name)
 RF_LEGACY_STAGED(q4_0_staged, 18, 128, 1)
 RF_LEGACY_STAGED(q4_0_staged2, 18, 128, 2)
 RF_LEGACY_STAGED(q8_0_staged, 34, 64, 1)

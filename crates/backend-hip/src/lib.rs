@@ -103,10 +103,10 @@ pub struct HipBackend {
     /// `ROCMFORGE_GPU_NO_Q8_FUSE=1`: norms and GLU do not write the 8-bit
     /// row of the decode mat-vec (each mat-vec quantizes; for comparisons).
     no_q8_fuse: bool,
-    /// `ROCMFORGE_GPU_NO_NORM_TAIL=1`: a decode step's output projections
-    /// and the residual add + norm after them run as two launches instead
-    /// of one (`matmul_add_rms_norm`; for comparisons).
-    no_norm_tail: bool,
+    /// Whether a decode step's output projections and the residual add +
+    /// norm after them run as one launch (`matmul_add_rms_norm`; off unless
+    /// `ROCMFORGE_GPU_NORM_TAIL=1`: see docs/gpu.md).
+    norm_tail: std::sync::atomic::AtomicBool,
     /// The finished-block counter of the mat-vec norm tail (0 between
     /// launches; see `kernels/matvec.hip`).
     tail_counter: DeviceBuffer<u32>,
@@ -168,7 +168,9 @@ impl HipBackend {
             q8_scratch: std::sync::Mutex::new(q8::Q8Scratch::default()),
             f32_matvec: std::env::var_os("ROCMFORGE_GPU_F32_MATVEC").is_some_and(|v| v == "1"),
             no_q8_fuse: std::env::var_os("ROCMFORGE_GPU_NO_Q8_FUSE").is_some_and(|v| v == "1"),
-            no_norm_tail: std::env::var_os("ROCMFORGE_GPU_NO_NORM_TAIL").is_some_and(|v| v == "1"),
+            norm_tail: std::sync::atomic::AtomicBool::new(
+                std::env::var_os("ROCMFORGE_GPU_NORM_TAIL").is_some_and(|v| v == "1"),
+            ),
             tail_counter,
             fused_attention: std::sync::atomic::AtomicBool::new(
                 std::env::var_os("ROCMFORGE_GPU_FUSED_ATTENTION").is_some_and(|v| v == "1"),
@@ -217,6 +219,15 @@ impl HipBackend {
     /// `ROCMFORGE_GPU_FUSED_ATTENTION=1` turns it on).
     pub fn set_fused_attention(&self, on: bool) {
         self.fused_attention
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Run a decode step's output projection, residual add and next RMS
+    /// norm as one launch (`matmul_add_rms_norm`: the mat-vec's last block
+    /// does the norm) or as two (the default; also
+    /// `ROCMFORGE_GPU_NORM_TAIL=1` turns it on).
+    pub fn set_norm_tail(&self, on: bool) {
+        self.norm_tail
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -732,7 +743,7 @@ impl Backend for HipBackend {
         out: &mut HipTensor,
     ) -> Result<()> {
         let n = w.rows();
-        let one_launch = !self.no_norm_tail
+        let one_launch = self.norm_tail.load(std::sync::atomic::Ordering::Relaxed)
             && weight.is_some()
             && self.takes_matvec_q8(w, a)
             && w.cols() == a.cols

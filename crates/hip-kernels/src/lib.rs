@@ -1400,27 +1400,30 @@ pub fn kernel_names(family: &str) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect(),
-        "matvec" => [
-            "quantize_q8_f32",
-            "matvec_q4_0",
-            "matvec_q8_0",
-            "matvec_q4_k",
-            "matvec_q4_k_wide",
-            "matvec_q4_k_pair2",
-            "matvec_q4_k_pair4",
-            "matvec_q4_k_rows2",
-            "matvec_q4_k_rows4",
-            "matvec_q4_0_staged",
-            "matvec_q8_0_staged",
-            "matvec_q4_0_staged2",
-            "matvec_q8_0_staged2",
-            "matvec_q6_k",
-            "matvec_q6_k_staged",
-            "matvec_q6_k_staged2",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        "matvec" => std::iter::once("quantize_q8_f32".to_string())
+            .chain(
+                [
+                    "matvec_q4_0",
+                    "matvec_q8_0",
+                    "matvec_q4_k",
+                    "matvec_q4_k_wide",
+                    "matvec_q4_k_pair2",
+                    "matvec_q4_k_pair4",
+                    "matvec_q4_k_rows2",
+                    "matvec_q4_k_rows4",
+                    "matvec_q4_0_staged",
+                    "matvec_q8_0_staged",
+                    "matvec_q4_0_staged2",
+                    "matvec_q8_0_staged2",
+                    "matvec_q6_k",
+                    "matvec_q6_k_staged",
+                    "matvec_q6_k_staged2",
+                ]
+                .iter()
+                // Each with its norm-tail twin (`matvec_q8_multi`).
+                .flat_map(|s| [s.to_string(), format!("{s}_tail")]),
+            )
+            .collect(),
         "sample" => ["softcap_f32", "penalize_f32", "sample_topk_f32"]
             .iter()
             .map(|s| s.to_string())

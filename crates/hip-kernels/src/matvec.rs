@@ -227,26 +227,33 @@ impl Kernels {
         for i in 0..MATVEC_MAX_PARTS {
             args = args.ptr(slot(i).y.device_ptr());
         }
-        let args = args
+        let mut args = args
             .i32(to_i32("row bytes", row_bytes)?)
             .i32(to_i32("k", k)?)
             .ptr(q.device_ptr())
             .ptr(ds.device_ptr())
-            .i32(plan.wpr as i32)
-            .ptr(tail_args[0])
-            .ptr(tail_args[1])
-            .f32(tail.as_ref().map_or(0.0, |t| t.eps))
-            .ptr(tail_args[2])
-            .ptr(tail_args[3])
-            .ptr(tail_args[4])
-            .ptr(tail.as_ref().map_or(0, |t| t.counter.device_ptr()));
-        // SAFETY: matches RF_MV_ARGS + RF_MV_TAIL_ARGS of the `matvec_*`
-        // kernels; every part's weight and output lengths and the activation
-        // lengths and alignments checked above (unused slots repeat part 0
-        // with 0 rows); the tail's buffers hold its n values (checked above,
-        // null pointers without a tail). The tail writes `q`/`ds` only after
-        // every block has read them (kernels/matvec.hip).
-        unsafe { self.f(plan.kernel)?.launch(stream, cfg, &args) }
+            .i32(plan.wpr as i32);
+        let kernel = match &tail {
+            None => self.f(plan.kernel)?,
+            Some(t) => {
+                args = args
+                    .ptr(tail_args[0])
+                    .ptr(tail_args[1])
+                    .f32(t.eps)
+                    .ptr(tail_args[2])
+                    .ptr(tail_args[3])
+                    .ptr(tail_args[4])
+                    .ptr(t.counter.device_ptr());
+                self.f(&format!("{}_tail", plan.kernel))?
+            }
+        };
+        // SAFETY: matches RF_MV_ARGS of the `matvec_*` kernels (and
+        // RF_MV_TAIL_ARGS of their `_tail` twins); every part's weight and
+        // output lengths and the activation lengths and alignments checked
+        // above (unused slots repeat part 0 with 0 rows); the tail's buffers
+        // hold its n values (checked above). The tail writes `q`/`ds` only
+        // after every block has read them (kernels/matvec.hip).
+        unsafe { kernel.launch(stream, cfg, &args) }
     }
 
     /// Which `matvec_*` kernel serves `n` rows of `k` values in `format`
