@@ -1113,16 +1113,16 @@ fn steps_through<B: Backend>(
 /// residual-add + norm tail (`matmul_add_rms_norm`, one launch) or the two
 /// ops apart, then a mat-vec of `h` (which reads the 8-bit row the tail
 /// left). Returns (x, h, W2·h).
-#[allow(clippy::too_many_arguments)]
+/// `weights`: W, W2 and the norm's weights.
 fn project_norm_case<B: Backend>(
     b: &B,
-    w: &B::Weight,
-    w2: &B::Weight,
-    nw: &B::Weight,
+    weights: &[WeightView<'_>; 3],
     a: &[f32],
     x0: &[f32],
     fused: bool,
 ) -> [Vec<f32>; 3] {
+    let [w, w2, nw] = weights.each_ref().map(|v| b.load_weight(v).unwrap());
+    let (w, w2, nw) = (&w, &w2, &nw);
     let n = x0.len();
     let at = b.upload(a, 1, a.len()).unwrap();
     let mut x = b.upload(x0, 1, n).unwrap();
@@ -1174,23 +1174,13 @@ fn matmul_add_rms_norm_equals_the_separate_ops() {
                 continue;
             };
             let name = format!("matmul_add_rms_norm {} {n}x{k}", ty.name());
-            let on_gpu = |fused: bool| {
-                let w = g.load_weight(&view("w", ty, k, n, &bytes)).unwrap();
-                let w2 = g
-                    .load_weight(&view("w2", GgmlType::Q8_0, n, 64, &b2))
-                    .unwrap();
-                let nw = g.load_weight(&view("n", GgmlType::F32, n, 1, &nb)).unwrap();
-                project_norm_case(g, &w, &w2, &nw, &a, &x0, fused)
-            };
-            let c = cpu();
-            let want = {
-                let w = c.load_weight(&view("w", ty, k, n, &bytes)).unwrap();
-                let w2 = c
-                    .load_weight(&view("w2", GgmlType::Q8_0, n, 64, &b2))
-                    .unwrap();
-                let nw = c.load_weight(&view("n", GgmlType::F32, n, 1, &nb)).unwrap();
-                project_norm_case(c, &w, &w2, &nw, &a, &x0, true)
-            };
+            let weights = [
+                view("w", ty, k, n, &bytes),
+                view("w2", GgmlType::Q8_0, n, 64, &b2),
+                view("n", GgmlType::F32, n, 1, &nb),
+            ];
+            let on_gpu = |fused: bool| project_norm_case(g, &weights, &a, &x0, fused);
+            let want = project_norm_case(cpu(), &weights, &a, &x0, true);
             let apart = on_gpu(false);
             for rep in 0..3 {
                 let got = on_gpu(true);

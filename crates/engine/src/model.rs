@@ -450,6 +450,12 @@ impl<B: Backend> Model<B> {
         Ok(Some(logits))
     }
 
+    /// Whether the norm `n` is an RMS norm without bias (the backend's fused
+    /// residual + norm ops take those).
+    fn plain_rms(&self, n: &NormWeights<B::Weight>) -> bool {
+        self.config.arch.norm == NormKind::Rms && n.bias.is_none()
+    }
+
     /// `y = a · wᵀ; x += y; out = norm(x) * n`: one backend op
     /// ([`Backend::matmul_add_rms_norm`]) for an RMS norm without bias, else
     /// the matmul and [`Model::residual_norm`].
@@ -464,7 +470,7 @@ impl<B: Backend> Model<B> {
     ) -> Result<()> {
         let be = self.backend.as_ref();
         let c = &self.config;
-        if c.arch.norm == NormKind::Rms && n.bias.is_none() {
+        if self.plain_rms(n) {
             be.matmul_add_rms_norm(w, a, y, x, Some(&n.weight), c.norm_eps, out)?;
         } else {
             be.matmul(w, a, y)?;
@@ -484,7 +490,7 @@ impl<B: Backend> Model<B> {
     ) -> Result<()> {
         let be = self.backend.as_ref();
         let c = &self.config;
-        if c.arch.norm == NormKind::Rms && n.bias.is_none() {
+        if self.plain_rms(n) {
             be.add_rms_norm(x, y, Some(&n.weight), c.n_embd, c.norm_eps, out)?;
         } else {
             be.add(x, y)?;
