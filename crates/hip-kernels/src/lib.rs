@@ -1017,17 +1017,31 @@ impl Kernels {
             }
             None => (0, 0),
         };
+        let key_groups = self.rope_key_groups(p, rope);
         let cfg = LaunchConfig {
             grid: (to_i32("heads", p.n_head)? as u32, 1, 1),
-            block: ((ATT_DECODE_WAVES * wave) as u32, 1, 1),
+            block: (
+                if key_groups {
+                    ATT_KEYGROUPS_THREADS
+                } else {
+                    ATT_DECODE_WAVES * wave
+                } as u32,
+                1,
+                1,
+            ),
             shared_bytes: 0,
         };
-        let args = KernelArgs::new()
+        let mut args = KernelArgs::new()
             .ptr(q.device_ptr())
             .ptr(k_new.device_ptr())
             .ptr(v_new.device_ptr())
             .ptr(kc.device_ptr())
-            .ptr(vc.device_ptr())
+            .ptr(vc.device_ptr());
+        if key_groups {
+            // The caches again, as the read-only views of the earlier rows.
+            args = args.ptr(kc.device_ptr()).ptr(vc.device_ptr());
+        }
+        let args = args
             .ptr(out.device_ptr())
             .ptr(pos.device_ptr())
             .i32(to_i32("heads", p.n_head)?)
@@ -1045,24 +1059,40 @@ impl Kernels {
             .f32(rope.attn_factor)
             .f32(rope.corr_dims[0])
             .f32(rope.corr_dims[1]);
-        // SAFETY: matches `attention_decode_rope_f32`; one row of heads of a
-        // multiple of 4 values (at most 4 per lane, NeoX partners a
-        // power-of-two lane distance apart) on 16-byte boundaries (all
-        // checked by `attention_rope_fits`), lengths checked above (the
-        // cache up to `p.start_pos`; the caller guarantees that `pos[0]`
-        // fits it), the 8-bit buffers by `Q8Out::check`.
-        unsafe {
-            self.f("attention_decode_rope_f32")?
-                .launch(stream, cfg, &args)
-        }
+        let name = if key_groups {
+            "attention_keygroups_rope_f32"
+        } else {
+            "attention_decode_rope_f32"
+        };
+        // SAFETY: matches `attention_keygroups_rope_f32` (heads of a
+        // multiple of 32 values up to its static bound, NeoX only with a
+        // multiple of 64: `rope_key_groups`) or `attention_decode_rope_f32`
+        // (heads of a multiple of 4 values, at most 4 per lane, NeoX
+        // partners a power-of-two lane distance apart); one row on 16-byte
+        // boundaries (checked by `attention_rope_fits`), lengths checked
+        // above (the cache up to `p.start_pos`; the caller guarantees that
+        // `pos[0]` fits it), the 8-bit buffers by `Q8Out::check`.
+        unsafe { self.f(name)?.launch(stream, cfg, &args) }
+    }
+
+    /// Whether [`Kernels::attention_rope`] runs the key-group kernel
+    /// (`attention_keygroups_rope_f32`) for `p` and `rope`: heads of a
+    /// multiple of 32 values up to 128 (NeoX: a multiple of 64, so that
+    /// partners are in the same lane).
+    fn rope_key_groups(&self, p: &AttnParams, rope: &RopeParams) -> bool {
+        let hd = p.head_dim;
+        !self.wave_attention
+            && hd.is_multiple_of(32)
+            && hd <= ATT_KEYGROUPS_MAX_HEAD_DIM
+            && (!rope.neox || hd.is_multiple_of(64))
     }
 
     /// Whether [`Kernels::attention_rope`] takes `p` and `rope` with these
     /// buffers (query, new key, new value, key cache, value cache, output):
     /// one row, every dim rotated, no split of the keys at this length,
-    /// heads of a multiple of 4 values that fit a wave's four per lane
-    /// (NeoX partners a power-of-two lane distance apart), rows on 16-byte
-    /// boundaries.
+    /// heads the key-group kernel takes (`rope_key_groups`) or of a multiple
+    /// of 4 values that fit a wave's four per lane (NeoX partners a
+    /// power-of-two lane distance apart), rows on 16-byte boundaries.
     pub fn attention_rope_fits(
         &self,
         p: &AttnParams,
@@ -1081,9 +1111,8 @@ impl Kernels {
             && p.n_kv != 0
             && p.n_head.is_multiple_of(p.n_kv)
             && hd != 0
-            && hd.is_multiple_of(4)
-            && hd <= 4 * wave
-            && neox_ok
+            && (self.rope_key_groups(p, rope)
+                || (hd.is_multiple_of(4) && hd <= 4 * wave && neox_ok))
             && bufs.iter().all(|b| b.device_ptr().is_multiple_of(16))
             && self.attention_splits(p) == 1
     }
@@ -1384,6 +1413,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             "attention_split_f32".into(),
             "attention_decode_f32".into(),
             "attention_keygroups_f32".into(),
+            "attention_keygroups_rope_f32".into(),
             "attention_decode_rope_f32".into(),
             "attention_combine_f32".into(),
             "attention_tiled_f32".into(),
