@@ -215,6 +215,34 @@ RF_DEVICE void rf_gemm_load(u32 as, u32 bs, const u16* __restrict__ A, const u16
     asm volatile("cp.async.commit_group;");
 }
 
+// A wave's MT x 4 accumulator fragments into C (t x n floats), rows and
+// columns past M and N left out.
+template <int MT>
+RF_DEVICE void rf_gemm_store(float (*acc)[4][4], int M, int N, int m0, int n0, int wm, int wn,
+                             int lane, float* __restrict__ C) {
+    const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+    for (int i = 0; i < MT; i++) {
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int n = n0 + wn * 32 + j * 8 + 2 * q;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int m = m0 + wm * (16 * MT) + i * 16 + g + 8 * h;
+                if (m < M) {
+                    float* cr = C + (size_t)m * N;
+                    if (n + 1 < N && (N & 1) == 0) {
+                        *(float2*)(cr + n) = make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+                    } else {
+                        if (n < N) cr[n] = acc[i][j][2 * h];
+                        if (n + 1 < N) cr[n + 1] = acc[i][j][2 * h + 1];
+                    }
+                }
+            }
+        }
+    }
+}
+
 // MT: 16-row fragments per wave along m; the block covers 32 * MT tokens
 // (MT = 4: 128, the default; MT = 2: 64, for grids too small to fill the GPU).
 template <int MT>
@@ -272,27 +300,7 @@ RF_DEVICE void rf_gemm_f16_tn(const u16* __restrict__ A, const u16* __restrict__
         }
         __syncthreads();  // this stage is overwritten by the copy two steps on
     }
-    const int g = lane >> 2, q = lane & 3;
-#pragma unroll
-    for (int i = 0; i < MT; i++) {
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int n = n0 + wn * 32 + j * 8 + 2 * q;
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int m = m0 + wm * (16 * MT) + i * 16 + g + 8 * h;
-                if (m < M) {
-                    float* cr = C + (size_t)m * N;
-                    if (n + 1 < N && (N & 1) == 0) {
-                        *(float2*)(cr + n) = make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
-                    } else {
-                        if (n < N) cr[n] = acc[i][j][2 * h];
-                        if (n + 1 < N) cr[n + 1] = acc[i][j][2 * h + 1];
-                    }
-                }
-            }
-        }
-    }
+    rf_gemm_store<MT>(acc, M, N, m0, n0, wm, wn, lane, C);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -308,6 +316,109 @@ extern "C" __global__ void __launch_bounds__(256)
     RF_GRID_SYNC();
     rf_gemm_f16_tn<2>(A, B, M, N, K, C);
 }
+
+// ---- The same GEMM with a deeper pipeline ---------------------------------
+//
+// ST stages of the A and B tiles in dynamic shared memory (ST * 20 KiB for
+// 128-token tiles: more than the 48 KiB of static shared memory, so the
+// launcher raises the kernel's limit first): the copies of k-steps kt + 1 ..
+// kt + ST - 1 are in flight while k-step kt is multiplied, and there is one
+// barrier per k-step instead of two. Fragments, ldmatrix addresses and the
+// epilogue are those of rf_gemm_f16_tn.
+
+// One stage's copies (as rf_gemm_load, without committing the group).
+template <int MT>
+RF_DEVICE void rf_gemm_stage(u32 as, u32 bs, const u16* __restrict__ A,
+                             const u16* __restrict__ B, int M, int N, int K, int m0, int n0,
+                             int kt, int tid) {
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        const int i = tid + u * 256;
+        const int r = i >> 2, c = (i & 3) * 8;
+        const int k = kt * RF_GK + c;
+        if (r < 32 * MT) {
+            const bool am = m0 + r < M;
+            rf_cp_async16(as + (r * RF_GLD + c) * 2, A + (size_t)(am ? m0 + r : 0) * K + k,
+                          am ? 16 : 0);
+        }
+        const bool bn = n0 + r < N;
+        rf_cp_async16(bs + (r * RF_GLD + c) * 2, B + (size_t)(bn ? n0 + r : 0) * K + k, bn ? 16 : 0);
+    }
+}
+
+template <int MT, int ST>
+RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restrict__ B, int M,
+                                   int N, int K, float* __restrict__ C) {
+    extern __shared__ __align__(16) u16 rf_gemm_smem[];
+    constexpr int A_BYTES = 32 * MT * RF_GLD * 2, STAGE_BYTES = A_BYTES + RF_GN * RF_GLD * 2;
+    const u32 base = rf_smem_addr(rf_gemm_smem);
+    const int tid = threadIdx.x, lane = tid & 31, wave = tid >> 5;
+    const int wm = wave >> 2, wn = wave & 3;
+    const int m0 = blockIdx.y * (32 * MT), n0 = blockIdx.x * RF_GN;
+    float acc[MT][4][4];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+    const int nk = K / RF_GK;
+#pragma unroll
+    for (int s = 0; s < ST - 1; s++) {
+        const u32 st = base + (u32)(s * STAGE_BYTES);
+        if (s < nk) rf_gemm_stage<MT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, s, tid);
+        asm volatile("cp.async.commit_group;");
+    }
+    const int a_row = wm * (16 * MT) + ((lane >> 3) & 1) * 8 + (lane & 7), a_col = (lane >> 4) * 8;
+    const int b_row = wn * 32 + (lane >> 4) * 8 + (lane & 7), b_col = ((lane >> 3) & 1) * 8;
+    for (int kt = 0; kt < nk; kt++) {
+        // Groups 0..kt complete (ST - 2 younger ones may still be in flight),
+        // and every thread is past k-step kt - 1, whose stage is refilled.
+        asm volatile("cp.async.wait_group %0;" ::"n"(ST - 2));
+        __syncthreads();
+        const int kn = kt + ST - 1;
+        if (kn < nk) {
+            const u32 st = base + (u32)((kn % ST) * STAGE_BYTES);
+            rf_gemm_stage<MT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kn, tid);
+        }
+        asm volatile("cp.async.commit_group;");
+        const u32 as = base + (u32)((kt % ST) * STAGE_BYTES), bs = as + A_BYTES;
+#pragma unroll
+        for (int ks = 0; ks < RF_GK / 16; ks++) {
+            u32 a[MT][4], b[4][2];
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+                rf_ldmatrix_x4(a[i], as + ((a_row + i * 16) * RF_GLD + ks * 16 + a_col) * 2);
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                u32 r[4];
+                rf_ldmatrix_x4(r, bs + ((b_row + j * 16) * RF_GLD + ks * 16 + b_col) * 2);
+                b[2 * j][0] = r[0];
+                b[2 * j][1] = r[1];
+                b[2 * j + 1][0] = r[2];
+                b[2 * j + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) rf_mma_16x8x16(acc[i][j], a[i], b[j]);
+        }
+    }
+    asm volatile("cp.async.wait_group 0;");
+    rf_gemm_store<MT>(acc, M, N, m0, n0, wm, wn, lane, C);
+}
+
+#define RF_GEMM_DEEP(name, MT, ST)                                                               \
+    extern "C" __global__ void __launch_bounds__(256)                                            \
+        name(const u16* __restrict__ A, const u16* __restrict__ B, int M, int N, int K,         \
+             float* __restrict__ C) {                                                            \
+        RF_GRID_SYNC();                                                                          \
+        rf_gemm_f16_tn_deep<MT, ST>(A, B, M, N, K, C);                                           \
+    }
+RF_GEMM_DEEP(gemm_f16_tn_s3, 4, 3)
+RF_GEMM_DEEP(gemm_f16_tn_s4, 4, 4)
+RF_GEMM_DEEP(gemm_f16_tn_m64_s3, 2, 3)
+RF_GEMM_DEEP(gemm_f16_tn_m64_s4, 2, 4)
 
 // Rows of W (any format) -> f16, one thread per 32-value chunk: out[r][k].
 #define RF_DEQ_F16_KERNEL(name, deq)                                                            \
@@ -350,6 +461,10 @@ RF_FOR_EACH_FORMAT(RF_DEQ_F16_KERNEL)
 extern "C" __global__ void f32_to_f16(const float*, int, u32*) {}
 extern "C" __global__ void gemm_f16_tn(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_m64(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_s3(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_s4(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_m64_s3(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_m64_s4(const u16*, const u16*, int, int, int, float*) {}
 
 #endif
 

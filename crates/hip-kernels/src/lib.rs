@@ -50,6 +50,10 @@ pub struct Kernels {
     origins: Vec<(String, CodeOrigin)>,
     mma: bool,
     gemm: bool,
+    /// Pipeline stages of the prompt GEMM: 2 (`gemm_f16_tn`, static shared
+    /// memory), 3 or 4 (`gemm_f16_tn_s3/s4`, dynamic); default 4, set with
+    /// `ROCMFORGE_GPU_GEMM_STAGES`.
+    gemm_stages: u32,
     /// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
     /// mat-vecs instead of the 16-byte-load ones (for comparisons).
     narrow_matvec: bool,
@@ -161,6 +165,24 @@ const MMA_MIN_TOKENS: usize = 16;
 /// Fewest tokens for which dequantizing the whole weight to f16 once and
 /// running the f16 GEMM beats dequantizing tiles inside the matmul.
 const GEMM_MIN_TOKENS: usize = 128;
+
+/// The deep-pipeline GEMM kernels for `stages` (3 or 4; otherwise 4) and
+/// their dynamic shared memory: `[128-token tiles, 64-token tiles]`. A
+/// stage holds the A tile (32 · MT rows) and the B tile (128 rows) of 40
+/// halves per row (`kernels/mma.hip`, `rf_gemm_f16_tn_deep`).
+fn gemm_deep_kernels(stages: u32) -> [(&'static str, u32); 2] {
+    let stage = |mt: u32| (32 * mt + 128) * 40 * 2;
+    match stages {
+        3 => [
+            ("gemm_f16_tn_s3", 3 * stage(4)),
+            ("gemm_f16_tn_m64_s3", 3 * stage(2)),
+        ],
+        _ => [
+            ("gemm_f16_tn_s4", 4 * stage(4)),
+            ("gemm_f16_tn_m64_s4", 4 * stage(2)),
+        ],
+    }
+}
 /// Block tile (tokens and rows) of `gemm_f16_tn`.
 const GEMM_TILE: usize = 128;
 
@@ -233,12 +255,27 @@ impl Kernels {
             && sm.is_some_and(|v| v >= 80)
             && !env_flag("ROCMFORGE_GPU_NO_MMA");
         let gemm = mma && !env_flag("ROCMFORGE_GPU_NO_GEMM");
+        let gemm_stages = match std::env::var("ROCMFORGE_GPU_GEMM_STAGES").as_deref() {
+            Ok("2") => 2,
+            Ok("3") => 3,
+            _ => 4,
+        };
+        if gemm && gemm_stages > 2 {
+            // The deep-pipeline GEMMs take more dynamic shared memory than
+            // a kernel gets by default.
+            for (name, bytes) in gemm_deep_kernels(gemm_stages) {
+                if let Some(f) = functions.get(name) {
+                    f.allow_dynamic_shared(bytes)?;
+                }
+            }
+        }
         Ok(Kernels {
             device: device.clone(),
             functions,
             origins,
             mma,
             gemm,
+            gemm_stages,
             narrow_matvec: env_flag("ROCMFORGE_GPU_NARROW_MATVEC"),
             matvec_v1: env_flag("ROCMFORGE_GPU_MATVEC_V1"),
             matvec_rows: match std::env::var("ROCMFORGE_GPU_MV_ROWS").as_deref() {
@@ -431,10 +468,17 @@ impl Kernels {
         let cus = self.device.props().compute_units.max(1) as usize;
         let small = 4 * n.div_ceil(GEMM_TILE) * t.div_ceil(GEMM_TILE) < 3 * cus;
         let tile_t = if small { GEMM_TILE / 2 } else { GEMM_TILE };
+        let deep = gemm_deep_kernels(self.gemm_stages);
+        let (name, shared_bytes) = match (self.gemm_stages, small) {
+            (2, true) => ("gemm_f16_tn_m64", 0),
+            (2, false) => ("gemm_f16_tn", 0),
+            (_, true) => deep[1],
+            (_, false) => deep[0],
+        };
         let cfg = LaunchConfig {
             grid: (blocks(n, GEMM_TILE)?, blocks(t, tile_t)?, 1),
             block: (256, 1, 1),
-            shared_bytes: 0,
+            shared_bytes,
         };
         let args = KernelArgs::new()
             .ptr(xh.device_ptr())
@@ -443,13 +487,11 @@ impl Kernels {
             .i32(to_i32("n", n)?)
             .i32(to_i32("k", k)?)
             .ptr(y.device_ptr());
-        // SAFETY: matches `gemm_f16_tn`: A = t×k and B = n×k halves (written
-        // above), C = t×n floats (checked by the caller); k a multiple of 32.
-        let name = if small {
-            "gemm_f16_tn_m64"
-        } else {
-            "gemm_f16_tn"
-        };
+        // SAFETY: matches `gemm_f16_tn` (and its m64 and deep-pipeline
+        // variants, same parameters): A = t×k and B = n×k halves (written
+        // above), C = t×n floats (checked by the caller); k a multiple of
+        // 32; the deep ones get the dynamic shared memory they index (their
+        // limit raised when the kernels were loaded).
         unsafe { self.f(name)?.launch(stream, cfg, &args) }
     }
 
@@ -1397,9 +1439,17 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                 ]
             })
             .chain(
-                ["f32_to_f16", "gemm_f16_tn", "gemm_f16_tn_m64"]
-                    .iter()
-                    .map(|s| s.to_string()),
+                [
+                    "f32_to_f16",
+                    "gemm_f16_tn",
+                    "gemm_f16_tn_m64",
+                    "gemm_f16_tn_s3",
+                    "gemm_f16_tn_s4",
+                    "gemm_f16_tn_m64_s3",
+                    "gemm_f16_tn_m64_s4",
+                ]
+                .iter()
+                .map(|s| s.to_string()),
             )
             .collect(),
         "norm" => vec![
