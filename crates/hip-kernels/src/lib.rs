@@ -73,6 +73,9 @@ pub struct Kernels {
     /// other) where `attention_keygroups_f32` (a key per 8 lanes, every
     /// group's keys in flight at once) would run.
     wave_attention: bool,
+    /// Prompt attention on the matrix units (`attention_mma_h64/128`):
+    /// where the device has them, unless `ROCMFORGE_GPU_NO_MMA_ATTENTION=1`.
+    mma_attention: bool,
     /// f16 copies of the weight and of the activations for `gemm_f16_tn`.
     gemm_scratch: Mutex<Option<(DeviceBuffer<u16>, DeviceBuffer<u16>)>>,
     /// Partial outputs and (max, sum) pairs of `attention_split_f32`.
@@ -157,6 +160,8 @@ const ATT_KEYGROUPS_THREADS: usize = 256;
 /// Largest head of `attention_keygroups_f32` (`RF_KG_MAX_DIM`).
 const ATT_KEYGROUPS_MAX_HEAD_DIM: usize = 128;
 const ATT_TILE_MAX_HEAD_DIM: usize = 128;
+/// Query rows per block of `attention_mma_h*` (`RF_FA_ROWS`).
+const ATT_MMA_ROWS: usize = 64;
 /// Tokens and weight rows per block of the `matmul_mma_*` kernels.
 const MMA_TILE_TOKENS: usize = 64;
 const MMA_TILE_ROWS: usize = 256 / 2;
@@ -286,6 +291,7 @@ impl Kernels {
             },
             old_attention: env_flag("ROCMFORGE_GPU_OLD_ATTENTION"),
             wave_attention: env_flag("ROCMFORGE_GPU_WAVE_ATTENTION"),
+            mma_attention: mma && !env_flag("ROCMFORGE_GPU_NO_MMA_ATTENTION"),
             gemm_scratch: Mutex::new(None),
             attn_scratch: Mutex::new(None),
             scratch_generation: AtomicU64::new(0),
@@ -876,10 +882,35 @@ impl Kernels {
         };
         if splits == 1 && p.rows >= ATT_TILE_ROWS && p.head_dim <= ATT_TILE_MAX_HEAD_DIM && oq == 0
         {
-            let cfg = LaunchConfig {
-                grid: (grid_hr.0, blocks(p.rows, ATT_TILE_ROWS)?, 1),
-                block: ((ATT_TILE_ROWS * 16) as u32, 1, 1),
-                shared_bytes: 0,
+            // On the matrix units where the device has them, for heads of
+            // 64 or 128 dims on 16-byte boundaries (f16 operands).
+            let mma = self.mma_attention
+                && (p.head_dim == 64 || p.head_dim == 128)
+                && [q_ptr, o_ptr, k_ptr, v_ptr]
+                    .iter()
+                    .all(|a| a.is_multiple_of(16));
+            let (name, cfg) = if mma {
+                (
+                    if p.head_dim == 64 {
+                        "attention_mma_h64"
+                    } else {
+                        "attention_mma_h128"
+                    },
+                    LaunchConfig {
+                        grid: (grid_hr.0, blocks(p.rows, ATT_MMA_ROWS)?, 1),
+                        block: (128, 1, 1),
+                        shared_bytes: 0,
+                    },
+                )
+            } else {
+                (
+                    "attention_tiled_f32",
+                    LaunchConfig {
+                        grid: (grid_hr.0, blocks(p.rows, ATT_TILE_ROWS)?, 1),
+                        block: ((ATT_TILE_ROWS * 16) as u32, 1, 1),
+                        shared_bytes: 0,
+                    },
+                )
             };
             let args = KernelArgs::new()
                 .ptr(q_ptr)
@@ -894,9 +925,11 @@ impl Kernels {
                 .f32(p.scale)
                 .i32(to_i32("window", p.window.unwrap_or(0))?)
                 .f32(p.softcap.unwrap_or(0.0));
-            // SAFETY: matches `attention_tiled_f32`; lengths (with offsets)
-            // checked above, head_dim within the kernel's static tiles.
-            return unsafe { self.f("attention_tiled_f32")?.launch(stream, cfg, &args) };
+            // SAFETY: matches `attention_tiled_f32` and `attention_mma_h64/128`
+            // (same parameters); lengths (with offsets) checked above,
+            // head_dim within the kernels' static tiles (the matrix-unit ones
+            // only for exactly their head size, rows 16-byte aligned).
+            return unsafe { self.f(name)?.launch(stream, cfg, &args) };
         }
         let wave = self.device.props().wave_size.max(1) as usize;
         let aligned16 = [q_ptr, o_ptr, k_ptr, v_ptr]
@@ -1447,6 +1480,8 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                     "gemm_f16_tn_s4",
                     "gemm_f16_tn_m64_s3",
                     "gemm_f16_tn_m64_s4",
+                    "attention_mma_h64",
+                    "attention_mma_h128",
                 ]
                 .iter()
                 .map(|s| s.to_string()),
