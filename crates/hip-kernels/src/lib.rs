@@ -64,6 +64,11 @@ pub struct Kernels {
     /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K mat-vec and
     /// (1 or 2) of the staged Q4_0/Q8_0/Q6_K ones (0: the default, 2).
     matvec_rows: usize,
+    /// `ROCMFORGE_GPU_SKIP_MATVECS=NxK,…`: decode mat-vec launches of N rows
+    /// (all parts together) of K values that return at once (a timing
+    /// experiment like `ROCMFORGE_GPU_SKIP_KERNELS`, by shape: what each
+    /// projection costs inside a step; results are wrong).
+    skip_matvecs: Vec<(usize, usize)>,
     /// `ROCMFORGE_GPU_OLD_ATTENTION=1`: few-row attention through
     /// `attention_f32` (a key row per thread) instead of
     /// `attention_decode_f32` (a key row per wave).
@@ -188,6 +193,16 @@ fn gemm_deep_kernels(stages: u32) -> [(&'static str, u32); 2] {
         ],
     }
 }
+
+/// `"NxK,NxK"` as (N, K) pairs; entries that do not parse are left out.
+fn parse_shapes(v: &str) -> Vec<(usize, usize)> {
+    v.split(',')
+        .filter_map(|e| {
+            let (n, k) = e.trim().split_once('x')?;
+            Some((n.parse().ok()?, k.parse().ok()?))
+        })
+        .collect()
+}
 /// Block tile (tokens and rows) of `gemm_f16_tn`.
 const GEMM_TILE: usize = 128;
 
@@ -289,6 +304,9 @@ impl Kernels {
                 Ok("4") => 4,
                 _ => 0,
             },
+            skip_matvecs: std::env::var("ROCMFORGE_GPU_SKIP_MATVECS")
+                .map(|v| parse_shapes(&v))
+                .unwrap_or_default(),
             old_attention: env_flag("ROCMFORGE_GPU_OLD_ATTENTION"),
             wave_attention: env_flag("ROCMFORGE_GPU_WAVE_ATTENTION"),
             mma_attention: mma && !env_flag("ROCMFORGE_GPU_NO_MMA_ATTENTION"),
@@ -1544,5 +1562,19 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             .map(|s| s.to_string())
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod shape_list_tests {
+    use super::parse_shapes;
+
+    #[test]
+    fn shapes_parse_and_bad_entries_drop_out() {
+        assert_eq!(
+            parse_shapes("6144x4096, 4096x14336,x,12,3x"),
+            vec![(6144, 4096), (4096, 14336)]
+        );
+        assert!(parse_shapes("").is_empty());
     }
 }
