@@ -5,12 +5,16 @@
 #                 binaries, stripped, into .device-carry/; run after
 #                 scripts/gpu-side-by-side.sh prepare made the tokenizer GGUF)
 #   GPU machine:  scripts/gpu-check.sh run [tests] [bench PRESET:TYPE...] [ncu PRESET:TYPE]
-#                 [steptime PRESET:TYPE...]
+#                 [steptime PRESET:TYPE...] [ab PRESET:TYPE...]
 #                 (carry .device-carry) runs the GPU tests, `rocmforge bench
 #                 -p 512 -n 128 -r 2 --device gpu` on synthetic models, an
 #                 Nsight Compute per-kernel summary of pp512 + tg4, and
 #                 (steptime) tg128 next to the per-kernel device time of one
-#                 decode step (ncu, clocks left alone); logs in $OUT.
+#                 decode step (ncu, clocks left alone); (ab) tg128 (pp512 too
+#                 with PP=512) of the default and of each ALSO="VAR=value …"
+#                 variant, interleaved, two rounds (with
+#                 ROCMFORGE_GPU_SKIP_KERNELS / _SKIP_MATVECS: what a kernel
+#                 costs inside a step); logs in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=$PWD/.device-carry
@@ -44,11 +48,20 @@ run)
           timeout "${TEST_TIMEOUT:-240}" "$t" --test-threads=1 > "$OUT/$(basename "$t").log" 2>&1 && grep "test result" "$OUT/$(basename "$t").log" | tail -n 1 ||
             { echo FAILED; grep -E "panicked|error|FAILED|relative" "$OUT/$(basename "$t").log" | head -20; }
         done ;;
-      bench|ncu|steptime) mode=$a ;;
+      bench|ncu|steptime|ab) mode=$a ;;
       *:*)
         preset=${a%%:*}; ty=${a#*:}; f=/tmp/$preset-$ty.gguf
         [ -f "$f" ] || "$D/xtask" synth-model --preset "$preset" --type "$ty" --tokenizer "$D/tokenizer.gguf" --out "$f" > /dev/null
-        if [ "$mode" = steptime ]; then
+        if [ "$mode" = ab ]; then
+          echo "== $preset $ty"
+          for round in 1 2; do
+            for v in DEFAULT=1 ${ALSO:-}; do
+              r=$(timeout 120 env "$v" "$D/rocmforge" bench -m "$f" -p "${PP:-0}" -n 128 -r 3 --device gpu 2>&1 |
+                grep -E "pp512|tg128" | tr '\n' ' ')
+              echo "$v $r"
+            done
+          done
+        elif [ "$mode" = steptime ]; then
           echo "== $preset $ty"
           "$D/rocmforge" bench -m "$f" -p 0 -n 128 -r 2 --device gpu 2>&1 | grep tg128 || true
           ncu --clock-control none --csv --print-units base --metrics gpu__time_duration.sum \
@@ -96,5 +109,5 @@ PY
         ;;
     esac
   done ;;
-*) echo "usage: $0 prepare | run [tests] [bench P:T...] [ncu P:T...] [steptime P:T...]" >&2; exit 2 ;;
+*) echo "usage: $0 prepare | run [tests] [bench P:T...] [ncu P:T...] [steptime P:T...] [ab P:T...]" >&2; exit 2 ;;
 esac
