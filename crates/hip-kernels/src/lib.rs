@@ -275,18 +275,22 @@ impl Kernels {
             && sm.is_some_and(|v| v >= 80)
             && !env_flag("ROCMFORGE_GPU_NO_MMA");
         let gemm = mma && !env_flag("ROCMFORGE_GPU_NO_GEMM");
-        let gemm_stages = match std::env::var("ROCMFORGE_GPU_GEMM_STAGES").as_deref() {
+        let mut gemm_stages = match std::env::var("ROCMFORGE_GPU_GEMM_STAGES").as_deref() {
             Ok("2") => 2,
             Ok("3") => 3,
             _ => 4,
         };
         if gemm && gemm_stages > 2 {
             // The deep-pipeline GEMMs take more dynamic shared memory than
-            // a kernel gets by default.
-            for (name, bytes) in gemm_deep_kernels(gemm_stages) {
-                if let Some(f) = functions.get(name) {
-                    f.allow_dynamic_shared(bytes)?;
-                }
+            // a kernel gets by default; where that cannot be allowed (or the
+            // kernels are missing), the two-stage GEMM runs instead.
+            let allowed = gemm_deep_kernels(gemm_stages).iter().all(|(name, bytes)| {
+                functions
+                    .get(*name)
+                    .is_some_and(|f| f.allow_dynamic_shared(*bytes).is_ok())
+            });
+            if !allowed {
+                gemm_stages = 2;
             }
         }
         Ok(Kernels {
