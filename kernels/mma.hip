@@ -631,21 +631,36 @@ RF_ATTENTION_MMA(64)
 RF_ATTENTION_MMA(128)
 
 // Rows of W (any format) -> f16, one thread per 32-value chunk: out[r][k].
+// A wave's 32 chunks (2 KiB of halves, contiguous in `out`) go out through
+// shared memory so that each store instruction writes 512 contiguous bytes
+// (a thread's own 64 bytes at once would spread every instruction over 2 KiB).
+// Launch: block = 256 threads.
 #define RF_DEQ_F16_KERNEL(name, deq)                                                            \
-    extern "C" __global__ void dequant_f16_##name(const u8* __restrict__ W, int row_bytes,      \
-                                                  int K, int N, uint4* __restrict__ out) {      \
+    extern "C" __global__ void __launch_bounds__(256)                                           \
+        dequant_f16_##name(const u8* __restrict__ W, int row_bytes, int K, int N,               \
+                           uint4* __restrict__ out) {                                           \
         RF_GRID_SYNC();                                                                         \
+        __shared__ uint4 st[8][32 * 5];                                                         \
         const int chunks = K / 32;                                                              \
+        const size_t total = (size_t)N * chunks;                                                \
         const size_t id = (size_t)blockIdx.x * blockDim.x + threadIdx.x;                        \
-        if (id >= (size_t)N * chunks) return;                                                   \
-        const int r = (int)(id / chunks), c = (int)(id % chunks);                               \
+        const int lane = threadIdx.x & 31, wv = threadIdx.x >> 5;                               \
         float y[32];                                                                            \
-        deq(W + (size_t)r * row_bytes, c, K, y);                                                \
-        uint4* o = out + id * 4;                                                                \
-        _Pragma("unroll") for (int i = 0; i < 4; i++) o[i] =                                    \
+        if (id < total) {                                                                       \
+            deq(W + (size_t)(id / chunks) * row_bytes, (int)(id % chunks), K, y);               \
+        } else {                                                                                \
+            _Pragma("unroll") for (int i = 0; i < 32; i++) y[i] = 0.0f;                         \
+        }                                                                                       \
+        _Pragma("unroll") for (int i = 0; i < 4; i++) st[wv][lane * 5 + i] =                    \
             make_uint4(rf_pack_h2(y[8 * i], y[8 * i + 1]), rf_pack_h2(y[8 * i + 2], y[8 * i + 3]), \
                        rf_pack_h2(y[8 * i + 4], y[8 * i + 5]),                                  \
                        rf_pack_h2(y[8 * i + 6], y[8 * i + 7]));                                 \
+        __syncwarp();                                                                           \
+        const size_t first = id - lane; /* the wave's first chunk */                            \
+        _Pragma("unroll") for (int j = 0; j < 4; j++) {                                         \
+            const int e = j * 32 + lane; /* uint4 e of the wave's 128 */                        \
+            if (first + e / 4 < total) out[first * 4 + e] = st[wv][(e / 4) * 5 + e % 4];       \
+        }                                                                                       \
     }
 RF_FOR_EACH_FORMAT(RF_DEQ_F16_KERNEL)
 
