@@ -748,6 +748,80 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS) {
 RF_MV_ENTRIES(q4_k_rows2, rf_q4_k_rows<2>)
 RF_MV_ENTRIES(q4_k_rows4, rf_q4_k_rows<4>)
 
+// rf_q4_k_rows with the activation row in shared memory. In global memory a
+// lane's four 16-byte activation loads sit 64 bytes from its neighbours',
+// so one wave-wide load touches 16 cache lines (2 KiB of activations per
+// pass of a wave, read four times over). The block first copies the row
+// (coalesced 16-byte loads, every thread a part; the first pass's weight
+// loads are already in flight) into an order where the words a wave reads
+// in one load instruction are contiguous: the words of a pass's
+// RF_SX_SPG super-blocks are grouped by quarter (which of a lane's four
+// loads), then super-block, then sub-block pair. KMAX: the longest row
+// (rounded up to whole groups) the shared buffer holds; PF: the next pass's
+// weights are requested before this pass's arithmetic.
+#define RF_SX_SPG (RF_WAVE / 4)
+
+// Index in the shared activations of quarter `q` of pair `p` of super-block
+// `sb`.
+RF_DEVICE int rf_sx_slot(int sb, int p, int q) {
+    return (sb / RF_SX_SPG) * (RF_SX_SPG * 16) + q * (RF_SX_SPG * 4) + (sb % RF_SX_SPG) * 4 + p;
+}
+
+template <int R, int KMAX, bool PF>
+RF_DEVICE void rf_q4_k_sx(RF_MV_ARGS) {
+    __shared__ int4 sx[KMAX / 16];
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+    const int sub = wave % wpr;
+    const int rg0 = (blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * R;
+    const uint4* rows[R];
+    float* ys[R];
+    int ns[R], rs[R];
+    const bool any = rf_mv_pick_rows<R>(rg0, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, rows,
+                                        ys, ns, rs);
+    const int nsb = any ? K / 256 : 0;
+    const int p = lane & 3, step = wpr * RF_SX_SPG;
+    float acc[R];
+#pragma unroll
+    for (int e = 0; e < R; e++) acc[e] = 0.0f;
+    uint4 hdr[R], w0[R], w1[R];
+    const int sb_first = sub * RF_SX_SPG + (lane >> 2);
+    if (sb_first < nsb) rf_q4_k_rows_load<R>(rows, sb_first, p, hdr, w0, w1);
+    // Word i of the row: super-block i / 16, pair (i / 4) % 4, quarter i % 4.
+    for (int i = threadIdx.x; i < K / 16; i += blockDim.x)
+        sx[rf_sx_slot(i >> 4, (i >> 2) & 3, i & 3)] = ((const int4*)xq)[i];
+    __syncthreads();
+    for (int sb = sb_first; sb < nsb; sb += step) {
+        uint4 nh[R], n0[R], n1[R];
+        if (PF && sb + step < nsb) rf_q4_k_rows_load<R>(rows, sb + step, p, nh, n0, n1);
+        RfQ4kX x;
+        x.a = sx[rf_sx_slot(sb, p, 0)];
+        x.b = sx[rf_sx_slot(sb, p, 1)];
+        x.c = sx[rf_sx_slot(sb, p, 2)];
+        x.d = sx[rf_sx_slot(sb, p, 3)];
+        x.dd = *(const float4*)(ds + sb * 8 + 2 * p);
+#pragma unroll
+        for (int e = 0; e < R; e++) acc[e] += rf_q4_k_pair_dot(hdr[e], w0[e], w1[e], p, x);
+        if (PF) {
+#pragma unroll
+            for (int e = 0; e < R; e++) hdr[e] = nh[e], w0[e] = n0[e], w1[e] = n1[e];
+        } else if (sb + step < nsb) {
+            rf_q4_k_rows_load<R>(rows, sb + step, p, hdr, w0, w1);
+        }
+    }
+    rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
+}
+
+// The longest row the shared-activation kernels take (16 KiB of 8-bit
+// activations); the launcher checks it.
+#define RF_SX_KMAX 16384
+#define RF_Q4K_SX(name, R, PF)                                                                \
+    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) { rf_q4_k_sx<R, RF_SX_KMAX, PF>(RF_MV_PASS); }   \
+    RF_MV_ENTRIES(name, rf_mv_##name)
+RF_Q4K_SX(q4_k_sx1, 1, false)
+RF_Q4K_SX(q4_k_sx2, 2, false)
+RF_Q4K_SX(q4_k_sx1pf, 1, true)
+RF_Q4K_SX(q4_k_sx2pf, 2, true)
+
 // Q4_0 and Q8_0 rows staged through shared memory. Their blocks (18 and 34
 // bytes) are only 2-byte aligned, and loading them in place takes a 32-bit
 // load per four bytes, each touching many cache sectors across the wave
