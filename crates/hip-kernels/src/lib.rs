@@ -64,10 +64,6 @@ pub struct Kernels {
     /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K mat-vec and
     /// (1 or 2) of the staged Q4_0/Q8_0/Q6_K ones (0: the default, 2).
     matvec_rows: usize,
-    /// `ROCMFORGE_GPU_Q4K=sx1|sx2|sx1pf|sx2pf`: the Q4_K decode mat-vec with
-    /// the activation row staged in shared memory (`matvec_q4_k_sx*`) where
-    /// the row fits; `None`: the default kernel.
-    q4k_kernel: Option<&'static str>,
     /// `ROCMFORGE_GPU_SKIP_MATVECS=NxK,…`: decode mat-vec launches of N rows
     /// (all parts together) of K values that return at once (a timing
     /// experiment like `ROCMFORGE_GPU_SKIP_KERNELS`, by shape: what each
@@ -311,13 +307,6 @@ impl Kernels {
                 Ok("2") => 2,
                 Ok("4") => 4,
                 _ => 0,
-            },
-            q4k_kernel: match std::env::var("ROCMFORGE_GPU_Q4K").as_deref() {
-                Ok("sx1") => Some("matvec_q4_k_sx1"),
-                Ok("sx2") => Some("matvec_q4_k_sx2"),
-                Ok("sx1pf") => Some("matvec_q4_k_sx1pf"),
-                Ok("sx2pf") => Some("matvec_q4_k_sx2pf"),
-                _ => None,
             },
             skip_matvecs: std::env::var("ROCMFORGE_GPU_SKIP_MATVECS")
                 .map(|v| parse_shapes(&v))
@@ -1559,10 +1548,6 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                     "matvec_q4_k_pair4",
                     "matvec_q4_k_rows2",
                     "matvec_q4_k_rows4",
-                    "matvec_q4_k_sx1",
-                    "matvec_q4_k_sx2",
-                    "matvec_q4_k_sx1pf",
-                    "matvec_q4_k_sx2pf",
                     "matvec_q4_0_staged",
                     "matvec_q8_0_staged",
                     "matvec_q4_0_staged2",

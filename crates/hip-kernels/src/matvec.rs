@@ -294,14 +294,6 @@ impl Kernels {
                     r => r,
                 };
                 let passes = (k / 256).div_ceil(wave / 4);
-                // The shared-activation kernels hold rows of whole passes
-                // (wave / 4 super-blocks) up to SX_MAX_K values.
-                let sx_fits = k.next_multiple_of(64 * wave) <= SX_MAX_K;
-                if let Some(kernel) = self.q4k_kernel.filter(|_| sx_fits) {
-                    let rows = if kernel.contains("sx2") { 2 } else { 1 };
-                    let wpr = waves_per_row(passes, by_rows(rows));
-                    return MatvecPlan { kernel, wpr, rows };
-                }
                 let wpr = waves_per_row(passes, by_rows(rows));
                 let kernel = match rows {
                     2 => "matvec_q4_k_rows2",
@@ -370,10 +362,6 @@ impl Kernels {
         }
     }
 }
-
-/// The longest row of the shared-activation Q4_K kernels (`RF_SX_KMAX` in
-/// kernels/matvec.hip).
-const SX_MAX_K: usize = 16384;
 
 /// The kernel, the waves per row and the rows per wave (group) of one
 /// mat-vec launch.
