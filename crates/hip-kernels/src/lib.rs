@@ -64,6 +64,9 @@ pub struct Kernels {
     /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K mat-vec and
     /// (1 or 2) of the staged Q4_0/Q8_0/Q6_K ones (0: the default, 2).
     matvec_rows: usize,
+    /// `ROCMFORGE_GPU_MV_WPR=1|2|4`: waves per row of every 8-bit mat-vec
+    /// (0: chosen per shape; for comparisons).
+    matvec_wpr: usize,
     /// `ROCMFORGE_GPU_SKIP_MATVECS=NxK,…`: decode mat-vec launches of N rows
     /// (all parts together) of K values that return at once (a timing
     /// experiment like `ROCMFORGE_GPU_SKIP_KERNELS`, by shape: what each
@@ -303,6 +306,12 @@ impl Kernels {
             narrow_matvec: env_flag("ROCMFORGE_GPU_NARROW_MATVEC"),
             matvec_v1: env_flag("ROCMFORGE_GPU_MATVEC_V1"),
             matvec_rows: match std::env::var("ROCMFORGE_GPU_MV_ROWS").as_deref() {
+                Ok("1") => 1,
+                Ok("2") => 2,
+                Ok("4") => 4,
+                _ => 0,
+            },
+            matvec_wpr: match std::env::var("ROCMFORGE_GPU_MV_WPR").as_deref() {
                 Ok("1") => 1,
                 Ok("2") => 2,
                 Ok("4") => 4,

@@ -208,7 +208,10 @@ impl Kernels {
             }
         };
         let wave = self.device().props().wave_size.max(1) as usize;
-        let plan = self.matvec_plan(format, k, n, row_bytes, wave, wide, ds.device_ptr());
+        let mut plan = self.matvec_plan(format, k, n, row_bytes, wave, wide, ds.device_ptr());
+        if self.matvec_wpr != 0 {
+            plan.wpr = self.matvec_wpr;
+        }
         let cfg = LaunchConfig {
             grid: (
                 blocks(n, MATVEC_WAVES as usize / plan.wpr * plan.rows)?,
