@@ -362,11 +362,14 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
-    const int nk = K / RF_GK;
+    // Split k (gridDim.z = 2, K / RF_GK even): block z takes k-steps
+    // kb .. kb + nk - 1 and adds its sums to C, which the launcher zeroed;
+    // with two adds to zero the result does not depend on their order.
+    const int nk = K / RF_GK / gridDim.z, kb = blockIdx.z * nk;
 #pragma unroll
     for (int s = 0; s < ST - 1; s++) {
         const u32 st = base + (u32)(s * STAGE_BYTES);
-        if (s < nk) rf_gemm_stage<MT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, s, tid);
+        if (s < nk) rf_gemm_stage<MT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + s, tid);
         asm volatile("cp.async.commit_group;");
     }
     const int a_row = wm * (16 * MT) + ((lane >> 3) & 1) * 8 + (lane & 7), a_col = (lane >> 4) * 8;
@@ -379,7 +382,7 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
         const int kn = kt + ST - 1;
         if (kn < nk) {
             const u32 st = base + (u32)((kn % ST) * STAGE_BYTES);
-            rf_gemm_stage<MT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kn, tid);
+            rf_gemm_stage<MT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + kn, tid);
         }
         asm volatile("cp.async.commit_group;");
         const u32 as = base + (u32)((kt % ST) * STAGE_BYTES), bs = as + A_BYTES;
@@ -405,7 +408,21 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
         }
     }
     asm volatile("cp.async.wait_group 0;");
-    rf_gemm_store<MT>(acc, M, N, m0, n0, wm, wn, lane, C);
+    if (gridDim.z == 1) {
+        rf_gemm_store<MT>(acc, M, N, m0, n0, wm, wn, lane, C);
+        return;
+    }
+    const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int m = m0 + wm * (16 * MT) + i * 16 + g + 8 * (e >> 1);
+                const int n = n0 + wn * 32 + j * 8 + 2 * q + (e & 1);
+                if (m < M && n < N) atomicAdd(C + (size_t)m * N + n, acc[i][j][e]);
+            }
 }
 
 #define RF_GEMM_DEEP(name, MT, ST)                                                               \

@@ -51,9 +51,12 @@ pub struct Kernels {
     mma: bool,
     gemm: bool,
     /// Pipeline stages of the prompt GEMM: 2 (`gemm_f16_tn`, static shared
-    /// memory), 3 or 4 (`gemm_f16_tn_s3/s4`, dynamic); default 4, set with
+    /// memory), 3 or 4 (`gemm_f16_tn_s3/s4`, dynamic); default 3, set with
     /// `ROCMFORGE_GPU_GEMM_STAGES`.
     gemm_stages: u32,
+    /// Split k in two where the GEMM grid has fewer blocks than compute
+    /// units (`ROCMFORGE_GPU_GEMM_SPLITK=0` turns it off).
+    gemm_split_k: bool,
     /// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
     /// mat-vecs instead of the 16-byte-load ones (for comparisons).
     narrow_matvec: bool,
@@ -179,6 +182,9 @@ const MMA_MIN_TOKENS: usize = 16;
 /// running the f16 GEMM beats dequantizing tiles inside the matmul.
 const GEMM_MIN_TOKENS: usize = 128;
 
+/// Values of k per pipeline step of the GEMM kernels (`RF_GK`).
+const GEMM_K_STEP: usize = 32;
+
 /// The deep-pipeline GEMM kernels for `stages` (3 or 4; otherwise 4) and
 /// their dynamic shared memory: `[128-token tiles, 64-token tiles]`. A
 /// stage holds the A tile (32 · MT rows) and the B tile (128 rows) of 40
@@ -280,8 +286,10 @@ impl Kernels {
         let gemm = mma && !env_flag("ROCMFORGE_GPU_NO_GEMM");
         let mut gemm_stages = match std::env::var("ROCMFORGE_GPU_GEMM_STAGES").as_deref() {
             Ok("2") => 2,
-            Ok("3") => 3,
-            _ => 4,
+            Ok("4") => 4,
+            // Three stages: 8b Q4_K_M pp512 on an H200 10,262 / 10,433 t/s
+            // against 9,375 / 9,327 with four (1b: the same within noise).
+            _ => 3,
         };
         if gemm && gemm_stages > 2 {
             // The deep-pipeline GEMMs take more dynamic shared memory than
@@ -303,6 +311,7 @@ impl Kernels {
             mma,
             gemm,
             gemm_stages,
+            gemm_split_k: std::env::var("ROCMFORGE_GPU_GEMM_SPLITK").as_deref() != Ok("0"),
             narrow_matvec: env_flag("ROCMFORGE_GPU_NARROW_MATVEC"),
             matvec_v1: env_flag("ROCMFORGE_GPU_MATVEC_V1"),
             matvec_rows: match std::env::var("ROCMFORGE_GPU_MV_ROWS").as_deref() {
@@ -512,8 +521,22 @@ impl Kernels {
             (_, true) => deep[1],
             (_, false) => deep[0],
         };
+        // Grids of fewer blocks than compute units split k in two (the deep
+        // kernels only): each half adds its sums to the zeroed output.
+        let grid_xy = blocks(n, GEMM_TILE)? as usize * blocks(t, tile_t)? as usize;
+        let split = self.gemm_stages > 2
+            && self.gemm_split_k
+            && grid_xy < cus
+            && (k / GEMM_K_STEP).is_multiple_of(2);
+        if split {
+            y.fill_zero_first(stream, t * n)?;
+        }
         let cfg = LaunchConfig {
-            grid: (blocks(n, GEMM_TILE)?, blocks(t, tile_t)?, 1),
+            grid: (
+                blocks(n, GEMM_TILE)?,
+                blocks(t, tile_t)?,
+                if split { 2 } else { 1 },
+            ),
             block: (256, 1, 1),
             shared_bytes,
         };

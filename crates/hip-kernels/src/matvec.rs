@@ -276,10 +276,12 @@ impl Kernels {
         wide: bool,
         ds_ptr: u64,
     ) -> MatvecPlan {
-        // Waves per row at most, for `rows` rows per wave: no more than about
-        // 16384 waves in all (with many rows one wave per row already keeps
-        // enough loads in flight).
-        let by_rows = |rows: usize| (16384 / n.div_ceil(rows).max(1)).max(1);
+        // Waves per row at most, for `rows` rows per wave: more than one
+        // only while there are fewer than 2048 waves (about 16 per compute
+        // unit). Measured on an H200 (`matvec_shapes` example; the cap was
+        // 16384 waves): 8b q+k+v 6.5 -> 5.2 µs, o 5.3 -> 4.6, Q6_K down
+        // 19.7 -> 16.1, 1b down 5.5 -> 4.9.
+        let by_rows = |rows: usize| (2048 / n.div_ceil(rows).max(1)).max(1);
         let v2 = wide && !self.matvec_v1;
         let staged = v2 && k.is_multiple_of(256) && row_bytes.is_multiple_of(16);
         // Rows per wave of the staged kernels (one or two).
