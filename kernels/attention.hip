@@ -283,9 +283,15 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
                             int n_head, int n_kv, int head_dim, float scale, int window,
                             float softcap, i8* __restrict__ oq, float2* __restrict__ ds,
                             const u32* __restrict__ dyn_pos) {
-    RF_GRID_SYNC();
     __shared__ float4 gacc[RF_KG_GROUPS][RF_KG_MAX_DIM / 4];
     __shared__ float gm[RF_KG_GROUPS], gl[RF_KG_GROUPS];
+    // Read before the grid-dependency wait, as the first keys below: the
+    // position is written before the step's first kernel and the cache rows
+    // before start_pos by earlier calls, and this kernel starts only once
+    // the kernel two before it in the stream has finished (every kernel
+    // waits before it lets the next one start: RF_GRID_SYNC); the query and
+    // this call's own rows (from start_pos on) come from the kernel just
+    // before, so they are read after the wait.
     if (dyn_pos) start_pos = (int)*dyn_pos;
     const int h = blockIdx.x, row = blockIdx.y;
     const int g = threadIdx.x >> 3, li = threadIdx.x & 7;
@@ -300,6 +306,29 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
     const float4* v4 = (const float4*)(v + (size_t)kvh * head_dim) + li;
     const size_t kv4 = kv_stride >> 2;  // float4s per cache row
     float4 qv[RF_KG_C], acc[RF_KG_C];
+    float4 ka[RF_KG_C], kb[RF_KG_C], va[RF_KG_C], vb[RF_KG_C];
+    {
+        // The first pass's keys from earlier calls, then the wait, then
+        // those of this call and the query.
+        const int j0 = lo + g, j1 = j0 + RF_KG_GROUPS;
+        const bool e0 = j0 <= pos && j0 < start_pos, e1 = j1 <= pos && j1 < start_pos;
+#pragma unroll
+        for (int c = 0; c < RF_KG_C; c++) {
+            ka[c] = c < nc && e0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
+            kb[c] = c < nc && e1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
+            va[c] = c < nc && e0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
+            vb[c] = c < nc && e1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+        }
+        RF_GRID_SYNC();
+        const bool l0 = j0 <= pos && !e0, l1 = j1 <= pos && !e1;
+#pragma unroll
+        for (int c = 0; c < RF_KG_C; c++) {
+            if (c < nc && l0) ka[c] = k4[(size_t)j0 * kv4 + c * 8];
+            if (c < nc && l1) kb[c] = k4[(size_t)j1 * kv4 + c * 8];
+            if (c < nc && l0) va[c] = v4[(size_t)j0 * kv4 + c * 8];
+            if (c < nc && l1) vb[c] = v4[(size_t)j1 * kv4 + c * 8];
+        }
+    }
 #pragma unroll
     for (int c = 0; c < RF_KG_C; c++) {
         qv[c] = c < nc ? q4[c * 8] : zero;
@@ -311,13 +340,14 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
     for (int b = lo; b <= pos; b += 2 * RF_KG_GROUPS) {
         const int j0 = b + g, j1 = j0 + RF_KG_GROUPS;
         const bool has0 = j0 <= pos, has1 = j1 <= pos;
-        float4 ka[RF_KG_C], kb[RF_KG_C], va[RF_KG_C], vb[RF_KG_C];
+        if (b != lo) {
 #pragma unroll
-        for (int c = 0; c < RF_KG_C; c++) {
-            ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
-            kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
-            va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
-            vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+            for (int c = 0; c < RF_KG_C; c++) {
+                ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
+                kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
+                va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
+                vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+            }
         }
         const float sa = rf_kg_score(qv, ka, nc, scale, softcap);
         const float sb = rf_kg_score(qv, kb, nc, scale, softcap);

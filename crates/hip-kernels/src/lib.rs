@@ -65,7 +65,7 @@ pub struct Kernels {
     /// instead of the pair-per-lane and staged kernels (for comparisons).
     matvec_v1: bool,
     /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K mat-vec and
-    /// (1 or 2) of the staged Q4_0/Q8_0/Q6_K ones (0: the default, 2).
+    /// (1 or 2) of the staged Q4_0/Q8_0/Q6_K ones (0: the defaults, 4 and 2).
     matvec_rows: usize,
     /// `ROCMFORGE_GPU_MV_WPR=1|2|4`: waves per row of every 8-bit mat-vec
     /// (0: chosen per shape; for comparisons).

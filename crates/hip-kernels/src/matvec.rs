@@ -287,15 +287,17 @@ impl Kernels {
         // Rows per wave of the staged kernels (one or two).
         let staged_rows = if self.matvec_rows == 1 { 1 } else { 2 };
         match format {
-            // Two rows per wave by default (measured on an H200, 8b Q4_K_M
-            // decode: 330 t/s against 300 with one and 312 with four for the
-            // gate/up rows); passes of a wave over the row: a super-block per
-            // 4 lanes.
+            // Four rows per wave by default: with the weights requested
+            // before the grid-dependency wait and one wave per row (above),
+            // measured on an H200 (`matvec_shapes`) against two: 8b gate+up
+            // 18.9 -> 17.2 µs, down 12.3 -> 10.1, 1b gate+up 7.4 -> 6.8, the
+            // short ones equal. Passes of a wave over the row: a super-block
+            // per 4 lanes.
             GpuFormat::Q4K if v2 && ds_ptr.is_multiple_of(16) => {
                 // Rows per wave: several share each activation load, as
                 // long as there are waves enough to fill the device.
                 let rows = match self.matvec_rows {
-                    0 => 2,
+                    0 => 4,
                     r => r,
                 };
                 let passes = (k / 256).div_ceil(wave / 4);
