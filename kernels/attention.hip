@@ -283,9 +283,15 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
                             int n_head, int n_kv, int head_dim, float scale, int window,
                             float softcap, i8* __restrict__ oq, float2* __restrict__ ds,
                             const u32* __restrict__ dyn_pos) {
-    RF_GRID_SYNC();
     __shared__ float4 gacc[RF_KG_GROUPS][RF_KG_MAX_DIM / 4];
     __shared__ float gm[RF_KG_GROUPS], gl[RF_KG_GROUPS];
+    // Read before the grid-dependency wait, as the first keys below: the
+    // position is written before the step's first kernel and the cache rows
+    // before start_pos by earlier calls, and this kernel starts only once
+    // the kernel two before it in the stream has finished (every kernel
+    // waits before it lets the next one start: RF_GRID_SYNC); the query and
+    // this call's own rows (from start_pos on) come from the kernel just
+    // before, so they are read after the wait.
     if (dyn_pos) start_pos = (int)*dyn_pos;
     const int h = blockIdx.x, row = blockIdx.y;
     const int g = threadIdx.x >> 3, li = threadIdx.x & 7;
@@ -300,6 +306,29 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
     const float4* v4 = (const float4*)(v + (size_t)kvh * head_dim) + li;
     const size_t kv4 = kv_stride >> 2;  // float4s per cache row
     float4 qv[RF_KG_C], acc[RF_KG_C];
+    float4 ka[RF_KG_C], kb[RF_KG_C], va[RF_KG_C], vb[RF_KG_C];
+    {
+        // The first pass's keys from earlier calls, then the wait, then
+        // those of this call and the query.
+        const int j0 = lo + g, j1 = j0 + RF_KG_GROUPS;
+        const bool e0 = j0 <= pos && j0 < start_pos, e1 = j1 <= pos && j1 < start_pos;
+#pragma unroll
+        for (int c = 0; c < RF_KG_C; c++) {
+            ka[c] = c < nc && e0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
+            kb[c] = c < nc && e1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
+            va[c] = c < nc && e0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
+            vb[c] = c < nc && e1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+        }
+        RF_GRID_SYNC();
+        const bool l0 = j0 <= pos && !e0, l1 = j1 <= pos && !e1;
+#pragma unroll
+        for (int c = 0; c < RF_KG_C; c++) {
+            if (c < nc && l0) ka[c] = k4[(size_t)j0 * kv4 + c * 8];
+            if (c < nc && l1) kb[c] = k4[(size_t)j1 * kv4 + c * 8];
+            if (c < nc && l0) va[c] = v4[(size_t)j0 * kv4 + c * 8];
+            if (c < nc && l1) vb[c] = v4[(size_t)j1 * kv4 + c * 8];
+        }
+    }
 #pragma unroll
     for (int c = 0; c < RF_KG_C; c++) {
         qv[c] = c < nc ? q4[c * 8] : zero;
@@ -311,13 +340,14 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
     for (int b = lo; b <= pos; b += 2 * RF_KG_GROUPS) {
         const int j0 = b + g, j1 = j0 + RF_KG_GROUPS;
         const bool has0 = j0 <= pos, has1 = j1 <= pos;
-        float4 ka[RF_KG_C], kb[RF_KG_C], va[RF_KG_C], vb[RF_KG_C];
+        if (b != lo) {
 #pragma unroll
-        for (int c = 0; c < RF_KG_C; c++) {
-            ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
-            kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
-            va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
-            vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+            for (int c = 0; c < RF_KG_C; c++) {
+                ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
+                kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
+                va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
+                vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+            }
         }
         const float sa = rf_kg_score(qv, ka, nc, scale, softcap);
         const float sb = rf_kg_score(qv, kb, nc, scale, softcap);
@@ -361,6 +391,167 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
     const float inv = 1.0f / L;
     const float4 r = has ? make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv) : zero;
     if (has) ((float4*)(out + row * q_stride + (size_t)h * head_dim))[t] = r;
+    if (oq) rf_q8_emit4(r, (h * head_dim >> 2) + t, has, oq, ds);
+}
+
+// RoPE of a head held in the key-group layout (this lane's float4s c * 8 +
+// li, c < nc; every dim rotated), with cs[i] = rf_rope_cs of pair i. NeoX
+// partners (dims d and d + head_dim / 2) are float4s c and c + head_dim / 64
+// of the same lane: head_dim must be a multiple of 64 for NeoX.
+RF_DEVICE void rf_kg_rope(float4* v, int nc, int li, int head_dim, int neox, const float2* cs) {
+    if (!neox) {
+#pragma unroll
+        for (int c = 0; c < RF_KG_C; c++) {
+            if (c >= nc) continue;
+            const int f = c * 8 + li;
+            const float2 a = rf_rope_rotate(v[c].x, v[c].y, cs[2 * f]);
+            const float2 b = rf_rope_rotate(v[c].z, v[c].w, cs[2 * f + 1]);
+            v[c] = make_float4(a.x, a.y, b.x, b.y);
+        }
+        return;
+    }
+    const int p = head_dim >> 6;  // partner distance in c
+#pragma unroll
+    for (int c = 0; c < RF_KG_C; c++) {
+        if (c >= p) continue;  // c < nc / 2 = p: the first half
+        const int i0 = 4 * (c * 8 + li);
+        const float4 lo = v[c], hi = v[c + p];
+        const float2 x = rf_rope_rotate(lo.x, hi.x, cs[i0]);
+        const float2 y = rf_rope_rotate(lo.y, hi.y, cs[i0 + 1]);
+        const float2 z = rf_rope_rotate(lo.z, hi.z, cs[i0 + 2]);
+        const float2 w = rf_rope_rotate(lo.w, hi.w, cs[i0 + 3]);
+        v[c] = make_float4(x.x, y.x, z.x, w.x);
+        v[c + p] = make_float4(x.y, y.y, z.y, w.y);
+    }
+}
+
+// attention_keygroups_f32 for one query row at position pos[0] whose query
+// q and key k_new are not yet rotated: both are rotated here (every dim;
+// rope as rope_f32), the key and the value row v_new are written to the
+// cache at that position (kc, vc: the layer's cache; the first query head
+// of each KV head writes), and the row attends over the cache's earlier
+// positions (read through kr/vr, the same memory: those rows are never
+// written here) and the new key and value from registers. RoPE, the cache
+// write and attention in one launch.
+extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
+    attention_keygroups_rope_f32(const float* __restrict__ q, const float* __restrict__ k_new,
+                                 const float* __restrict__ v_new, float* kc, float* vc,
+                                 const float* __restrict__ kr, const float* __restrict__ vr,
+                                 float* __restrict__ out, const u32* __restrict__ posp,
+                                 int n_head, int n_kv, int head_dim, float scale, int window,
+                                 float softcap, i8* __restrict__ oq, float2* __restrict__ ds,
+                                 int neox, float theta_scale, float freq_scale, float ext_factor,
+                                 float attn_factor, float corr_low, float corr_high) {
+    RF_GRID_SYNC();
+    __shared__ float4 gacc[RF_KG_GROUPS][RF_KG_MAX_DIM / 4];
+    __shared__ float gm[RF_KG_GROUPS], gl[RF_KG_GROUPS];
+    __shared__ float2 rcs[RF_KG_MAX_DIM / 2];
+    const RfRope rope = {neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low,
+                         corr_high};
+    const int pos = (int)posp[0];
+    const int h = blockIdx.x;
+    const int g = threadIdx.x >> 3, li = threadIdx.x & 7;
+    const int nc = head_dim >> 5;
+    const int lo = window > 0 ? max(0, pos - window + 1) : 0;
+    const size_t kv_stride = (size_t)n_kv * head_dim;
+    const int kvh = h / (n_head / n_kv);
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int t = threadIdx.x; t < head_dim / 2; t += blockDim.x)
+        rcs[t] = rf_rope_cs((float)pos, t, rope);
+    const float4* q4 = (const float4*)(q + (size_t)h * head_dim) + li;
+    const float4* kn4 = (const float4*)(k_new + (size_t)kvh * head_dim) + li;
+    const float4* vn4 = (const float4*)(v_new + (size_t)kvh * head_dim) + li;
+    float4 qv[RF_KG_C], kcur[RF_KG_C], vcur[RF_KG_C], acc[RF_KG_C];
+#pragma unroll
+    for (int c = 0; c < RF_KG_C; c++) {
+        qv[c] = c < nc ? q4[c * 8] : zero;
+        kcur[c] = c < nc ? kn4[c * 8] : zero;
+        vcur[c] = c < nc ? vn4[c * 8] : zero;
+        acc[c] = zero;
+    }
+    __syncthreads();  // rcs
+    rf_kg_rope(qv, nc, li, head_dim, neox, rcs);
+    rf_kg_rope(kcur, nc, li, head_dim, neox, rcs);
+    if (h % (n_head / n_kv) == 0 && g == 0) {
+        float4* kw = (float4*)(kc + (size_t)pos * kv_stride + (size_t)kvh * head_dim) + li;
+        float4* vw = (float4*)(vc + (size_t)pos * kv_stride + (size_t)kvh * head_dim) + li;
+#pragma unroll
+        for (int c = 0; c < RF_KG_C; c++)
+            if (c < nc) kw[c * 8] = kcur[c], vw[c * 8] = vcur[c];
+    }
+    const float4* k4 = (const float4*)(kr + (size_t)kvh * head_dim) + li;
+    const float4* v4 = (const float4*)(vr + (size_t)kvh * head_dim) + li;
+    const size_t kv4 = kv_stride >> 2;
+    float m = RF_NEG_INF, l = 0.0f;
+    // The cached keys lo .. pos - 1, as attention_keygroups_f32 (the same
+    // trip count for every group).
+    for (int b = lo; b < pos; b += 2 * RF_KG_GROUPS) {
+        const int j0 = b + g, j1 = j0 + RF_KG_GROUPS;
+        const bool has0 = j0 < pos, has1 = j1 < pos;
+        float4 ka[RF_KG_C], kb[RF_KG_C], va[RF_KG_C], vb[RF_KG_C];
+#pragma unroll
+        for (int c = 0; c < RF_KG_C; c++) {
+            ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
+            kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
+            va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
+            vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+        }
+        const float sa = rf_kg_score(qv, ka, nc, scale, softcap);
+        const float sb = rf_kg_score(qv, kb, nc, scale, softcap);
+        if (!has0) continue;
+        const float m_new = fmaxf(m, has1 ? fmaxf(sa, sb) : sa);
+        const float corr = expf(m - m_new);
+        const float pa = expf(sa - m_new), pb = has1 ? expf(sb - m_new) : 0.0f;
+        l = l * corr + pa + pb;
+#pragma unroll
+        for (int c = 0; c < RF_KG_C; c++) {
+            acc[c] = make_float4(acc[c].x * corr + pa * va[c].x + pb * vb[c].x,
+                                 acc[c].y * corr + pa * va[c].y + pb * vb[c].y,
+                                 acc[c].z * corr + pa * va[c].z + pb * vb[c].z,
+                                 acc[c].w * corr + pa * va[c].w + pb * vb[c].w);
+        }
+        m = m_new;
+    }
+    // The new key (position pos), from registers: group 0 takes it (every
+    // group computes the score: the sum shuffles across the wave).
+    {
+        const float s = rf_kg_score(qv, kcur, nc, scale, softcap);
+        if (g == 0) {
+            const float m_new = fmaxf(m, s);
+            const float corr = expf(m - m_new);
+            const float p = expf(s - m_new);
+            l = l * corr + p;
+#pragma unroll
+            for (int c = 0; c < RF_KG_C; c++)
+                acc[c] = make_float4(acc[c].x * corr + p * vcur[c].x, acc[c].y * corr + p * vcur[c].y,
+                                     acc[c].z * corr + p * vcur[c].z, acc[c].w * corr + p * vcur[c].w);
+            m = m_new;
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < RF_KG_C; c++)
+        if (c < nc) gacc[g][c * 8 + li] = acc[c];
+    if (li == 0) {
+        gm[g] = m;
+        gl[g] = l;
+    }
+    __syncthreads();
+    const int t = threadIdx.x;
+    if (t >= RF_WAVE) return;
+    float mx = RF_NEG_INF;
+    for (int i = 0; i < RF_KG_GROUPS; i++) mx = fmaxf(mx, gm[i]);
+    const bool has = t < (head_dim >> 2);
+    float L = 0.0f;
+    float4 o = zero;
+    for (int i = 0; i < RF_KG_GROUPS; i++) {
+        if (gm[i] == RF_NEG_INF) continue;
+        const float w = expf(gm[i] - mx);
+        L += w * gl[i];
+        if (has) o = rf_f4_axpy(w, gacc[i][t], o);
+    }
+    const float inv = 1.0f / L;
+    const float4 r = has ? make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv) : zero;
+    if (has) ((float4*)(out + (size_t)h * head_dim))[t] = r;
     if (oq) rf_q8_emit4(r, (h * head_dim >> 2) + t, has, oq, ds);
 }
 

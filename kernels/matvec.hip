@@ -203,12 +203,32 @@ RF_DEVICE void rf_matvec_store_n(float* acc, const int* r, const int* N, float* 
 // (its own kernel, so that the tail's registers do not lower the
 // occupancy of the plain one).
 #define RF_MV_ENTRIES(name, body)                                                                \
-    extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                       \
+    RF_DEVICE void rf_mv_sync_##name(RF_MV_ARGS) {                                               \
         RF_GRID_SYNC();                                                                          \
         body(RF_MV_PASS);                                                                        \
     }                                                                                            \
+    RF_MV_ENTRIES_SYNCED(name, rf_mv_sync_##name)
+
+// RF_MV_ENTRIES for a body that calls RF_GRID_SYNC() itself, after its
+// first weight loads: weights are never written by a kernel, so they may be
+// requested while the kernel before it in the stream (which produced the
+// activations) is still running.
+// With RF_MV_LATE_SYNC defined (ROCMFORGE_GPU_KERNEL_DEFINES, for
+// comparisons) they wait first, as every other kernel.
+#if defined(RF_MV_LATE_SYNC)
+#define RF_MV_PRE_SYNC() RF_GRID_SYNC()
+#else
+#define RF_MV_PRE_SYNC() \
+    do {                 \
+    } while (0)
+#endif
+#define RF_MV_ENTRIES_SYNCED(name, body)                                                         \
+    extern "C" __global__ void matvec_##name(RF_MV_ARGS) {                                       \
+        RF_MV_PRE_SYNC();                                                                        \
+        body(RF_MV_PASS);                                                                        \
+    }                                                                                            \
     extern "C" __global__ void matvec_##name##_tail(RF_MV_ARGS RF_MV_TAIL_ARGS) {                \
-        RF_GRID_SYNC();                                                                          \
+        RF_MV_PRE_SYNC();                                                                        \
         body(RF_MV_PASS);                                                                        \
         RF_MV_TAIL();                                                                            \
     }
@@ -579,6 +599,7 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
     constexpr int TW = RF_Q6_TILE_WORDS;
     int t = sub;
     if (t < n_tiles) rf_tile_load<R, LW, 3>(rows, (size_t)t * TW, TW, lane, pre);
+    RF_GRID_SYNC();  // the activations come from the kernel before
     for (; t < n_tiles; t += wpr) {
         RF_WAVE_SYNC();
         rf_tile_store<R, LW, TW + 1>(stage[wave], TW, lane, pre);
@@ -593,8 +614,8 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
     rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
 }
 
-RF_MV_ENTRIES(q6_k_staged, rf_q6_k_staged<1>)
-RF_MV_ENTRIES(q6_k_staged2, rf_q6_k_staged<2>)
+RF_MV_ENTRIES_SYNCED(q6_k_staged, rf_q6_k_staged<1>)
+RF_MV_ENTRIES_SYNCED(q6_k_staged2, rf_q6_k_staged<2>)
 
 // Q4_K, one sub-block pair per lane: the four lanes of a super-block each
 // take pair p = lane % 4 (the 32 nibble bytes at 16 + 32p: low nibbles are
@@ -726,6 +747,7 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS) {
     uint4 hdr[R], w0[R], w1[R];
     const int sb_first = sub * (RF_WAVE / 4) + (lane >> 2);
     if (sb_first < nsb) rf_q4_k_rows_load<R>(rows, sb_first, p, hdr, w0, w1);
+    RF_GRID_SYNC();  // the activations come from the kernel before
     for (int sb = sb_first; sb < nsb; sb += step) {
 #if RF_MV_PF
         // The next pass's weights are requested before this pass's math.
@@ -745,8 +767,8 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS) {
     rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
 }
 
-RF_MV_ENTRIES(q4_k_rows2, rf_q4_k_rows<2>)
-RF_MV_ENTRIES(q4_k_rows4, rf_q4_k_rows<4>)
+RF_MV_ENTRIES_SYNCED(q4_k_rows2, rf_q4_k_rows<2>)
+RF_MV_ENTRIES_SYNCED(q4_k_rows4, rf_q4_k_rows<4>)
 
 // Q4_0 and Q8_0 rows staged through shared memory. Their blocks (18 and 34
 // bytes) are only 2-byte aligned, and loading them in place takes a 32-bit
@@ -817,6 +839,7 @@ RF_DEVICE void rf_legacy_staged(RF_MV_ARGS) {
     int t = sub;
     if (t < n_tiles)
         rf_tile_load<R, RF_LS_LW, 2>(rows, (size_t)t * TW, min(TW, row_words - t * TW), lane, pre);
+    RF_GRID_SYNC();  // the activations come from the kernel before
     for (; t < n_tiles; t += wpr) {
         const int tw = min(TW, row_words - t * TW);
         RF_WAVE_SYNC();
@@ -843,7 +866,7 @@ RF_DEVICE void rf_legacy_staged(RF_MV_ARGS) {
 
 #define RF_LEGACY_STAGED(name, BB, TB, R)                                                    \
     RF_DEVICE void rf_mv_##name(RF_MV_ARGS) { rf_legacy_staged<BB, TB, R>(RF_MV_PASS); }     \
-    RF_MV_ENTRIES(name, rf_mv_##name)
+    RF_MV_ENTRIES_SYNCED(name, rf_mv_##name)
 RF_LEGACY_STAGED(q4_0_staged, 18, 128, 1)
 RF_LEGACY_STAGED(q4_0_staged2, 18, 128, 2)
 RF_LEGACY_STAGED(q8_0_staged, 34, 64, 1)

@@ -215,6 +215,34 @@ RF_DEVICE void rf_gemm_load(u32 as, u32 bs, const u16* __restrict__ A, const u16
     asm volatile("cp.async.commit_group;");
 }
 
+// A wave's MT x 4 accumulator fragments into C (t x n floats), rows and
+// columns past M and N left out.
+template <int MT>
+RF_DEVICE void rf_gemm_store(float (*acc)[4][4], int M, int N, int m0, int n0, int wm, int wn,
+                             int lane, float* __restrict__ C) {
+    const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+    for (int i = 0; i < MT; i++) {
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int n = n0 + wn * 32 + j * 8 + 2 * q;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int m = m0 + wm * (16 * MT) + i * 16 + g + 8 * h;
+                if (m < M) {
+                    float* cr = C + (size_t)m * N;
+                    if (n + 1 < N && (N & 1) == 0) {
+                        *(float2*)(cr + n) = make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+                    } else {
+                        if (n < N) cr[n] = acc[i][j][2 * h];
+                        if (n + 1 < N) cr[n + 1] = acc[i][j][2 * h + 1];
+                    }
+                }
+            }
+        }
+    }
+}
+
 // MT: 16-row fragments per wave along m; the block covers 32 * MT tokens
 // (MT = 4: 128, the default; MT = 2: 64, for grids too small to fill the GPU).
 template <int MT>
@@ -272,27 +300,7 @@ RF_DEVICE void rf_gemm_f16_tn(const u16* __restrict__ A, const u16* __restrict__
         }
         __syncthreads();  // this stage is overwritten by the copy two steps on
     }
-    const int g = lane >> 2, q = lane & 3;
-#pragma unroll
-    for (int i = 0; i < MT; i++) {
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int n = n0 + wn * 32 + j * 8 + 2 * q;
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int m = m0 + wm * (16 * MT) + i * 16 + g + 8 * h;
-                if (m < M) {
-                    float* cr = C + (size_t)m * N;
-                    if (n + 1 < N && (N & 1) == 0) {
-                        *(float2*)(cr + n) = make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
-                    } else {
-                        if (n < N) cr[n] = acc[i][j][2 * h];
-                        if (n + 1 < N) cr[n + 1] = acc[i][j][2 * h + 1];
-                    }
-                }
-            }
-        }
-    }
+    rf_gemm_store<MT>(acc, M, N, m0, n0, wm, wn, lane, C);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -309,22 +317,367 @@ extern "C" __global__ void __launch_bounds__(256)
     rf_gemm_f16_tn<2>(A, B, M, N, K, C);
 }
 
+// ---- The same GEMM with a deeper pipeline ---------------------------------
+//
+// ST stages of the A and B tiles in dynamic shared memory (ST * 20 KiB for
+// 128-token tiles: more than the 48 KiB of static shared memory, so the
+// launcher raises the kernel's limit first): the copies of k-steps kt + 1 ..
+// kt + ST - 1 are in flight while k-step kt is multiplied, and there is one
+// barrier per k-step instead of two. Fragments, ldmatrix addresses and the
+// epilogue are those of rf_gemm_f16_tn.
+
+// One stage's copies (as rf_gemm_load, without committing the group).
+template <int MT>
+RF_DEVICE void rf_gemm_stage(u32 as, u32 bs, const u16* __restrict__ A,
+                             const u16* __restrict__ B, int M, int N, int K, int m0, int n0,
+                             int kt, int tid) {
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        const int i = tid + u * 256;
+        const int r = i >> 2, c = (i & 3) * 8;
+        const int k = kt * RF_GK + c;
+        if (r < 32 * MT) {
+            const bool am = m0 + r < M;
+            rf_cp_async16(as + (r * RF_GLD + c) * 2, A + (size_t)(am ? m0 + r : 0) * K + k,
+                          am ? 16 : 0);
+        }
+        const bool bn = n0 + r < N;
+        rf_cp_async16(bs + (r * RF_GLD + c) * 2, B + (size_t)(bn ? n0 + r : 0) * K + k, bn ? 16 : 0);
+    }
+}
+
+template <int MT, int ST>
+RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restrict__ B, int M,
+                                   int N, int K, float* __restrict__ C) {
+    extern __shared__ __align__(16) u16 rf_gemm_smem[];
+    constexpr int A_BYTES = 32 * MT * RF_GLD * 2, STAGE_BYTES = A_BYTES + RF_GN * RF_GLD * 2;
+    const u32 base = rf_smem_addr(rf_gemm_smem);
+    const int tid = threadIdx.x, lane = tid & 31, wave = tid >> 5;
+    const int wm = wave >> 2, wn = wave & 3;
+    const int m0 = blockIdx.y * (32 * MT), n0 = blockIdx.x * RF_GN;
+    float acc[MT][4][4];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+    // Split k (gridDim.z = 2, K / RF_GK even): block z takes k-steps
+    // kb .. kb + nk - 1 and adds its sums to C, which the launcher zeroed;
+    // with two adds to zero the result does not depend on their order.
+    const int nk = K / RF_GK / gridDim.z, kb = blockIdx.z * nk;
+#pragma unroll
+    for (int s = 0; s < ST - 1; s++) {
+        const u32 st = base + (u32)(s * STAGE_BYTES);
+        if (s < nk) rf_gemm_stage<MT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + s, tid);
+        asm volatile("cp.async.commit_group;");
+    }
+    const int a_row = wm * (16 * MT) + ((lane >> 3) & 1) * 8 + (lane & 7), a_col = (lane >> 4) * 8;
+    const int b_row = wn * 32 + (lane >> 4) * 8 + (lane & 7), b_col = ((lane >> 3) & 1) * 8;
+    for (int kt = 0; kt < nk; kt++) {
+        // Groups 0..kt complete (ST - 2 younger ones may still be in flight),
+        // and every thread is past k-step kt - 1, whose stage is refilled.
+        asm volatile("cp.async.wait_group %0;" ::"n"(ST - 2));
+        __syncthreads();
+        const int kn = kt + ST - 1;
+        if (kn < nk) {
+            const u32 st = base + (u32)((kn % ST) * STAGE_BYTES);
+            rf_gemm_stage<MT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + kn, tid);
+        }
+        asm volatile("cp.async.commit_group;");
+        const u32 as = base + (u32)((kt % ST) * STAGE_BYTES), bs = as + A_BYTES;
+#pragma unroll
+        for (int ks = 0; ks < RF_GK / 16; ks++) {
+            u32 a[MT][4], b[4][2];
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+                rf_ldmatrix_x4(a[i], as + ((a_row + i * 16) * RF_GLD + ks * 16 + a_col) * 2);
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                u32 r[4];
+                rf_ldmatrix_x4(r, bs + ((b_row + j * 16) * RF_GLD + ks * 16 + b_col) * 2);
+                b[2 * j][0] = r[0];
+                b[2 * j][1] = r[1];
+                b[2 * j + 1][0] = r[2];
+                b[2 * j + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) rf_mma_16x8x16(acc[i][j], a[i], b[j]);
+        }
+    }
+    asm volatile("cp.async.wait_group 0;");
+    if (gridDim.z == 1) {
+        rf_gemm_store<MT>(acc, M, N, m0, n0, wm, wn, lane, C);
+        return;
+    }
+    const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int m = m0 + wm * (16 * MT) + i * 16 + g + 8 * (e >> 1);
+                const int n = n0 + wn * 32 + j * 8 + 2 * q + (e & 1);
+                if (m < M && n < N) atomicAdd(C + (size_t)m * N + n, acc[i][j][e]);
+            }
+}
+
+#define RF_GEMM_DEEP(name, MT, ST)                                                               \
+    extern "C" __global__ void __launch_bounds__(256)                                            \
+        name(const u16* __restrict__ A, const u16* __restrict__ B, int M, int N, int K,         \
+             float* __restrict__ C) {                                                            \
+        RF_GRID_SYNC();                                                                          \
+        rf_gemm_f16_tn_deep<MT, ST>(A, B, M, N, K, C);                                           \
+    }
+RF_GEMM_DEEP(gemm_f16_tn_s3, 4, 3)
+RF_GEMM_DEEP(gemm_f16_tn_s4, 4, 4)
+RF_GEMM_DEEP(gemm_f16_tn_m64_s3, 2, 3)
+RF_GEMM_DEEP(gemm_f16_tn_m64_s4, 2, 4)
+// ---- Prompt attention on the matrix units --------------------------------
+//
+// attention_mma_h<HD>: causal attention of many query rows (a prompt) with
+// heads of HD dims (64 or 128), GQA, sliding window and soft-capping, as
+// attention_tiled_f32 computes it but with f16 x f16 -> f32 mma for both
+// products (flash-attention style). A block of 4 waves takes 64 query rows
+// of one head, each wave 16 of them; the keys go by tiles of 64: the tile's
+// keys and values are converted to f16 in shared memory, each wave forms
+// its 16 x 64 scores S = Q K^T in registers, masks and scales them, updates
+// its rows' running max and sum (online softmax: the four lanes of a quad
+// hold a row's 64 scores), turns the probabilities into the A operand of
+// the second product in place (the accumulator layout of m16n8 is the
+// operand layout of m16n8k16 once packed to f16 pairs), and accumulates
+// O += P V with the values read transposed by ldmatrix.trans.
+//
+// Launch: grid = (n_head, ceil(n_rows / 64)), block = 128 threads, rows of
+// q/k/v/out on 16-byte boundaries.
+#define RF_FA_ROWS 64
+#define RF_FA_KEYS 64
+
+// Four 8x8 f16 matrices from shared memory, transposed (the B operand of
+// m16n8k16 from a row-major [k][n] tile).
+RF_DEVICE void rf_ldmatrix_x4_trans(u32* r, u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+// `rows` rows of HD floats (row stride `stride` floats) from src into a
+// shared f16 tile of row length HD + 8 halves, zeros for rows >= n.
+template <int HD>
+RF_DEVICE void rf_fa_tile(u16* dst, const float* __restrict__ src, size_t stride, int rows, int n,
+                          int tid) {
+    constexpr int F4 = HD / 4;  // float4s per row
+    for (int i = tid; i < rows * F4; i += 128) {
+        const int r = i / F4, c = (i % F4) * 4;
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (r < n) v = *(const float4*)(src + (size_t)r * stride + c);
+        *(uint2*)(dst + r * (HD + 8) + c) = make_uint2(rf_pack_h2(v.x, v.y), rf_pack_h2(v.z, v.w));
+    }
+}
+
+template <int HD>
+RF_DEVICE void rf_attention_mma(const float* __restrict__ q, const float* __restrict__ k,
+                                const float* __restrict__ v, float* __restrict__ out,
+                                int start_pos, int n_rows, int n_head, int n_kv, float scale,
+                                int window, float softcap) {
+    constexpr int LD = HD + 8;  // halves per shared row (ldmatrix rows in distinct banks)
+    constexpr int KS = HD / 16;  // k16 steps of Q K^T
+    constexpr int NO = HD / 8;   // n8 blocks of the output
+    __shared__ __align__(16) u16 ks[RF_FA_KEYS * LD];
+    __shared__ __align__(16) u16 vs[RF_FA_KEYS * LD];
+    const int h = blockIdx.x, r0 = blockIdx.y * RF_FA_ROWS;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+    const int g = lane >> 2, qd = lane & 3;
+    const int kvh = h / (n_head / n_kv);
+    const size_t q_stride = (size_t)n_head * HD, kv_stride = (size_t)n_kv * HD;
+    // The query tile through `ks` into registers: this wave's A fragments.
+    rf_fa_tile<HD>(ks, q + (size_t)r0 * q_stride + (size_t)h * HD, q_stride, RF_FA_ROWS,
+                   n_rows - r0, tid);
+    __syncthreads();
+    u32 qf[KS][4];
+    {
+        const u32 base = rf_smem_addr(ks);
+        const int row = w * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), col = (lane >> 4) * 8;
+#pragma unroll
+        for (int s = 0; s < KS; s++) rf_ldmatrix_x4(qf[s], base + (row * LD + s * 16 + col) * 2);
+    }
+    __syncthreads();  // ks is the key tile from here
+    // This lane's two rows (g and g + 8 of the wave's 16) and their positions.
+    const int ra = r0 + w * 16 + g, rb = ra + 8;
+    const int pa = start_pos + ra, pb = start_pos + rb;
+    const int lo_a = window > 0 ? max(0, pa - window + 1) : 0;
+    const int lo_b = window > 0 ? max(0, pb - window + 1) : 0;
+    // The block's key range: from its first row's window start to its last row.
+    const int last = start_pos + min(r0 + RF_FA_ROWS, n_rows) - 1;
+    const int first = window > 0 ? max(0, start_pos + r0 - window + 1) : 0;
+    float o[NO][4];
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[j][e] = 0.0f;
+    float m_a = RF_NEG_INF, m_b = RF_NEG_INF, l_a = 0.0f, l_b = 0.0f;
+    const u32 kbase = rf_smem_addr(ks), vbase = rf_smem_addr(vs);
+    for (int j0 = first; j0 <= last; j0 += RF_FA_KEYS) {
+        const int nk = min(RF_FA_KEYS, last - j0 + 1);
+        rf_fa_tile<HD>(ks, k + (size_t)j0 * kv_stride + (size_t)kvh * HD, kv_stride, RF_FA_KEYS,
+                       nk, tid);
+        rf_fa_tile<HD>(vs, v + (size_t)j0 * kv_stride + (size_t)kvh * HD, kv_stride, RF_FA_KEYS,
+                       nk, tid);
+        __syncthreads();
+        // S = Q K^T: 8 n8 blocks of keys.
+        float sc[8][4];
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) sc[j][e] = 0.0f;
+        const int b_row = (lane >> 4) * 8 + (lane & 7), b_col = ((lane >> 3) & 1) * 8;
+#pragma unroll
+        for (int s = 0; s < KS; s++) {
+#pragma unroll
+            for (int jj = 0; jj < 4; jj++) {
+                u32 r[4];
+                rf_ldmatrix_x4(r, kbase + ((jj * 16 + b_row) * LD + s * 16 + b_col) * 2);
+                const u32 b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+                rf_mma_16x8x16(sc[2 * jj], qf[s], b0);
+                rf_mma_16x8x16(sc[2 * jj + 1], qf[s], b1);
+            }
+        }
+        // Scale, soft-cap, mask; the tile's row maxima.
+        float tm_a = RF_NEG_INF, tm_b = RF_NEG_INF;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = j0 + j * 8 + 2 * qd + (e & 1);
+                const bool row_b = e >= 2;
+                const int p = row_b ? pb : pa, lo = row_b ? lo_b : lo_a;
+                float x = sc[j][e] * scale;
+                if (softcap > 0.0f) x = softcap * tanhf(x / softcap);
+                if (key > p || key < lo || key > last) x = RF_NEG_INF;
+                sc[j][e] = x;
+                if (row_b)
+                    tm_b = fmaxf(tm_b, x);
+                else
+                    tm_a = fmaxf(tm_a, x);
+            }
+        }
+        tm_a = fmaxf(tm_a, RF_SHFL_XOR(tm_a, 1));
+        tm_a = fmaxf(tm_a, RF_SHFL_XOR(tm_a, 2));
+        tm_b = fmaxf(tm_b, RF_SHFL_XOR(tm_b, 1));
+        tm_b = fmaxf(tm_b, RF_SHFL_XOR(tm_b, 2));
+        const float mn_a = fmaxf(m_a, tm_a), mn_b = fmaxf(m_b, tm_b);
+        // Rows with no key yet (all masked) keep max -inf: factors 1 and 0.
+        const float c_a = mn_a == RF_NEG_INF ? 1.0f : expf(m_a - mn_a);
+        const float c_b = mn_b == RF_NEG_INF ? 1.0f : expf(m_b - mn_b);
+        float s_a = 0.0f, s_b = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const bool row_b = e >= 2;
+                const float mn = row_b ? mn_b : mn_a;
+                const float pr = sc[j][e] == RF_NEG_INF ? 0.0f : expf(sc[j][e] - mn);
+                sc[j][e] = pr;
+                if (row_b)
+                    s_b += pr;
+                else
+                    s_a += pr;
+            }
+        }
+        s_a += RF_SHFL_XOR(s_a, 1);
+        s_a += RF_SHFL_XOR(s_a, 2);
+        s_b += RF_SHFL_XOR(s_b, 1);
+        s_b += RF_SHFL_XOR(s_b, 2);
+        l_a = l_a * c_a + s_a;
+        l_b = l_b * c_b + s_b;
+        m_a = mn_a;
+        m_b = mn_b;
+#pragma unroll
+        for (int j = 0; j < NO; j++) {
+            o[j][0] *= c_a;
+            o[j][1] *= c_a;
+            o[j][2] *= c_b;
+            o[j][3] *= c_b;
+        }
+        // O += P V: P's k16 step kk is score blocks 2kk and 2kk + 1.
+        const int v_key = ((lane >> 3) & 1) * 8 + (lane & 7), v_dim = (lane >> 4) * 8;
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            const u32 pa4[4] = {rf_pack_h2(sc[2 * kk][0], sc[2 * kk][1]),
+                                rf_pack_h2(sc[2 * kk][2], sc[2 * kk][3]),
+                                rf_pack_h2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                                rf_pack_h2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+#pragma unroll
+            for (int nb = 0; nb < NO; nb += 2) {
+                u32 r[4];
+                rf_ldmatrix_x4_trans(r, vbase + ((kk * 16 + v_key) * LD + nb * 8 + v_dim) * 2);
+                const u32 b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+                rf_mma_16x8x16(o[nb], pa4, b0);
+                rf_mma_16x8x16(o[nb + 1], pa4, b1);
+            }
+        }
+        __syncthreads();  // ks and vs are refilled by the next tile
+    }
+    const float ia = l_a > 0.0f ? 1.0f / l_a : 0.0f, ib = l_b > 0.0f ? 1.0f / l_b : 0.0f;
+#pragma unroll
+    for (int j = 0; j < NO; j++) {
+        const int d = j * 8 + 2 * qd;
+        if (ra < n_rows)
+            *(float2*)(out + (size_t)ra * q_stride + (size_t)h * HD + d) =
+                make_float2(o[j][0] * ia, o[j][1] * ia);
+        if (rb < n_rows)
+            *(float2*)(out + (size_t)rb * q_stride + (size_t)h * HD + d) =
+                make_float2(o[j][2] * ib, o[j][3] * ib);
+    }
+}
+
+#define RF_ATTENTION_MMA(HD)                                                                     \
+    extern "C" __global__ void __launch_bounds__(128)                                            \
+        attention_mma_h##HD(const float* __restrict__ q, const float* __restrict__ k,            \
+                            const float* __restrict__ v, float* __restrict__ out, int start_pos, \
+                            int n_rows, int n_head, int n_kv, int head_dim, float scale,         \
+                            int window, float softcap) {                                         \
+        RF_GRID_SYNC();                                                                          \
+        rf_attention_mma<HD>(q, k, v, out, start_pos, n_rows, n_head, n_kv, scale, window,       \
+                             softcap);                                                           \
+    }
+RF_ATTENTION_MMA(64)
+RF_ATTENTION_MMA(128)
+
 // Rows of W (any format) -> f16, one thread per 32-value chunk: out[r][k].
+// A wave's 32 chunks (2 KiB of halves, contiguous in `out`) go out through
+// shared memory so that each store instruction writes 512 contiguous bytes
+// (a thread's own 64 bytes at once would spread every instruction over 2 KiB).
+// Launch: block = 256 threads.
 #define RF_DEQ_F16_KERNEL(name, deq)                                                            \
-    extern "C" __global__ void dequant_f16_##name(const u8* __restrict__ W, int row_bytes,      \
-                                                  int K, int N, uint4* __restrict__ out) {      \
+    extern "C" __global__ void __launch_bounds__(256)                                           \
+        dequant_f16_##name(const u8* __restrict__ W, int row_bytes, int K, int N,               \
+                           uint4* __restrict__ out) {                                           \
         RF_GRID_SYNC();                                                                         \
+        __shared__ uint4 st[8][32 * 5];                                                         \
         const int chunks = K / 32;                                                              \
+        const size_t total = (size_t)N * chunks;                                                \
         const size_t id = (size_t)blockIdx.x * blockDim.x + threadIdx.x;                        \
-        if (id >= (size_t)N * chunks) return;                                                   \
-        const int r = (int)(id / chunks), c = (int)(id % chunks);                               \
+        const int lane = threadIdx.x & 31, wv = threadIdx.x >> 5;                               \
         float y[32];                                                                            \
-        deq(W + (size_t)r * row_bytes, c, K, y);                                                \
-        uint4* o = out + id * 4;                                                                \
-        _Pragma("unroll") for (int i = 0; i < 4; i++) o[i] =                                    \
+        if (id < total) {                                                                       \
+            deq(W + (size_t)(id / chunks) * row_bytes, (int)(id % chunks), K, y);               \
+        } else {                                                                                \
+            _Pragma("unroll") for (int i = 0; i < 32; i++) y[i] = 0.0f;                         \
+        }                                                                                       \
+        _Pragma("unroll") for (int i = 0; i < 4; i++) st[wv][lane * 5 + i] =                    \
             make_uint4(rf_pack_h2(y[8 * i], y[8 * i + 1]), rf_pack_h2(y[8 * i + 2], y[8 * i + 3]), \
                        rf_pack_h2(y[8 * i + 4], y[8 * i + 5]),                                  \
                        rf_pack_h2(y[8 * i + 6], y[8 * i + 7]));                                 \
+        __syncwarp();                                                                           \
+        const size_t first = id - lane; /* the wave's first chunk */                            \
+        _Pragma("unroll") for (int j = 0; j < 4; j++) {                                         \
+            const int e = j * 32 + lane; /* uint4 e of the wave's 128 */                        \
+            if (first + e / 4 < total) out[first * 4 + e] = st[wv][(e / 4) * 5 + e % 4];       \
+        }                                                                                       \
     }
 RF_FOR_EACH_FORMAT(RF_DEQ_F16_KERNEL)
 
@@ -350,6 +703,14 @@ RF_FOR_EACH_FORMAT(RF_DEQ_F16_KERNEL)
 extern "C" __global__ void f32_to_f16(const float*, int, u32*) {}
 extern "C" __global__ void gemm_f16_tn(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_m64(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_s3(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_s4(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_m64_s3(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_m64_s4(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void attention_mma_h64(const float*, const float*, const float*, float*, int,
+                                             int, int, int, int, float, int, float) {}
+extern "C" __global__ void attention_mma_h128(const float*, const float*, const float*, float*,
+                                              int, int, int, int, int, float, int, float) {}
 
 #endif
 

@@ -74,7 +74,7 @@ run)
   export LD_LIBRARY_PATH=$LLBIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   for spec in "$@"; do
     preset=${spec%%:*}; ty=${spec#*:}; f=/tmp/$preset-$ty.gguf
-    "$D/xtask" synth-model --preset "$preset" --type "$ty" --tokenizer "$D/tokenizer.gguf" --out "$f" | tail -1
+    [ -f "$f" ] || "$D/xtask" synth-model --preset "$preset" --type "$ty" --tokenizer "$D/tokenizer.gguf" --out "$f" | tail -1
     echo "== $preset $ty: llama.cpp"
     "$LLBIN/llama-bench" -m "$f" -ngl 99 -fa 1 -p 512 -n 128 -r 2 | grep -E "pp512|tg128"
     echo "== $preset $ty: rocmforge"

@@ -144,7 +144,12 @@ pub(crate) struct CudaOnly {
     pub graph_instantiate: unsafe extern "C" fn(*mut Handle, Handle, u64) -> Status,
     /// Missing before CUDA 12.
     pub launch_kernel_ex: Option<LaunchKernelEx>,
+    /// `cuFuncSetAttribute` (function, attribute, value).
+    pub func_set_attribute: Option<unsafe extern "C" fn(Handle, c_int, c_int) -> Status>,
 }
+
+/// `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`.
+pub(crate) const FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED: c_int = 8;
 
 /// HIP-only entry points.
 pub(crate) struct HipOnly {
@@ -261,6 +266,7 @@ impl Api {
                         ctx_set_current: sym(l, name, &["cuCtxSetCurrent"])?,
                         graph_instantiate: sym(l, name, &["cuGraphInstantiateWithFlags"])?,
                         launch_kernel_ex: sym(l, name, &["cuLaunchKernelEx"]).ok(),
+                        func_set_attribute: sym(l, name, &["cuFuncSetAttribute"]).ok(),
                     }),
                 ),
                 Vendor::Hip => (

@@ -114,6 +114,21 @@ impl<T: Pod> DeviceBuffer<T> {
         })
     }
 
+    /// Fill the first `len` elements (at most all of them) with zero bytes
+    /// (asynchronous on `stream`).
+    pub fn fill_zero_first(&self, stream: &Stream, len: usize) -> Result<()> {
+        self.check_stream(stream)?;
+        let len = len.min(self.len);
+        if len == 0 {
+            return Ok(());
+        }
+        let api = self.device.api();
+        // SAFETY: the range (len ≤ self.len elements) is inside this allocation.
+        api.check("memset_d8_async", unsafe {
+            (api.common.memset_d8_async)(self.ptr, 0, len * std::mem::size_of::<T>(), stream.raw)
+        })
+    }
+
     /// Copy `data` (exactly `len` elements) in; returns once the copy is done.
     pub fn copy_from_host(&mut self, stream: &Stream, data: &[T]) -> Result<()> {
         self.copy_from_host_at(stream, 0, data)

@@ -1,12 +1,12 @@
 //! Code objects loaded on a device, their kernels, and launching them.
 
-use std::ffi::{c_void, CString};
+use std::ffi::{c_int, c_void, CString};
 use std::sync::Arc;
 
 use crate::device::Device;
 use crate::error::{Result, RuntimeError};
 use crate::ffi::{
-    DevPtr, Handle, LaunchAttribute, LaunchConfigEx, Specific,
+    DevPtr, Handle, LaunchAttribute, LaunchConfigEx, Specific, FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED,
     LAUNCH_ATTRIBUTE_PROGRAMMATIC_SERIALIZATION,
 };
 use crate::stream::Stream;
@@ -179,6 +179,34 @@ impl Function {
     /// The kernel's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Let launches of this kernel use up to `bytes` of dynamic shared
+    /// memory (past the default 48 KiB, on NVIDIA: the function attribute
+    /// `MAX_DYNAMIC_SHARED_SIZE_BYTES`). HIP needs no such step for the
+    /// sizes its devices allow; there this does nothing.
+    pub fn allow_dynamic_shared(&self, bytes: u32) -> Result<()> {
+        let device = &self.module.device;
+        device.bind()?;
+        let api = device.api();
+        match &api.specific {
+            Specific::Cuda(c) => {
+                let Some(set) = c.func_set_attribute else {
+                    return Err(RuntimeError::Invalid(
+                        "cuFuncSetAttribute is missing from the CUDA driver".into(),
+                    ));
+                };
+                let value = c_int::try_from(bytes).map_err(|_| {
+                    RuntimeError::Invalid(format!("{bytes} bytes of shared memory"))
+                })?;
+                // SAFETY: `self.raw` is a live function of a loaded module;
+                // the attribute id and value are plain integers.
+                api.check("func_set_attribute", unsafe {
+                    set(self.raw, FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED, value)
+                })
+            }
+            Specific::Hip(_) => Ok(()),
+        }
     }
 
     /// Launch on `stream`.

@@ -50,6 +50,13 @@ pub struct Kernels {
     origins: Vec<(String, CodeOrigin)>,
     mma: bool,
     gemm: bool,
+    /// Pipeline stages of the prompt GEMM: 2 (`gemm_f16_tn`, static shared
+    /// memory), 3 or 4 (`gemm_f16_tn_s3/s4`, dynamic); default 3, set with
+    /// `ROCMFORGE_GPU_GEMM_STAGES`.
+    gemm_stages: u32,
+    /// Split k in two where the GEMM grid has fewer blocks than compute
+    /// units (`ROCMFORGE_GPU_GEMM_SPLITK=0` turns it off).
+    gemm_split_k: bool,
     /// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
     /// mat-vecs instead of the 16-byte-load ones (for comparisons).
     narrow_matvec: bool,
@@ -58,8 +65,11 @@ pub struct Kernels {
     /// instead of the pair-per-lane and staged kernels (for comparisons).
     matvec_v1: bool,
     /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K mat-vec and
-    /// (1 or 2) of the staged Q4_0/Q8_0/Q6_K ones (0: the default, 2).
+    /// (1 or 2) of the staged Q4_0/Q8_0/Q6_K ones (0: the defaults, 4 and 2).
     matvec_rows: usize,
+    /// `ROCMFORGE_GPU_MV_WPR=1|2|4`: waves per row of every 8-bit mat-vec
+    /// (0: chosen per shape; for comparisons).
+    matvec_wpr: usize,
     /// `ROCMFORGE_GPU_SKIP_MATVECS=NxK,…`: decode mat-vec launches of N rows
     /// (all parts together) of K values that return at once (a timing
     /// experiment like `ROCMFORGE_GPU_SKIP_KERNELS`, by shape: what each
@@ -74,6 +84,9 @@ pub struct Kernels {
     /// other) where `attention_keygroups_f32` (a key per 8 lanes, every
     /// group's keys in flight at once) would run.
     wave_attention: bool,
+    /// Prompt attention on the matrix units (`attention_mma_h64/128`):
+    /// where the device has them, unless `ROCMFORGE_GPU_NO_MMA_ATTENTION=1`.
+    mma_attention: bool,
     /// f16 copies of the weight and of the activations for `gemm_f16_tn`.
     gemm_scratch: Mutex<Option<(DeviceBuffer<u16>, DeviceBuffer<u16>)>>,
     /// Partial outputs and (max, sum) pairs of `attention_split_f32`.
@@ -158,6 +171,8 @@ const ATT_KEYGROUPS_THREADS: usize = 256;
 /// Largest head of `attention_keygroups_f32` (`RF_KG_MAX_DIM`).
 const ATT_KEYGROUPS_MAX_HEAD_DIM: usize = 128;
 const ATT_TILE_MAX_HEAD_DIM: usize = 128;
+/// Query rows per block of `attention_mma_h*` (`RF_FA_ROWS`).
+const ATT_MMA_ROWS: usize = 64;
 /// Tokens and weight rows per block of the `matmul_mma_*` kernels.
 const MMA_TILE_TOKENS: usize = 64;
 const MMA_TILE_ROWS: usize = 256 / 2;
@@ -166,6 +181,27 @@ const MMA_MIN_TOKENS: usize = 16;
 /// Fewest tokens for which dequantizing the whole weight to f16 once and
 /// running the f16 GEMM beats dequantizing tiles inside the matmul.
 const GEMM_MIN_TOKENS: usize = 128;
+
+/// Values of k per pipeline step of the GEMM kernels (`RF_GK`).
+const GEMM_K_STEP: usize = 32;
+
+/// The deep-pipeline GEMM kernels for `stages` (3 or 4; otherwise 4) and
+/// their dynamic shared memory: `[128-token tiles, 64-token tiles]`. A
+/// stage holds the A tile (32 · MT rows) and the B tile (128 rows) of 40
+/// halves per row (`kernels/mma.hip`, `rf_gemm_f16_tn_deep`).
+fn gemm_deep_kernels(stages: u32) -> [(&'static str, u32); 2] {
+    let stage = |mt: u32| (32 * mt + 128) * 40 * 2;
+    match stages {
+        3 => [
+            ("gemm_f16_tn_s3", 3 * stage(4)),
+            ("gemm_f16_tn_m64_s3", 3 * stage(2)),
+        ],
+        _ => [
+            ("gemm_f16_tn_s4", 4 * stage(4)),
+            ("gemm_f16_tn_m64_s4", 4 * stage(2)),
+        ],
+    }
+}
 
 /// `"NxK,NxK"` as (N, K) pairs; entries that do not parse are left out.
 fn parse_shapes(v: &str) -> Vec<(usize, usize)> {
@@ -248,15 +284,43 @@ impl Kernels {
             && sm.is_some_and(|v| v >= 80)
             && !env_flag("ROCMFORGE_GPU_NO_MMA");
         let gemm = mma && !env_flag("ROCMFORGE_GPU_NO_GEMM");
+        let mut gemm_stages = match std::env::var("ROCMFORGE_GPU_GEMM_STAGES").as_deref() {
+            Ok("2") => 2,
+            Ok("4") => 4,
+            // Three stages: 8b Q4_K_M pp512 on an H200 10,262 / 10,433 t/s
+            // against 9,375 / 9,327 with four (1b: the same within noise).
+            _ => 3,
+        };
+        if gemm && gemm_stages > 2 {
+            // The deep-pipeline GEMMs take more dynamic shared memory than
+            // a kernel gets by default; where that cannot be allowed (or the
+            // kernels are missing), the two-stage GEMM runs instead.
+            let allowed = gemm_deep_kernels(gemm_stages).iter().all(|(name, bytes)| {
+                functions
+                    .get(*name)
+                    .is_some_and(|f| f.allow_dynamic_shared(*bytes).is_ok())
+            });
+            if !allowed {
+                gemm_stages = 2;
+            }
+        }
         Ok(Kernels {
             device: device.clone(),
             functions,
             origins,
             mma,
             gemm,
+            gemm_stages,
+            gemm_split_k: std::env::var("ROCMFORGE_GPU_GEMM_SPLITK").as_deref() != Ok("0"),
             narrow_matvec: env_flag("ROCMFORGE_GPU_NARROW_MATVEC"),
             matvec_v1: env_flag("ROCMFORGE_GPU_MATVEC_V1"),
             matvec_rows: match std::env::var("ROCMFORGE_GPU_MV_ROWS").as_deref() {
+                Ok("1") => 1,
+                Ok("2") => 2,
+                Ok("4") => 4,
+                _ => 0,
+            },
+            matvec_wpr: match std::env::var("ROCMFORGE_GPU_MV_WPR").as_deref() {
                 Ok("1") => 1,
                 Ok("2") => 2,
                 Ok("4") => 4,
@@ -267,6 +331,7 @@ impl Kernels {
                 .unwrap_or_default(),
             old_attention: env_flag("ROCMFORGE_GPU_OLD_ATTENTION"),
             wave_attention: env_flag("ROCMFORGE_GPU_WAVE_ATTENTION"),
+            mma_attention: mma && !env_flag("ROCMFORGE_GPU_NO_MMA_ATTENTION"),
             gemm_scratch: Mutex::new(None),
             attn_scratch: Mutex::new(None),
             scratch_generation: AtomicU64::new(0),
@@ -449,10 +514,31 @@ impl Kernels {
         let cus = self.device.props().compute_units.max(1) as usize;
         let small = 4 * n.div_ceil(GEMM_TILE) * t.div_ceil(GEMM_TILE) < 3 * cus;
         let tile_t = if small { GEMM_TILE / 2 } else { GEMM_TILE };
+        let deep = gemm_deep_kernels(self.gemm_stages);
+        let (name, shared_bytes) = match (self.gemm_stages, small) {
+            (2, true) => ("gemm_f16_tn_m64", 0),
+            (2, false) => ("gemm_f16_tn", 0),
+            (_, true) => deep[1],
+            (_, false) => deep[0],
+        };
+        // Grids of fewer blocks than compute units split k in two (the deep
+        // kernels only): each half adds its sums to the zeroed output.
+        let grid_xy = blocks(n, GEMM_TILE)? as usize * blocks(t, tile_t)? as usize;
+        let split = self.gemm_stages > 2
+            && self.gemm_split_k
+            && grid_xy < cus
+            && (k / GEMM_K_STEP).is_multiple_of(2);
+        if split {
+            y.fill_zero_first(stream, t * n)?;
+        }
         let cfg = LaunchConfig {
-            grid: (blocks(n, GEMM_TILE)?, blocks(t, tile_t)?, 1),
+            grid: (
+                blocks(n, GEMM_TILE)?,
+                blocks(t, tile_t)?,
+                if split { 2 } else { 1 },
+            ),
             block: (256, 1, 1),
-            shared_bytes: 0,
+            shared_bytes,
         };
         let args = KernelArgs::new()
             .ptr(xh.device_ptr())
@@ -461,13 +547,11 @@ impl Kernels {
             .i32(to_i32("n", n)?)
             .i32(to_i32("k", k)?)
             .ptr(y.device_ptr());
-        // SAFETY: matches `gemm_f16_tn`: A = t×k and B = n×k halves (written
-        // above), C = t×n floats (checked by the caller); k a multiple of 32.
-        let name = if small {
-            "gemm_f16_tn_m64"
-        } else {
-            "gemm_f16_tn"
-        };
+        // SAFETY: matches `gemm_f16_tn` (and its m64 and deep-pipeline
+        // variants, same parameters): A = t×k and B = n×k halves (written
+        // above), C = t×n floats (checked by the caller); k a multiple of
+        // 32; the deep ones get the dynamic shared memory they index (their
+        // limit raised when the kernels were loaded).
         unsafe { self.f(name)?.launch(stream, cfg, &args) }
     }
 
@@ -852,10 +936,35 @@ impl Kernels {
         };
         if splits == 1 && p.rows >= ATT_TILE_ROWS && p.head_dim <= ATT_TILE_MAX_HEAD_DIM && oq == 0
         {
-            let cfg = LaunchConfig {
-                grid: (grid_hr.0, blocks(p.rows, ATT_TILE_ROWS)?, 1),
-                block: ((ATT_TILE_ROWS * 16) as u32, 1, 1),
-                shared_bytes: 0,
+            // On the matrix units where the device has them, for heads of
+            // 64 or 128 dims on 16-byte boundaries (f16 operands).
+            let mma = self.mma_attention
+                && (p.head_dim == 64 || p.head_dim == 128)
+                && [q_ptr, o_ptr, k_ptr, v_ptr]
+                    .iter()
+                    .all(|a| a.is_multiple_of(16));
+            let (name, cfg) = if mma {
+                (
+                    if p.head_dim == 64 {
+                        "attention_mma_h64"
+                    } else {
+                        "attention_mma_h128"
+                    },
+                    LaunchConfig {
+                        grid: (grid_hr.0, blocks(p.rows, ATT_MMA_ROWS)?, 1),
+                        block: (128, 1, 1),
+                        shared_bytes: 0,
+                    },
+                )
+            } else {
+                (
+                    "attention_tiled_f32",
+                    LaunchConfig {
+                        grid: (grid_hr.0, blocks(p.rows, ATT_TILE_ROWS)?, 1),
+                        block: ((ATT_TILE_ROWS * 16) as u32, 1, 1),
+                        shared_bytes: 0,
+                    },
+                )
             };
             let args = KernelArgs::new()
                 .ptr(q_ptr)
@@ -870,9 +979,11 @@ impl Kernels {
                 .f32(p.scale)
                 .i32(to_i32("window", p.window.unwrap_or(0))?)
                 .f32(p.softcap.unwrap_or(0.0));
-            // SAFETY: matches `attention_tiled_f32`; lengths (with offsets)
-            // checked above, head_dim within the kernel's static tiles.
-            return unsafe { self.f("attention_tiled_f32")?.launch(stream, cfg, &args) };
+            // SAFETY: matches `attention_tiled_f32` and `attention_mma_h64/128`
+            // (same parameters); lengths (with offsets) checked above,
+            // head_dim within the kernels' static tiles (the matrix-unit ones
+            // only for exactly their head size, rows 16-byte aligned).
+            return unsafe { self.f(name)?.launch(stream, cfg, &args) };
         }
         let wave = self.device.props().wave_size.max(1) as usize;
         let aligned16 = [q_ptr, o_ptr, k_ptr, v_ptr]
@@ -1035,17 +1146,31 @@ impl Kernels {
             }
             None => (0, 0),
         };
+        let key_groups = self.rope_key_groups(p, rope);
         let cfg = LaunchConfig {
             grid: (to_i32("heads", p.n_head)? as u32, 1, 1),
-            block: ((ATT_DECODE_WAVES * wave) as u32, 1, 1),
+            block: (
+                if key_groups {
+                    ATT_KEYGROUPS_THREADS
+                } else {
+                    ATT_DECODE_WAVES * wave
+                } as u32,
+                1,
+                1,
+            ),
             shared_bytes: 0,
         };
-        let args = KernelArgs::new()
+        let mut args = KernelArgs::new()
             .ptr(q.device_ptr())
             .ptr(k_new.device_ptr())
             .ptr(v_new.device_ptr())
             .ptr(kc.device_ptr())
-            .ptr(vc.device_ptr())
+            .ptr(vc.device_ptr());
+        if key_groups {
+            // The caches again, as the read-only views of the earlier rows.
+            args = args.ptr(kc.device_ptr()).ptr(vc.device_ptr());
+        }
+        let args = args
             .ptr(out.device_ptr())
             .ptr(pos.device_ptr())
             .i32(to_i32("heads", p.n_head)?)
@@ -1063,24 +1188,40 @@ impl Kernels {
             .f32(rope.attn_factor)
             .f32(rope.corr_dims[0])
             .f32(rope.corr_dims[1]);
-        // SAFETY: matches `attention_decode_rope_f32`; one row of heads of a
-        // multiple of 4 values (at most 4 per lane, NeoX partners a
-        // power-of-two lane distance apart) on 16-byte boundaries (all
-        // checked by `attention_rope_fits`), lengths checked above (the
-        // cache up to `p.start_pos`; the caller guarantees that `pos[0]`
-        // fits it), the 8-bit buffers by `Q8Out::check`.
-        unsafe {
-            self.f("attention_decode_rope_f32")?
-                .launch(stream, cfg, &args)
-        }
+        let name = if key_groups {
+            "attention_keygroups_rope_f32"
+        } else {
+            "attention_decode_rope_f32"
+        };
+        // SAFETY: matches `attention_keygroups_rope_f32` (heads of a
+        // multiple of 32 values up to its static bound, NeoX only with a
+        // multiple of 64: `rope_key_groups`) or `attention_decode_rope_f32`
+        // (heads of a multiple of 4 values, at most 4 per lane, NeoX
+        // partners a power-of-two lane distance apart); one row on 16-byte
+        // boundaries (checked by `attention_rope_fits`), lengths checked
+        // above (the cache up to `p.start_pos`; the caller guarantees that
+        // `pos[0]` fits it), the 8-bit buffers by `Q8Out::check`.
+        unsafe { self.f(name)?.launch(stream, cfg, &args) }
+    }
+
+    /// Whether [`Kernels::attention_rope`] runs the key-group kernel
+    /// (`attention_keygroups_rope_f32`) for `p` and `rope`: heads of a
+    /// multiple of 32 values up to 128 (NeoX: a multiple of 64, so that
+    /// partners are in the same lane).
+    fn rope_key_groups(&self, p: &AttnParams, rope: &RopeParams) -> bool {
+        let hd = p.head_dim;
+        !self.wave_attention
+            && hd.is_multiple_of(32)
+            && hd <= ATT_KEYGROUPS_MAX_HEAD_DIM
+            && (!rope.neox || hd.is_multiple_of(64))
     }
 
     /// Whether [`Kernels::attention_rope`] takes `p` and `rope` with these
     /// buffers (query, new key, new value, key cache, value cache, output):
     /// one row, every dim rotated, no split of the keys at this length,
-    /// heads of a multiple of 4 values that fit a wave's four per lane
-    /// (NeoX partners a power-of-two lane distance apart), rows on 16-byte
-    /// boundaries.
+    /// heads the key-group kernel takes (`rope_key_groups`) or of a multiple
+    /// of 4 values that fit a wave's four per lane (NeoX partners a
+    /// power-of-two lane distance apart), rows on 16-byte boundaries.
     pub fn attention_rope_fits(
         &self,
         p: &AttnParams,
@@ -1099,9 +1240,8 @@ impl Kernels {
             && p.n_kv != 0
             && p.n_head.is_multiple_of(p.n_kv)
             && hd != 0
-            && hd.is_multiple_of(4)
-            && hd <= 4 * wave
-            && neox_ok
+            && (self.rope_key_groups(p, rope)
+                || (hd.is_multiple_of(4) && hd <= 4 * wave && neox_ok))
             && bufs.iter().all(|b| b.device_ptr().is_multiple_of(16))
             && self.attention_splits(p) == 1
     }
@@ -1386,9 +1526,19 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                 ]
             })
             .chain(
-                ["f32_to_f16", "gemm_f16_tn", "gemm_f16_tn_m64"]
-                    .iter()
-                    .map(|s| s.to_string()),
+                [
+                    "f32_to_f16",
+                    "gemm_f16_tn",
+                    "gemm_f16_tn_m64",
+                    "gemm_f16_tn_s3",
+                    "gemm_f16_tn_s4",
+                    "gemm_f16_tn_m64_s3",
+                    "gemm_f16_tn_m64_s4",
+                    "attention_mma_h64",
+                    "attention_mma_h128",
+                ]
+                .iter()
+                .map(|s| s.to_string()),
             )
             .collect(),
         "norm" => vec![
@@ -1402,6 +1552,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             "attention_split_f32".into(),
             "attention_decode_f32".into(),
             "attention_keygroups_f32".into(),
+            "attention_keygroups_rope_f32".into(),
             "attention_decode_rope_f32".into(),
             "attention_combine_f32".into(),
             "attention_tiled_f32".into(),

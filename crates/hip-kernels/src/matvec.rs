@@ -208,7 +208,10 @@ impl Kernels {
             }
         };
         let wave = self.device().props().wave_size.max(1) as usize;
-        let plan = self.matvec_plan(format, k, n, row_bytes, wave, wide, ds.device_ptr());
+        let mut plan = self.matvec_plan(format, k, n, row_bytes, wave, wide, ds.device_ptr());
+        if self.matvec_wpr != 0 {
+            plan.wpr = self.matvec_wpr;
+        }
         let cfg = LaunchConfig {
             grid: (
                 blocks(n, MATVEC_WAVES as usize / plan.wpr * plan.rows)?,
@@ -273,24 +276,28 @@ impl Kernels {
         wide: bool,
         ds_ptr: u64,
     ) -> MatvecPlan {
-        // Waves per row at most, for `rows` rows per wave: no more than about
-        // 16384 waves in all (with many rows one wave per row already keeps
-        // enough loads in flight).
-        let by_rows = |rows: usize| (16384 / n.div_ceil(rows).max(1)).max(1);
+        // Waves per row at most, for `rows` rows per wave: more than one
+        // only while there are fewer than 2048 waves (about 16 per compute
+        // unit). Measured on an H200 (`matvec_shapes` example; the cap was
+        // 16384 waves): 8b q+k+v 6.5 -> 5.2 µs, o 5.3 -> 4.6, Q6_K down
+        // 19.7 -> 16.1, 1b down 5.5 -> 4.9.
+        let by_rows = |rows: usize| (2048 / n.div_ceil(rows).max(1)).max(1);
         let v2 = wide && !self.matvec_v1;
         let staged = v2 && k.is_multiple_of(256) && row_bytes.is_multiple_of(16);
         // Rows per wave of the staged kernels (one or two).
         let staged_rows = if self.matvec_rows == 1 { 1 } else { 2 };
         match format {
-            // Two rows per wave by default (measured on an H200, 8b Q4_K_M
-            // decode: 330 t/s against 300 with one and 312 with four for the
-            // gate/up rows); passes of a wave over the row: a super-block per
-            // 4 lanes.
+            // Four rows per wave by default: with the weights requested
+            // before the grid-dependency wait and one wave per row (above),
+            // measured on an H200 (`matvec_shapes`) against two: 8b gate+up
+            // 18.9 -> 17.2 µs, down 12.3 -> 10.1, 1b gate+up 7.4 -> 6.8, the
+            // short ones equal. Passes of a wave over the row: a super-block
+            // per 4 lanes.
             GpuFormat::Q4K if v2 && ds_ptr.is_multiple_of(16) => {
                 // Rows per wave: several share each activation load, as
                 // long as there are waves enough to fill the device.
                 let rows = match self.matvec_rows {
-                    0 => 2,
+                    0 => 4,
                     r => r,
                 };
                 let passes = (k / 256).div_ceil(wave / 4);
