@@ -398,6 +398,23 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
 // li, c < nc; every dim rotated), with cs[i] = rf_rope_cs of pair i. NeoX
 // partners (dims d and d + head_dim / 2) are float4s c and c + head_dim / 64
 // of the same lane: head_dim must be a multiple of 64 for NeoX.
+// The NeoX case of rf_kg_rope for heads of 64 * P dims: float4 c < P of
+// the first half with its partner c + P.
+template <int P>
+RF_DEVICE void rf_kg_rope_neox(float4* v, int li, const float2* cs) {
+#pragma unroll
+    for (int c = 0; c < P; c++) {
+        const int i0 = 4 * (c * 8 + li);
+        const float4 lo = v[c], hi = v[c + P];
+        const float2 x = rf_rope_rotate(lo.x, hi.x, cs[i0]);
+        const float2 y = rf_rope_rotate(lo.y, hi.y, cs[i0 + 1]);
+        const float2 z = rf_rope_rotate(lo.z, hi.z, cs[i0 + 2]);
+        const float2 w = rf_rope_rotate(lo.w, hi.w, cs[i0 + 3]);
+        v[c] = make_float4(x.x, y.x, z.x, w.x);
+        v[c + P] = make_float4(x.y, y.y, z.y, w.y);
+    }
+}
+
 RF_DEVICE void rf_kg_rope(float4* v, int nc, int li, int head_dim, int neox, const float2* cs) {
     if (!neox) {
 #pragma unroll
@@ -410,18 +427,12 @@ RF_DEVICE void rf_kg_rope(float4* v, int nc, int li, int head_dim, int neox, con
         }
         return;
     }
-    const int p = head_dim >> 6;  // partner distance in c
-#pragma unroll
-    for (int c = 0; c < RF_KG_C; c++) {
-        if (c >= p) continue;  // c < nc / 2 = p: the first half
-        const int i0 = 4 * (c * 8 + li);
-        const float4 lo = v[c], hi = v[c + p];
-        const float2 x = rf_rope_rotate(lo.x, hi.x, cs[i0]);
-        const float2 y = rf_rope_rotate(lo.y, hi.y, cs[i0 + 1]);
-        const float2 z = rf_rope_rotate(lo.z, hi.z, cs[i0 + 2]);
-        const float2 w = rf_rope_rotate(lo.w, hi.w, cs[i0 + 3]);
-        v[c] = make_float4(x.x, y.x, z.x, w.x);
-        v[c + p] = make_float4(x.y, y.y, z.y, w.y);
+    // Partner distance in c: a compile-time index (a run-time one would put
+    // the caller's register arrays in local memory).
+    if (head_dim >> 6 == 1) {
+        rf_kg_rope_neox<1>(v, li, cs);
+    } else if (head_dim >> 6 == 2) {
+        rf_kg_rope_neox<2>(v, li, cs);
     }
 }
 
@@ -442,7 +453,9 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
                                  float softcap, i8* __restrict__ oq, float2* __restrict__ ds,
                                  int neox, float theta_scale, float freq_scale, float ext_factor,
                                  float attn_factor, float corr_low, float corr_high) {
-    RF_GRID_SYNC();
+    // Before the grid-dependency wait (as in attention_keygroups_f32): the
+    // position, the rotation's (cos, sin) and the first pass of cached keys;
+    // the query and the new key and value come from the kernel just before.
     __shared__ float4 gacc[RF_KG_GROUPS][RF_KG_MAX_DIM / 4];
     __shared__ float gm[RF_KG_GROUPS], gl[RF_KG_GROUPS];
     __shared__ float2 rcs[RF_KG_MAX_DIM / 2];
@@ -456,8 +469,24 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
     const size_t kv_stride = (size_t)n_kv * head_dim;
     const int kvh = h / (n_head / n_kv);
     const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const float4* k4 = (const float4*)(kr + (size_t)kvh * head_dim) + li;
+    const float4* v4 = (const float4*)(vr + (size_t)kvh * head_dim) + li;
+    const size_t kv4 = kv_stride >> 2;
+    float4 ka[RF_KG_C], kb[RF_KG_C], va[RF_KG_C], vb[RF_KG_C];
+    {
+        const int j0 = lo + g, j1 = j0 + RF_KG_GROUPS;
+        const bool has0 = j0 < pos, has1 = j1 < pos;
+#pragma unroll
+        for (int c = 0; c < RF_KG_C; c++) {
+            ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
+            kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
+            va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
+            vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+        }
+    }
     for (int t = threadIdx.x; t < head_dim / 2; t += blockDim.x)
         rcs[t] = rf_rope_cs((float)pos, t, rope);
+    RF_GRID_SYNC();
     const float4* q4 = (const float4*)(q + (size_t)h * head_dim) + li;
     const float4* kn4 = (const float4*)(k_new + (size_t)kvh * head_dim) + li;
     const float4* vn4 = (const float4*)(v_new + (size_t)kvh * head_dim) + li;
@@ -479,22 +508,20 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
         for (int c = 0; c < RF_KG_C; c++)
             if (c < nc) kw[c * 8] = kcur[c], vw[c * 8] = vcur[c];
     }
-    const float4* k4 = (const float4*)(kr + (size_t)kvh * head_dim) + li;
-    const float4* v4 = (const float4*)(vr + (size_t)kvh * head_dim) + li;
-    const size_t kv4 = kv_stride >> 2;
     float m = RF_NEG_INF, l = 0.0f;
     // The cached keys lo .. pos - 1, as attention_keygroups_f32 (the same
-    // trip count for every group).
+    // trip count for every group; the first pass's loaded above).
     for (int b = lo; b < pos; b += 2 * RF_KG_GROUPS) {
         const int j0 = b + g, j1 = j0 + RF_KG_GROUPS;
         const bool has0 = j0 < pos, has1 = j1 < pos;
-        float4 ka[RF_KG_C], kb[RF_KG_C], va[RF_KG_C], vb[RF_KG_C];
+        if (b != lo) {
 #pragma unroll
-        for (int c = 0; c < RF_KG_C; c++) {
-            ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
-            kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
-            va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
-            vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+            for (int c = 0; c < RF_KG_C; c++) {
+                ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
+                kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
+                va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
+                vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+            }
         }
         const float sa = rf_kg_score(qv, ka, nc, scale, softcap);
         const float sb = rf_kg_score(qv, kb, nc, scale, softcap);
