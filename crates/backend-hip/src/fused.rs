@@ -5,9 +5,11 @@
 //! attends, instead of `rope_f32` (which writes the rotated rows back and
 //! into the cache) followed by `attention_decode_f32`.
 //!
-//! Off by default: on an H200 the one launch was slower than the two (1b
-//! Q4_K_M tg128 1323 against 1447 t/s, 8b 395 against 414, in one call);
-//! see docs/gpu.md. [`HipBackend::set_fused_attention`] turns it on.
+//! Where the heads fit the key-group layout, `attention_keygroups_rope_f32`
+//! does the same on the key-group attention. On by default: on an H200
+//! (one call, two rounds) 8b Q4_K_M tg128 575.7 / 576.1 t/s against 546.8 /
+//! 553.0 with the two launches, 1b 1,952.8 / 1,899.6 against 1,855.9 /
+//! 1,850.0 (docs/gpu.md). [`HipBackend::set_fused_attention`] turns it off.
 
 use backend_core::{AttnSpec, Result, RopeSpec};
 use hip_kernels::AttnParams;
