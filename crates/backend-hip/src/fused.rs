@@ -6,15 +6,17 @@
 //! into the cache) followed by `attention_decode_f32`.
 //!
 //! Where the heads fit the key-group layout, `attention_keygroups_rope_f32`
-//! does the same on the key-group attention. On by default: on an H200
+//! does the same on the key-group attention. That one is on by default
+//! (the wave-per-key one only with `ROCMFORGE_GPU_FUSED_ATTENTION=1` or
+//! [`HipBackend::set_fused_attention`]): on an H200
 //! (one call, two rounds) 8b Q4_K_M tg128 575.7 / 576.1 t/s against 546.8 /
 //! 553.0 with the two launches, 1b 1,952.8 / 1,899.6 against 1,855.9 /
-//! 1,850.0 (docs/gpu.md). [`HipBackend::set_fused_attention`] turns it off.
+//! 1,850.0 (docs/gpu.md); `ROCMFORGE_GPU_FUSED_ATTENTION=0` turns it off.
 
 use backend_core::{AttnSpec, Result, RopeSpec};
 use hip_kernels::AttnParams;
 
-use crate::{dev_err, rope_params, HipBackend, HipKvCache, HipTensor};
+use crate::{dev_err, rope_params, HipBackend, HipKvCache, HipTensor, FUSED_KEY_GROUPS, FUSED_OFF};
 
 impl HipBackend {
     /// The fused op where it applies (one row of one sequence at its next
@@ -40,10 +42,11 @@ impl HipBackend {
         let one_row = [q.rows, k.rows, v.rows, out.rows] == [1; 4]
             && positions.len() == 1
             && positions[0] as usize == start_pos;
+        let mode = self
+            .fused_attention
+            .load(std::sync::atomic::Ordering::Relaxed);
         if !one_row
-            || !self
-                .fused_attention
-                .load(std::sync::atomic::Ordering::Relaxed)
+            || mode == FUSED_OFF
             || q.cols != q_cols
             || out.cols != q_cols
             || k.cols != kv_cols
@@ -66,6 +69,9 @@ impl HipBackend {
             softcap: spec.softcap,
         };
         let rp = rope_params(1, spec.n_head, hd, rope);
+        if mode == FUSED_KEY_GROUPS && !self.kernels.attention_rope_key_groups(&p, &rp) {
+            return Ok(false);
+        }
         let n_ctx = cache.n_ctx;
         let (kc, vc, _) = cache.rows_at(layer, 1, start_pos)?;
         if !self

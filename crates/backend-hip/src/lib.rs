@@ -85,6 +85,14 @@ fn shape(op: &'static str, detail: String) -> BackendError {
     BackendError::Shape { op, detail }
 }
 
+/// `HipBackend::fused_attention`: RoPE, cache write and attention always
+/// as two launches.
+const FUSED_OFF: u8 = 0;
+/// One launch wherever a fused kernel takes the row.
+const FUSED_ALL: u8 = 1;
+/// One launch where the key-group kernel takes the row (the default).
+const FUSED_KEY_GROUPS: u8 = 2;
+
 /// The GPU backend: one device, one stream, the loaded kernels.
 pub struct HipBackend {
     device: Arc<Device>,
@@ -110,11 +118,13 @@ pub struct HipBackend {
     /// The finished-block counter of the mat-vec norm tail (0 between
     /// launches; see `kernels/matvec.hip`).
     tail_counter: DeviceBuffer<u32>,
-    /// Whether a decode row's RoPE, cache write and attention run as one
-    /// launch (`fused`; on unless `ROCMFORGE_GPU_FUSED_ATTENTION=0`: with
-    /// the key-group kernel, 8b Q4_K_M tg128 576 against 550 t/s on an
-    /// H200, see docs/gpu.md).
-    fused_attention: std::sync::atomic::AtomicBool,
+    /// When a decode row's RoPE, cache write and attention run as one
+    /// launch (`fused`): [`FUSED_KEY_GROUPS`] by default (with the
+    /// key-group kernel, 8b Q4_K_M tg128 576 against 550 t/s on an H200;
+    /// the wave-per-key one measured slower than two launches, see
+    /// docs/gpu.md), [`FUSED_ALL`] with `ROCMFORGE_GPU_FUSED_ATTENTION=1`,
+    /// [`FUSED_OFF`] with `=0`.
+    fused_attention: std::sync::atomic::AtomicU8,
     /// Whether one-token decode steps are recorded and replayed as graphs
     /// (see `replay`; off with `ROCMFORGE_GPU_NO_GRAPH=1`).
     decode_graphs: std::sync::atomic::AtomicBool,
@@ -173,8 +183,12 @@ impl HipBackend {
                 std::env::var_os("ROCMFORGE_GPU_NORM_TAIL").is_some_and(|v| v == "1"),
             ),
             tail_counter,
-            fused_attention: std::sync::atomic::AtomicBool::new(
-                std::env::var_os("ROCMFORGE_GPU_FUSED_ATTENTION").is_none_or(|v| v != "0"),
+            fused_attention: std::sync::atomic::AtomicU8::new(
+                match std::env::var("ROCMFORGE_GPU_FUSED_ATTENTION").as_deref() {
+                    Ok("0") => FUSED_OFF,
+                    Ok("1") => FUSED_ALL,
+                    _ => FUSED_KEY_GROUPS,
+                },
             ),
             decode_graphs: std::sync::atomic::AtomicBool::new(
                 std::env::var_os("ROCMFORGE_GPU_NO_GRAPH").is_none_or(|v| v != "1"),
@@ -216,12 +230,15 @@ impl HipBackend {
     }
 
     /// Run a decode row's RoPE, cache write and attention as one launch
-    /// (`attention_keygroups_rope_f32`, or `attention_decode_rope_f32` for
-    /// heads the key-group layout does not fit; the default) or as two
-    /// (`ROCMFORGE_GPU_FUSED_ATTENTION=0` at start).
+    /// wherever a fused kernel takes it (`on`: `attention_keygroups_rope_f32`,
+    /// or `attention_decode_rope_f32` for heads the key-group layout does
+    /// not fit) or always as two launches. The default, one launch where
+    /// the key-group kernel takes it, comes back only with a new backend.
     pub fn set_fused_attention(&self, on: bool) {
-        self.fused_attention
-            .store(on, std::sync::atomic::Ordering::Relaxed);
+        self.fused_attention.store(
+            if on { FUSED_ALL } else { FUSED_OFF },
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Run a decode step's output projection, residual add and next RMS

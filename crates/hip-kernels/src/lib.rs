@@ -1205,6 +1205,13 @@ impl Kernels {
     }
 
     /// Whether [`Kernels::attention_rope`] runs the key-group kernel
+    /// (`attention_keygroups_rope_f32`, not the wave-per-key one) for `p`
+    /// and `rope`.
+    pub fn attention_rope_key_groups(&self, p: &AttnParams, rope: &RopeParams) -> bool {
+        self.rope_key_groups(p, rope)
+    }
+
+    /// Whether [`Kernels::attention_rope`] runs the key-group kernel
     /// (`attention_keygroups_rope_f32`) for `p` and `rope`: heads of a
     /// multiple of 32 values up to 128 (NeoX: a multiple of 64, so that
     /// partners are in the same lane).
