@@ -23,6 +23,14 @@ const SHAPES: &[(usize, usize, GgmlType, &str)] = &[
     (3072, 2048, GgmlType::Q4_K, "1b q+k+v"),
     (2048, 2048, GgmlType::Q4_K, "1b o"),
     (2048, 8192, GgmlType::Q4_K, "1b down"),
+    (28672, 4096, GgmlType::Q4_0, "8b gate+up"),
+    (6144, 4096, GgmlType::Q4_0, "8b q+k+v"),
+    (4096, 4096, GgmlType::Q4_0, "8b o"),
+    (4096, 14336, GgmlType::Q4_0, "8b down"),
+    (28672, 4096, GgmlType::Q8_0, "8b gate+up"),
+    (6144, 4096, GgmlType::Q8_0, "8b q+k+v"),
+    (4096, 4096, GgmlType::Q8_0, "8b o"),
+    (4096, 14336, GgmlType::Q8_0, "8b down"),
 ];
 
 fn main() {
