@@ -206,17 +206,7 @@ fn matmul_every_type_decode_and_prefill() {
         for t in [1usize, 37, 100, 130] {
             let x = rng.vec(t * k, 1.0);
             let got = run_matmul(g, &v, &x, t);
-            // Exact reference: the dequantized weight times x, in f64.
-            let mut wd = vec![0f32; n * k];
-            quant::dequantize(ty, &bytes, &mut wd).unwrap();
-            let exact: Vec<f32> = (0..t * n)
-                .map(|i| {
-                    let (tt, r) = (i / n, i % n);
-                    (0..k)
-                        .map(|j| wd[r * k + j] as f64 * x[tt * k + j] as f64)
-                        .sum::<f64>() as f32
-                })
-                .collect();
+            let exact = exact_product(ty, &bytes, &x, t, n, k);
             let name = format!("matmul {} {n}x{k} T={t}", ty.name());
             // Converted types are f16-rounded at upload; the one-token
             // mat-vec of Q4_0/Q8_0 rounds activations to 8-bit blocks as the
@@ -242,6 +232,21 @@ fn matmul_every_type_decode_and_prefill() {
     }
 }
 
+/// Exact reference of a matmul: the dequantized `n`×`k` weight `bytes` of
+/// `ty` times the `t` rows of `x`, summed in f64.
+fn exact_product(ty: GgmlType, bytes: &[u8], x: &[f32], t: usize, n: usize, k: usize) -> Vec<f32> {
+    let mut wd = vec![0f32; n * k];
+    quant::dequantize(ty, bytes, &mut wd).unwrap();
+    (0..t * n)
+        .map(|i| {
+            let (tt, r) = (i / n, i % n);
+            (0..k)
+                .map(|j| wd[r * k + j] as f64 * x[tt * k + j] as f64)
+                .sum::<f64>() as f32
+        })
+        .collect()
+}
+
 /// The prompt GEMM on a grid large enough for its 128-token tiles (300
 /// tokens = three token tiles, the last partial; 4,224 rows = 33 row
 /// tiles), with K = 512 (16 k-steps: every pipeline stage reused several
@@ -262,16 +267,7 @@ fn prompt_gemm_large_grid() {
         };
         let v = view("w", ty, k, n, &bytes);
         let got = run_matmul(g, &v, &x, t);
-        let mut wd = vec![0f32; n * k];
-        quant::dequantize(ty, &bytes, &mut wd).unwrap();
-        let exact: Vec<f32> = (0..t * n)
-            .map(|i| {
-                let (tt, r) = (i / n, i % n);
-                (0..k)
-                    .map(|j| wd[r * k + j] as f64 * x[tt * k + j] as f64)
-                    .sum::<f64>() as f32
-            })
-            .collect();
+        let exact = exact_product(ty, &bytes, &x, t, n, k);
         assert_close(
             &format!("prompt GEMM {} {t}x{n}x{k}", ty.name()),
             &got,
