@@ -277,6 +277,24 @@ RF_DEVICE float rf_kg_score(const float4* q, const float4* k, int nc, float scal
     return s;
 }
 
+// Keys and values j0 and j1 (this lane's float4s c * 8 + li, c < nc, of
+// rows kv4 float4s apart) into ka/va and kb/vb where has0 / has1; the others
+// become zeros, or with KEEP stay as they are.
+template <bool KEEP>
+RF_DEVICE void rf_kg_load_pair(const float4* k4, const float4* v4, size_t kv4, int nc, int j0,
+                               int j1, bool has0, bool has1, float4* ka, float4* kb, float4* va,
+                               float4* vb) {
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (int c = 0; c < RF_KG_C; c++) {
+        const bool in0 = c < nc && has0, in1 = c < nc && has1;
+        if (in0 || !KEEP) ka[c] = in0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
+        if (in1 || !KEEP) kb[c] = in1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
+        if (in0 || !KEEP) va[c] = in0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
+        if (in1 || !KEEP) vb[c] = in1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
     attention_keygroups_f32(const float* __restrict__ q, const float* __restrict__ k,
                             const float* __restrict__ v, float* __restrict__ out, int start_pos,
@@ -312,22 +330,10 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
         // those of this call and the query.
         const int j0 = lo + g, j1 = j0 + RF_KG_GROUPS;
         const bool e0 = j0 <= pos && j0 < start_pos, e1 = j1 <= pos && j1 < start_pos;
-#pragma unroll
-        for (int c = 0; c < RF_KG_C; c++) {
-            ka[c] = c < nc && e0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
-            kb[c] = c < nc && e1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
-            va[c] = c < nc && e0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
-            vb[c] = c < nc && e1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
-        }
+        rf_kg_load_pair<false>(k4, v4, kv4, nc, j0, j1, e0, e1, ka, kb, va, vb);
         RF_GRID_SYNC();
-        const bool l0 = j0 <= pos && !e0, l1 = j1 <= pos && !e1;
-#pragma unroll
-        for (int c = 0; c < RF_KG_C; c++) {
-            if (c < nc && l0) ka[c] = k4[(size_t)j0 * kv4 + c * 8];
-            if (c < nc && l1) kb[c] = k4[(size_t)j1 * kv4 + c * 8];
-            if (c < nc && l0) va[c] = v4[(size_t)j0 * kv4 + c * 8];
-            if (c < nc && l1) vb[c] = v4[(size_t)j1 * kv4 + c * 8];
-        }
+        rf_kg_load_pair<true>(k4, v4, kv4, nc, j0, j1, j0 <= pos && !e0, j1 <= pos && !e1, ka, kb,
+                              va, vb);
     }
 #pragma unroll
     for (int c = 0; c < RF_KG_C; c++) {
@@ -340,15 +346,7 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
     for (int b = lo; b <= pos; b += 2 * RF_KG_GROUPS) {
         const int j0 = b + g, j1 = j0 + RF_KG_GROUPS;
         const bool has0 = j0 <= pos, has1 = j1 <= pos;
-        if (b != lo) {
-#pragma unroll
-            for (int c = 0; c < RF_KG_C; c++) {
-                ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
-                kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
-                va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
-                vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
-            }
-        }
+        if (b != lo) rf_kg_load_pair<false>(k4, v4, kv4, nc, j0, j1, has0, has1, ka, kb, va, vb);
         const float sa = rf_kg_score(qv, ka, nc, scale, softcap);
         const float sb = rf_kg_score(qv, kb, nc, scale, softcap);
         if (!has0) continue;  // then no key of this group is left (j1 > j0)
@@ -475,14 +473,7 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
     float4 ka[RF_KG_C], kb[RF_KG_C], va[RF_KG_C], vb[RF_KG_C];
     {
         const int j0 = lo + g, j1 = j0 + RF_KG_GROUPS;
-        const bool has0 = j0 < pos, has1 = j1 < pos;
-#pragma unroll
-        for (int c = 0; c < RF_KG_C; c++) {
-            ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
-            kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
-            va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
-            vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
-        }
+        rf_kg_load_pair<false>(k4, v4, kv4, nc, j0, j1, j0 < pos, j1 < pos, ka, kb, va, vb);
     }
     for (int t = threadIdx.x; t < head_dim / 2; t += blockDim.x)
         rcs[t] = rf_rope_cs((float)pos, t, rope);
@@ -514,15 +505,7 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
     for (int b = lo; b < pos; b += 2 * RF_KG_GROUPS) {
         const int j0 = b + g, j1 = j0 + RF_KG_GROUPS;
         const bool has0 = j0 < pos, has1 = j1 < pos;
-        if (b != lo) {
-#pragma unroll
-            for (int c = 0; c < RF_KG_C; c++) {
-                ka[c] = c < nc && has0 ? k4[(size_t)j0 * kv4 + c * 8] : zero;
-                kb[c] = c < nc && has1 ? k4[(size_t)j1 * kv4 + c * 8] : zero;
-                va[c] = c < nc && has0 ? v4[(size_t)j0 * kv4 + c * 8] : zero;
-                vb[c] = c < nc && has1 ? v4[(size_t)j1 * kv4 + c * 8] : zero;
-            }
-        }
+        if (b != lo) rf_kg_load_pair<false>(k4, v4, kv4, nc, j0, j1, has0, has1, ka, kb, va, vb);
         const float sa = rf_kg_score(qv, ka, nc, scale, softcap);
         const float sb = rf_kg_score(qv, kb, nc, scale, softcap);
         if (!has0) continue;

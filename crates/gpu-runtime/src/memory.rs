@@ -103,15 +103,7 @@ impl<T: Pod> DeviceBuffer<T> {
 
     /// Fill with zero bytes (asynchronous on `stream`).
     pub fn fill_zero(&self, stream: &Stream) -> Result<()> {
-        self.check_stream(stream)?;
-        if self.len == 0 {
-            return Ok(());
-        }
-        let api = self.device.api();
-        // SAFETY: the range is inside this allocation.
-        api.check("memset_d8_async", unsafe {
-            (api.common.memset_d8_async)(self.ptr, 0, self.bytes(), stream.raw)
-        })
+        self.fill_zero_first(stream, self.len)
     }
 
     /// Fill the first `len` elements (at most all of them) with zero bytes
