@@ -380,6 +380,22 @@ fn neox_rope() -> RopeSpec {
     }
 }
 
+/// `base` with positions scaled by 1/4 and YaRN (ramp 1..32, original
+/// context 4096).
+fn yarn_quarter(base: RopeSpec) -> RopeSpec {
+    RopeSpec {
+        freq_scale: 0.25,
+        yarn: Some(YarnSpec {
+            ext_factor: 1.0,
+            attn_factor: 1.0,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            n_ctx_orig: 4096,
+        }),
+        ..base
+    }
+}
+
 fn rope_case<B: Backend>(b: &B, x: &[f32], rows: usize, pos: &[u32], spec: &RopeSpec) -> Vec<f32> {
     let mut t = b.upload(x, rows, x.len() / rows).unwrap();
     b.rope(&mut t, HEADS, pos, spec).unwrap();
@@ -412,19 +428,11 @@ fn rope_normal_neox_yarn() {
         ("rope partial", RopeSpec { n_dims: 32, ..base }),
         (
             "rope yarn",
-            RopeSpec {
+            yarn_quarter(RopeSpec {
                 mode: RopeMode::Neox,
                 freq_base: 1_000_000.0,
-                freq_scale: 0.25,
-                yarn: Some(YarnSpec {
-                    ext_factor: 1.0,
-                    attn_factor: 1.0,
-                    beta_fast: 32.0,
-                    beta_slow: 1.0,
-                    n_ctx_orig: 4096,
-                }),
                 ..base
-            },
+            }),
         ),
     ];
     for (name, spec) in specs {
@@ -1043,17 +1051,7 @@ fn rope_store_attention_one_row_equals_the_separate_ops() {
         mode: RopeMode::Normal,
         ..neox_rope()
     };
-    let yarn = RopeSpec {
-        freq_scale: 0.25,
-        yarn: Some(YarnSpec {
-            ext_factor: 1.0,
-            attn_factor: 1.0,
-            beta_fast: 32.0,
-            beta_slow: 1.0,
-            n_ctx_orig: 4096,
-        }),
-        ..neox_rope()
-    };
+    let yarn = yarn_quarter(neox_rope());
     let plain = AttnSpec {
         n_head: HEADS,
         n_head_kv: KV_HEADS,
