@@ -1146,7 +1146,7 @@ impl Kernels {
             }
             None => (0, 0),
         };
-        let key_groups = self.rope_key_groups(p, rope);
+        let key_groups = self.attention_rope_key_groups(p, rope);
         let cfg = LaunchConfig {
             grid: (to_i32("heads", p.n_head)? as u32, 1, 1),
             block: (
@@ -1195,7 +1195,7 @@ impl Kernels {
         };
         // SAFETY: matches `attention_keygroups_rope_f32` (heads of a
         // multiple of 32 values up to its static bound, NeoX only with a
-        // multiple of 64: `rope_key_groups`) or `attention_decode_rope_f32`
+        // multiple of 64: `attention_rope_key_groups`) or `attention_decode_rope_f32`
         // (heads of a multiple of 4 values, at most 4 per lane, NeoX
         // partners a power-of-two lane distance apart); one row on 16-byte
         // boundaries (checked by `attention_rope_fits`), lengths checked
@@ -1206,16 +1206,9 @@ impl Kernels {
 
     /// Whether [`Kernels::attention_rope`] runs the key-group kernel
     /// (`attention_keygroups_rope_f32`, not the wave-per-key one) for `p`
-    /// and `rope`.
+    /// and `rope`: heads of a multiple of 32 values up to 128 (NeoX: a
+    /// multiple of 64, so that partners are in the same lane).
     pub fn attention_rope_key_groups(&self, p: &AttnParams, rope: &RopeParams) -> bool {
-        self.rope_key_groups(p, rope)
-    }
-
-    /// Whether [`Kernels::attention_rope`] runs the key-group kernel
-    /// (`attention_keygroups_rope_f32`) for `p` and `rope`: heads of a
-    /// multiple of 32 values up to 128 (NeoX: a multiple of 64, so that
-    /// partners are in the same lane).
-    fn rope_key_groups(&self, p: &AttnParams, rope: &RopeParams) -> bool {
         let hd = p.head_dim;
         !self.wave_attention
             && hd.is_multiple_of(32)
@@ -1226,7 +1219,7 @@ impl Kernels {
     /// Whether [`Kernels::attention_rope`] takes `p` and `rope` with these
     /// buffers (query, new key, new value, key cache, value cache, output):
     /// one row, every dim rotated, no split of the keys at this length,
-    /// heads the key-group kernel takes (`rope_key_groups`) or of a multiple
+    /// heads the key-group kernel takes (`attention_rope_key_groups`) or of a multiple
     /// of 4 values that fit a wave's four per lane (NeoX partners a
     /// power-of-two lane distance apart), rows on 16-byte boundaries.
     pub fn attention_rope_fits(
@@ -1247,7 +1240,7 @@ impl Kernels {
             && p.n_kv != 0
             && p.n_head.is_multiple_of(p.n_kv)
             && hd != 0
-            && (self.rope_key_groups(p, rope)
+            && (self.attention_rope_key_groups(p, rope)
                 || (hd.is_multiple_of(4) && hd <= 4 * wave && neox_ok))
             && bufs.iter().all(|b| b.device_ptr().is_multiple_of(16))
             && self.attention_splits(p) == 1
