@@ -871,3 +871,147 @@ RF_LEGACY_STAGED(q4_0_staged, 18, 128, 1)
 RF_LEGACY_STAGED(q4_0_staged2, 18, 128, 2)
 RF_LEGACY_STAGED(q8_0_staged, 34, 64, 1)
 RF_LEGACY_STAGED(q8_0_staged2, 34, 64, 2)
+
+// Q4_0 and Q8_0 rows read in place with 16-byte loads, without staging.
+// Eight blocks (144 or 272 bytes) are a whole number of 16-byte words, so
+// in a row of K = 256 * n values (16-byte aligned, the launcher checks)
+// every group of eight blocks starts on a 16-byte boundary. Eight lanes
+// share a group, lane p block p: block p starts BB * p bytes into the group,
+// 2p bytes into its first 16-byte word (BB = 18 or 34 is 2 mod 16), so the
+// lane loads the NU / 4 words that hold it (never past the group) and
+// picks the scale and quants out of them with word rotations by run-time
+// amounts made of compile-time steps (no arrays indexed at run time, which
+// would live in local memory). R rows per wave share each activation load;
+// the first group's weights are requested before the grid-dependency wait.
+template <int BB>
+struct RfLegacyDirect {
+    static constexpr int NU = BB == 18 ? 8 : 12;  // 32-bit words a lane loads
+    static constexpr int NQ = (BB - 2) / 4;       // quant words of a block
+    static constexpr int GW = BB / 2;             // 16-byte words of a group
+};
+
+// The scale and quant words of block p (0..7) from the words u[0..NU) that
+// start at the 16-byte word holding its first byte (u[NU] must be 0).
+template <int BB>
+RF_DEVICE float rf_legacy_direct_block(u32* u, int p, int* q) {
+    constexpr int NU = RfLegacyDirect<BB>::NU, NQ = RfLegacyDirect<BB>::NQ;
+    // The scale: bytes 2p, 2p + 1, in word p / 2 (its upper half for odd p).
+    const int dwi = p >> 1;
+    u32 dw = u[0];
+    dw = dwi == 1 ? u[1] : dw;
+    dw = dwi == 2 ? u[2] : dw;
+    dw = dwi == 3 ? u[3] : dw;
+    const float d = rf_h2f((u16)((dw >> ((p & 1) * 16)) & 0xFFFF));
+    // The quants from byte 2p + 2: word (p + 1) / 2, 16 bits in for even p.
+    const int r = (p + 1) >> 1;  // 0..4
+#pragma unroll
+    for (int b = 4; b >= 1; b >>= 1) {
+        if (r & b) {
+#pragma unroll
+            for (int i = 0; i <= NU; i++) u[i] = i + b <= NU ? u[i + b] : 0u;
+        }
+    }
+    const int sh = (p & 1) ? 0 : 16;
+#pragma unroll
+    for (int j = 0; j < NQ; j++) q[j] = (int)rf_funnel(u[j], u[j + 1], sh);
+    return d;
+}
+
+// d_w * (sum of the block's quants times the activations), as rf_vdot_q4_0
+// and rf_vdot_q8_0 (Q4_0: low nibbles are values 0..15, high ones 16..31).
+template <int BB>
+RF_DEVICE float rf_legacy_direct_dot(const int* q, float d, int4 xa, int4 xb, float2 dx);
+
+template <>
+RF_DEVICE float rf_legacy_direct_dot<18>(const int* q, float d, int4 xa, int4 xb, float2 dx) {
+    const u32 m = 0x0F0F0F0Fu;
+    int s = 0;
+    s = RF_DP4A(q[0] & m, xa.x, s);
+    s = RF_DP4A(q[1] & m, xa.y, s);
+    s = RF_DP4A(q[2] & m, xa.z, s);
+    s = RF_DP4A(q[3] & m, xa.w, s);
+    s = RF_DP4A((q[0] >> 4) & m, xb.x, s);
+    s = RF_DP4A((q[1] >> 4) & m, xb.y, s);
+    s = RF_DP4A((q[2] >> 4) & m, xb.z, s);
+    s = RF_DP4A((q[3] >> 4) & m, xb.w, s);
+    return d * (dx.x * (float)s - 8.0f * dx.y);
+}
+
+template <>
+RF_DEVICE float rf_legacy_direct_dot<34>(const int* q, float d, int4 xa, int4 xb, float2 dx) {
+    int s = 0;
+    s = RF_DP4A(q[0], xa.x, s);
+    s = RF_DP4A(q[1], xa.y, s);
+    s = RF_DP4A(q[2], xa.z, s);
+    s = RF_DP4A(q[3], xa.w, s);
+    s = RF_DP4A(q[4], xb.x, s);
+    s = RF_DP4A(q[5], xb.y, s);
+    s = RF_DP4A(q[6], xb.z, s);
+    s = RF_DP4A(q[7], xb.w, s);
+    return d * dx.x * (float)s;
+}
+
+template <int BB, int R>
+RF_DEVICE void rf_legacy_direct_load(const uint4* const* rows, int grp, int s16,
+                                     uint4 (*w)[BB == 18 ? 2 : 3]) {
+    constexpr int N16 = BB == 18 ? 2 : 3;
+#pragma unroll
+    for (int e = 0; e < R; e++) {
+        const uint4* g = rows[e] + (size_t)grp * RfLegacyDirect<BB>::GW + s16;
+#pragma unroll
+        for (int i = 0; i < N16; i++) w[e][i] = rf_ld_weight16<3>(g + i);
+    }
+}
+
+template <int BB, int R>
+RF_DEVICE void rf_legacy_direct(RF_MV_ARGS) {
+    constexpr int N16 = BB == 18 ? 2 : 3, NU = RfLegacyDirect<BB>::NU;
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+    const int sub = wave % wpr;
+    const int rg0 = (blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * R;
+    const uint4* rows[R];
+    float* ys[R];
+    int ns[R], rs[R];
+    const bool any = rf_mv_pick_rows<R>(rg0, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, rows,
+                                        ys, ns, rs);
+    const int ngrp = any ? K / 256 : 0;
+    const int p = lane & 7, step = wpr * (RF_WAVE / 8);
+    const int s16 = (BB * p) >> 4;
+    float acc[R];
+#pragma unroll
+    for (int e = 0; e < R; e++) acc[e] = 0.0f;
+    uint4 w[R][N16];
+    const int g_first = sub * (RF_WAVE / 8) + (lane >> 3);
+    if (g_first < ngrp) rf_legacy_direct_load<BB, R>(rows, g_first, s16, w);
+    RF_GRID_SYNC();  // the activations come from the kernel before
+    for (int grp = g_first; grp < ngrp; grp += step) {
+        const int c = grp * 8 + p;
+        const int4 xa = *(const int4*)(xq + c * 8), xb = *(const int4*)(xq + c * 8 + 4);
+        const float2 dx = ds[c];
+#pragma unroll
+        for (int e = 0; e < R; e++) {
+            u32 u[NU + 1];
+#pragma unroll
+            for (int i = 0; i < N16; i++) {
+                u[4 * i] = w[e][i].x;
+                u[4 * i + 1] = w[e][i].y;
+                u[4 * i + 2] = w[e][i].z;
+                u[4 * i + 3] = w[e][i].w;
+            }
+            u[NU] = 0u;
+            int q[RfLegacyDirect<BB>::NQ];
+            const float d = rf_legacy_direct_block<BB>(u, p, q);
+            acc[e] += rf_legacy_direct_dot<BB>(q, d, xa, xb, dx);
+        }
+        if (grp + step < ngrp) rf_legacy_direct_load<BB, R>(rows, grp + step, s16, w);
+    }
+    rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
+}
+
+#define RF_LEGACY_DIRECT(name, BB, R)                                                        \
+    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) { rf_legacy_direct<BB, R>(RF_MV_PASS); }         \
+    RF_MV_ENTRIES_SYNCED(name, rf_mv_##name)
+RF_LEGACY_DIRECT(q4_0_direct2, 18, 2)
+RF_LEGACY_DIRECT(q4_0_direct4, 18, 4)
+RF_LEGACY_DIRECT(q8_0_direct2, 34, 2)
+RF_LEGACY_DIRECT(q8_0_direct4, 34, 4)

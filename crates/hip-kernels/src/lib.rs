@@ -67,6 +67,10 @@ pub struct Kernels {
     /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K mat-vec and
     /// (1 or 2) of the staged Q4_0/Q8_0/Q6_K ones (0: the defaults, 4 and 2).
     matvec_rows: usize,
+    /// `ROCMFORGE_GPU_LEGACY_DIRECT=1`: Q4_0/Q8_0 decode mat-vecs read in
+    /// place with 16-byte loads (`matvec_q4_0/q8_0_direct*`) instead of
+    /// staged through shared memory (not yet measured).
+    legacy_direct: bool,
     /// `ROCMFORGE_GPU_MV_WPR=1|2|4`: waves per row of every 8-bit mat-vec
     /// (0: chosen per shape; for comparisons).
     matvec_wpr: usize,
@@ -320,6 +324,7 @@ impl Kernels {
                 Ok("4") => 4,
                 _ => 0,
             },
+            legacy_direct: env_flag("ROCMFORGE_GPU_LEGACY_DIRECT"),
             matvec_wpr: match std::env::var("ROCMFORGE_GPU_MV_WPR").as_deref() {
                 Ok("1") => 1,
                 Ok("2") => 2,
@@ -1584,6 +1589,10 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                     "matvec_q8_0_staged",
                     "matvec_q4_0_staged2",
                     "matvec_q8_0_staged2",
+                    "matvec_q4_0_direct2",
+                    "matvec_q4_0_direct4",
+                    "matvec_q8_0_direct2",
+                    "matvec_q8_0_direct4",
                     "matvec_q6_k",
                     "matvec_q6_k_staged",
                     "matvec_q6_k_staged2",

@@ -310,6 +310,23 @@ impl Kernels {
                 };
                 MatvecPlan { kernel, wpr, rows }
             }
+            // In place: eight lanes per group of eight blocks, a pass of a
+            // wave over wave / 8 groups (256 values each).
+            GpuFormat::Q4_0 | GpuFormat::Q8_0 if staged && self.legacy_direct => {
+                let rows = if self.matvec_rows == 2 { 2 } else { 4 };
+                let kernel = match (format, rows) {
+                    (GpuFormat::Q4_0, 2) => "matvec_q4_0_direct2",
+                    (GpuFormat::Q4_0, _) => "matvec_q4_0_direct4",
+                    (_, 2) => "matvec_q8_0_direct2",
+                    _ => "matvec_q8_0_direct4",
+                };
+                let passes = (k / 256).div_ceil(wave / 8);
+                MatvecPlan {
+                    kernel,
+                    wpr: waves_per_row(passes, by_rows(rows)),
+                    rows,
+                }
+            }
             // One wave per staged tile (144 or 136 16-byte words).
             GpuFormat::Q4_0 | GpuFormat::Q8_0 if staged => {
                 let rows = staged_rows;
