@@ -67,10 +67,11 @@ pub struct Kernels {
     /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K mat-vec and
     /// (1 or 2) of the staged Q4_0/Q8_0/Q6_K ones (0: the defaults, 4 and 2).
     matvec_rows: usize,
-    /// `ROCMFORGE_GPU_LEGACY_DIRECT=1`: Q4_0/Q8_0 decode mat-vecs read in
-    /// place with 16-byte loads (`matvec_q4_0/q8_0_direct*`) instead of
-    /// staged through shared memory (not yet measured).
-    legacy_direct: bool,
+    /// `ROCMFORGE_GPU_LEGACY_STAGED=1`: Q4_0/Q8_0 decode mat-vecs staged
+    /// through shared memory (`matvec_q4_0/q8_0_staged*`) instead of read in
+    /// place with 16-byte loads (`matvec_q4_0/q8_0_direct*`, the default;
+    /// for comparisons).
+    legacy_staged: bool,
     /// `ROCMFORGE_GPU_MV_WPR=1|2|4`: waves per row of every 8-bit mat-vec
     /// (0: chosen per shape; for comparisons).
     matvec_wpr: usize,
@@ -324,7 +325,7 @@ impl Kernels {
                 Ok("4") => 4,
                 _ => 0,
             },
-            legacy_direct: env_flag("ROCMFORGE_GPU_LEGACY_DIRECT"),
+            legacy_staged: env_flag("ROCMFORGE_GPU_LEGACY_STAGED"),
             matvec_wpr: match std::env::var("ROCMFORGE_GPU_MV_WPR").as_deref() {
                 Ok("1") => 1,
                 Ok("2") => 2,

@@ -311,8 +311,12 @@ impl Kernels {
                 MatvecPlan { kernel, wpr, rows }
             }
             // In place: eight lanes per group of eight blocks, a pass of a
-            // wave over wave / 8 groups (256 values each).
-            GpuFormat::Q4_0 | GpuFormat::Q8_0 if staged && self.legacy_direct => {
+            // wave over wave / 8 groups (256 values each). Measured on an
+            // H200 against the staged kernels below (`matvec_shapes`, 8b
+            // shapes): Q4_0 gate+up 21.6 -> 19.1 µs, q+k+v 8.3 -> 6.5, down
+            // 13.5 -> 11.3; Q8_0 q+k+v 9.7 -> 8.1, o 6.3 -> 5.6; 8b tg128
+            // Q4_0 512 -> 578 t/s, Q8_0 396 -> 416.
+            GpuFormat::Q4_0 | GpuFormat::Q8_0 if staged && !self.legacy_staged => {
                 let rows = if self.matvec_rows == 2 { 2 } else { 4 };
                 let kernel = match (format, rows) {
                     (GpuFormat::Q4_0, 2) => "matvec_q4_0_direct2",
