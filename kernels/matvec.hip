@@ -339,6 +339,84 @@ RF_DEVICE bool rf_mv_pick_rows(int rg0, const u8* W0, const u8* W1, const u8* W2
     return any;
 }
 
+// ---- Gate and up projections with the GLU in one launch ------------------
+//
+// A feed-forward's act(x W_gate^T) * (x W_up^T) for one token, with the 8-bit
+// form of the result for the down projection: the glu_f32 launch between the
+// two mat-vecs left out. The rows kernels below take a template flag G: with
+// it, wave group j's R rows are gate rows j R/2 .. j R/2 + R/2 - 1 (weight 0,
+// N0 rows) followed by the same up rows (weight 1, N1 = N0), so each wave
+// ends with R/2 finished outputs. A block of 32 / (R/2) waves then holds 32
+// consecutive outputs, a whole 8-bit block, which it quantizes itself (no
+// other block's values needed). Launch: one wave per row group (wpr = 1),
+// block = 16 waves for R = 4, grid = N0 / 32; N0 a multiple of 32.
+struct RfGlu {
+    int gelu;      // 0: SiLU, 1: GELU (tanh approximation), as glu_f32
+    i8* q;         // the output's 8-bit values (N0)
+    float2* ds;    // and its scales (N0 / 32)
+};
+#define RF_MV_GLU_ARGS , int glu_gelu, i8 *__restrict__ GQ, float2 *__restrict__ GDS
+#define RF_MV_GLU_PASS , RfGlu{glu_gelu, GQ, GDS}
+
+// The R rows of wave group wg: rf_mv_pick_rows's consecutive grid rows, or
+// with G the gate/up pairing above.
+template <int R, bool G>
+RF_DEVICE bool rf_mv_pick_group(int wg, const u8* W0, const u8* W1, const u8* W2, int N0, int N1,
+                                int N2, float* Y0, float* Y1, float* Y2, int row_bytes,
+                                const uint4** rows, float** ys, int* ns, int* rs) {
+    if (!G)
+        return rf_mv_pick_rows<R>(wg * R, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, rows, ys,
+                                  ns, rs);
+    constexpr int H = R / 2;
+    bool any = false;
+#pragma unroll
+    for (int e = 0; e < R; e++) {
+        const int i = wg * H + e % H;
+        const u8* w;
+        // Past the last gate row, a pick past every weight (never used).
+        const int rg = i < N0 ? (e < H ? i : N0 + i) : N0 + N1 + N2;
+        rf_mv_pick(rg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, &w, &ys[e], &ns[e], &rs[e]);
+        rows[e] = (const uint4*)(w + (size_t)(rs[e] < ns[e] ? rs[e] : 0) * row_bytes);
+        any |= rs[e] < ns[e];
+    }
+    return any;
+}
+
+// The activation of glu_f32 (kept identical: the same result to the bit).
+RF_DEVICE float rf_glu_act(float g, int gelu) {
+    if (!gelu) return g / (1.0f + expf(-g));
+    const float c = 0.7978845608028654f;  // sqrt(2 / pi)
+    return 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g)));
+}
+
+// The G store: a = act(gate) * up for the wave's R/2 outputs (first row i0,
+// of n) into Y, then the block's 32 * k outputs as 8-bit blocks.
+template <int R>
+RF_DEVICE void rf_mv_store_glu(float* acc, int i0, int n, float* Y, RfGlu gl) {
+    constexpr int H = R / 2;
+    // Outputs of a block: at most 1024 threads / 32 lanes * H.
+    __shared__ float vals[32 * H];
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+#pragma unroll
+    for (int e = 0; e < R; e++) acc[e] = rf_wave_sum(acc[e]);
+    if (lane == 0) {
+#pragma unroll
+        for (int e = 0; e < H; e++) {
+            const float a = rf_glu_act(acc[e], gl.gelu) * acc[e + H];
+            vals[wave * H + e] = a;
+            if (i0 + e < n) Y[i0 + e] = a;
+        }
+    }
+    __syncthreads();
+    // Whole groups of 32 threads take a block each (the block's output count
+    // is a multiple of 32): all of a group's lanes shuffle together.
+    const int nout = (blockDim.x / RF_WAVE) * H, t = threadIdx.x;
+    if (t < nout) {
+        const int i = blockIdx.x * nout + t;
+        rf_q8_emit1(vals[t], i, i < n, gl.q, gl.ds);
+    }
+}
+
 // Staged tiles: words first .. first + tw - 1 of R rows into the lanes'
 // registers (word i in slot i / RF_WAVE of lane i % RF_WAVE), with cache
 // hint M…
@@ -729,16 +807,16 @@ RF_DEVICE void rf_q4_k_rows_load(const uint4* const* rows, int sb, int p, uint4*
     }
 }
 
-template <int R>
-RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS) {
+template <int R, bool G>
+RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS, RfGlu gl) {
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
     const int sub = wave % wpr;
-    const int rg0 = (blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * R;
+    const int wg = blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr;
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
-    const bool any = rf_mv_pick_rows<R>(rg0, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, rows,
-                                        ys, ns, rs);
+    const bool any = rf_mv_pick_group<R, G>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes,
+                                            rows, ys, ns, rs);
     const int nsb = any ? K / 256 : 0;
     const int p = lane & 3, step = wpr * (RF_WAVE / 4);
     float acc[R];
@@ -764,11 +842,30 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS) {
         if (sb + step < nsb) rf_q4_k_rows_load<R>(rows, sb + step, p, hdr, w0, w1);
 #endif
     }
-    rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
+    if (G)
+        rf_mv_store_glu<R>(acc, rs[0], ns[0], Y0, gl);
+    else
+        rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
 }
 
-RF_MV_ENTRIES_SYNCED(q4_k_rows2, rf_q4_k_rows<2>)
-RF_MV_ENTRIES_SYNCED(q4_k_rows4, rf_q4_k_rows<4>)
+// The entry points of a rows body with G = false (plain and tail, as
+// RF_MV_ENTRIES_SYNCED) and matvec_<name>_glu with G = true.
+#define RF_MV_ROWS_ENTRIES(name, body)                                                           \
+    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) { body<false>(RF_MV_PASS, RfGlu{}); }                \
+    RF_MV_ENTRIES_SYNCED(name, rf_mv_##name)                                                     \
+    extern "C" __global__ void matvec_##name##_glu(RF_MV_ARGS RF_MV_GLU_ARGS) {                  \
+        RF_MV_PRE_SYNC();                                                                        \
+        body<true>(RF_MV_PASS RF_MV_GLU_PASS);                                                   \
+    }
+RF_DEVICE void rf_mv_q4_k_rows2_plain(RF_MV_ARGS) {
+    rf_q4_k_rows<2, false>(RF_MV_PASS, RfGlu{});
+}
+template <bool G>
+RF_DEVICE void rf_q4_k_rows4(RF_MV_ARGS, RfGlu gl) {
+    rf_q4_k_rows<4, G>(RF_MV_PASS, gl);
+}
+RF_MV_ENTRIES_SYNCED(q4_k_rows2, rf_mv_q4_k_rows2_plain)
+RF_MV_ROWS_ENTRIES(q4_k_rows4, rf_q4_k_rows4)
 
 // Q4_0 and Q8_0 rows staged through shared memory. Their blocks (18 and 34
 // bytes) are only 2-byte aligned, and loading them in place takes a 32-bit
@@ -963,17 +1060,17 @@ RF_DEVICE void rf_legacy_direct_load(const uint4* const* rows, int grp, int s16,
     }
 }
 
-template <int BB, int R>
-RF_DEVICE void rf_legacy_direct(RF_MV_ARGS) {
+template <int BB, int R, bool G>
+RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfGlu gl) {
     constexpr int N16 = BB == 18 ? 2 : 3, NU = RfLegacyDirect<BB>::NU;
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
     const int sub = wave % wpr;
-    const int rg0 = (blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * R;
+    const int wg = blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr;
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
-    const bool any = rf_mv_pick_rows<R>(rg0, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, rows,
-                                        ys, ns, rs);
+    const bool any = rf_mv_pick_group<R, G>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes,
+                                            rows, ys, ns, rs);
     const int ngrp = any ? K / 256 : 0;
     const int p = lane & 7, step = wpr * (RF_WAVE / 8);
     const int s16 = (BB * p) >> 4;
@@ -1005,13 +1102,23 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS) {
         }
         if (grp + step < ngrp) rf_legacy_direct_load<BB, R>(rows, grp + step, s16, w);
     }
-    rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
+    if (G)
+        rf_mv_store_glu<R>(acc, rs[0], ns[0], Y0, gl);
+    else
+        rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
 }
 
 #define RF_LEGACY_DIRECT(name, BB, R)                                                        \
-    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) { rf_legacy_direct<BB, R>(RF_MV_PASS); }         \
+    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) { rf_legacy_direct<BB, R, false>(RF_MV_PASS, RfGlu{}); } \
     RF_MV_ENTRIES_SYNCED(name, rf_mv_##name)
+// With the GLU twin (four rows per wave only).
+#define RF_LEGACY_DIRECT_GLU(name, BB)                                                       \
+    template <bool G>                                                                        \
+    RF_DEVICE void rf_##name(RF_MV_ARGS, RfGlu gl) {                                         \
+        rf_legacy_direct<BB, 4, G>(RF_MV_PASS, gl);                                          \
+    }                                                                                        \
+    RF_MV_ROWS_ENTRIES(name, rf_##name)
 RF_LEGACY_DIRECT(q4_0_direct2, 18, 2)
-RF_LEGACY_DIRECT(q4_0_direct4, 18, 4)
+RF_LEGACY_DIRECT_GLU(q4_0_direct4, 18)
 RF_LEGACY_DIRECT(q8_0_direct2, 34, 2)
-RF_LEGACY_DIRECT(q8_0_direct4, 34, 4)
+RF_LEGACY_DIRECT_GLU(q8_0_direct4, 34)

@@ -91,6 +91,21 @@ pub trait Backend: Send + Sync {
     ) -> Result<()> {
         matmul_each(self, x, ws, outs)
     }
+    /// `out = act(x · gateᵀ) * (x · upᵀ)` ([`Backend::glu`] of the two
+    /// projections): a feed-forward's gate and up projections and its GLU,
+    /// which a backend may run as one launch. `out` is `x.rows × gate rows`.
+    /// The default runs [`Backend::matmul_many`] and [`Backend::glu`]
+    /// ([`matmul_glu_separate`]).
+    fn matmul_glu(
+        &self,
+        x: &Self::Tensor,
+        gate: &Self::Weight,
+        up: &Self::Weight,
+        kind: GluKind,
+        out: &mut Self::Tensor,
+    ) -> Result<()> {
+        matmul_glu_separate(self, x, gate, up, kind, out)
+    }
     /// `x[t][c] += bias[c]` for a 1-D weight.
     fn add_bias(&self, x: &mut Self::Tensor, bias: &Self::Weight) -> Result<()>;
     /// `x += y`, then `out` = [`Backend::rms_norm`] of the new `x` in groups of
@@ -384,6 +399,24 @@ pub fn rope_store_attention_apart<B: Backend + ?Sized>(
     )?;
     let rows = be.shape(q).0;
     be.attention(q, cache, layer, 0..rows, start_pos, spec, out)
+}
+
+/// [`Backend::matmul_glu`] as two steps: [`Backend::matmul_many`] of the gate
+/// and up weights into fresh tensors, then [`Backend::glu`] (its default, and
+/// the fallback of backends that fuse them only in some cases).
+pub fn matmul_glu_separate<B: Backend + ?Sized>(
+    be: &B,
+    x: &B::Tensor,
+    gate: &B::Weight,
+    up: &B::Weight,
+    kind: GluKind,
+    out: &mut B::Tensor,
+) -> Result<()> {
+    let (rows, cols) = be.shape(out);
+    let mut g = be.output(rows, cols)?;
+    let mut u = be.output(rows, cols)?;
+    be.matmul_many(x, &[gate, up], &mut [&mut g, &mut u])?;
+    be.glu(&g, &u, kind, out)
 }
 
 /// [`Backend::matmul`] for each weight of a [`Backend::matmul_many`] call (its

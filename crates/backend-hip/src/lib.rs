@@ -279,9 +279,15 @@ impl HipBackend {
         let k = x.cols;
         let mut scratch = self.q8();
         // The row's 8-bit form may already be there: written by the norm or
-        // GLU that produced `x`, or by the previous mat-vec of the same `x`.
-        let ready = scratch.holds(&x.buf, k);
-        let (q, ds) = scratch.buffers(&self.device, k)?;
+        // GLU that produced `x` (into the spare slot by the fused gate/up/GLU
+        // launch), or by the previous mat-vec of the same `x`.
+        let in_spare = scratch.spare_holds(&x.buf, k);
+        let ready = in_spare || scratch.holds(&x.buf, k);
+        let (q, ds) = if in_spare {
+            scratch.spare_buffers()?
+        } else {
+            scratch.buffers(&self.device, k)?
+        };
         if !ready {
             self.kernels
                 .quantize_q8(&self.stream, &x.buf, k, q, ds)
@@ -308,8 +314,56 @@ impl HipBackend {
                 .matvec_q8_multi(&self.stream, format, &mut parts, k, q, ds, None)
                 .map_err(dev_err)?;
         }
-        scratch.set_holder(&x.buf, k);
+        if !in_spare {
+            scratch.set_holder(&x.buf, k);
+        }
         Ok(())
+    }
+
+    /// One token through a feed-forward's gate and up projections and its
+    /// GLU in one launch where a fused kernel serves the weights
+    /// (`Kernels::matvec_q8_glu`), its 8-bit output into the spare slot for
+    /// the down projection. Ok(false), having launched nothing but perhaps
+    /// the input's quantization, where none does.
+    fn matvec_glu_q8(
+        &self,
+        x: &HipTensor,
+        gate: &HipWeight,
+        up: &HipWeight,
+        kind: GluKind,
+        out: &mut HipTensor,
+    ) -> Result<bool> {
+        let (k, n) = (x.cols, out.cols);
+        let mut scratch = self.q8();
+        scratch.forget_if_written(&out.buf);
+        let ready = scratch.holds(&x.buf, k);
+        let ((q, ds), spare) = scratch.main_and_spare(&self.device, k, n)?;
+        if !ready {
+            self.kernels
+                .quantize_q8(&self.stream, &x.buf, k, q, ds)
+                .map_err(dev_err)?;
+        }
+        let fused = self
+            .kernels
+            .matvec_q8_glu(
+                &self.stream,
+                gate.format,
+                &gate.data,
+                &up.data,
+                n,
+                k,
+                q,
+                ds,
+                kind == GluKind::GeluTanh,
+                &mut out.buf,
+                spare,
+            )
+            .map_err(dev_err)?;
+        scratch.set_holder(&x.buf, k);
+        if fused {
+            scratch.set_spare_holder(&out.buf, n);
+        }
+        Ok(fused)
     }
 
     /// The checks of an RMS norm of `x` into `out` in groups of `group`, and
@@ -694,6 +748,26 @@ impl Backend for HipBackend {
             return backend_core::matmul_each(self, x, ws, outs);
         }
         self.matvecs_q8(x, ws, outs)
+    }
+
+    fn matmul_glu(
+        &self,
+        x: &HipTensor,
+        gate: &HipWeight,
+        up: &HipWeight,
+        kind: GluKind,
+        out: &mut HipTensor,
+    ) -> Result<()> {
+        let fusable = gate.format == up.format
+            && gate.dims == up.dims
+            && self.takes_matvec_q8(gate, x)
+            && gate.cols() == x.cols
+            && (out.rows, out.cols) == (1, gate.rows())
+            && self.emits_q8(out, out.cols);
+        if fusable && self.matvec_glu_q8(x, gate, up, kind, out)? {
+            return Ok(());
+        }
+        backend_core::matmul_glu_separate(self, x, gate, up, kind, out)
     }
 
     fn add_bias(&self, x: &mut HipTensor, bias: &HipWeight) -> Result<()> {

@@ -1,12 +1,16 @@
-//! The 8-bit activation row shared by the decode mat-vecs, and which tensor
-//! it was made from.
+//! The 8-bit activation rows shared by the decode mat-vecs, and which tensor
+//! each was made from.
 //!
 //! A one-token mat-vec reads its input as 8-bit blocks (`quantize_q8`).
 //! The ops that produce a mat-vec's input in decode (RMS norm, the residual
 //! add with the next norm, GLU) write that form themselves into this
 //! scratch and record the tensor; the mat-vec then skips its quantize
-//! launch. Any other op that writes device memory forgets the record first,
-//! so a stale row is never used.
+//! launch. Any other op that writes device memory forgets the records
+//! first, so a stale row is never used.
+//!
+//! There are two slots: the main one, and a spare that the fused gate/up/GLU
+//! launch writes its output's form into while it still reads its input's
+//! from the main one (both live at once inside that launch).
 
 use backend_core::Result;
 use gpu_runtime::{Device, DeviceBuffer};
@@ -14,37 +18,86 @@ use hip_kernels::Q8Out;
 
 use crate::dev_err;
 
-/// The scratch buffers (values, scales), grown to the longest row seen,
-/// and the `(device address, length)` of the row they hold, if known.
+/// Buffers (values, scales) grown to the longest row seen, and the
+/// `(device address, length)` of the row they hold, if known.
 #[derive(Default)]
-pub(crate) struct Q8Scratch {
+struct Slot {
     bufs: Option<(DeviceBuffer<u32>, DeviceBuffer<f32>)>,
     holder: Option<(u64, usize)>,
-    /// How many times the buffers were replaced by larger ones (recorded
+}
+
+impl Slot {
+    fn holds(&self, x: &DeviceBuffer<f32>, k: usize) -> bool {
+        self.bufs.is_some() && self.holder == Some((x.device_ptr(), k))
+    }
+
+    /// Grow to a row of `k` values (forgetting the holder when replaced);
+    /// true when the buffers were replaced.
+    fn grow(&mut self, device: &std::sync::Arc<Device>, k: usize) -> Result<bool> {
+        if self.bufs.as_ref().is_some_and(|(q, _)| q.len() >= k / 4) {
+            return Ok(false);
+        }
+        self.holder = None;
+        let replaced = self.bufs.take().is_some();
+        let q = DeviceBuffer::alloc(device, k / 4).map_err(dev_err)?;
+        let ds = DeviceBuffer::alloc(device, k / 16).map_err(dev_err)?;
+        self.bufs = Some((q, ds));
+        Ok(replaced)
+    }
+
+    fn buffers(&mut self) -> Result<(&mut DeviceBuffer<u32>, &mut DeviceBuffer<f32>)> {
+        match self.bufs.as_mut() {
+            Some((q, ds)) => Ok((q, ds)),
+            None => Err(backend_core::BackendError::Device(
+                "8-bit activation scratch missing".into(),
+            )),
+        }
+    }
+}
+
+/// The main and spare slots (see the module's documentation).
+#[derive(Default)]
+pub(crate) struct Q8Scratch {
+    main: Slot,
+    spare: Slot,
+    /// How many times buffers were replaced by larger ones (recorded
     /// launches pointing into old ones are stale).
     generation: u64,
 }
 
 impl Q8Scratch {
-    /// Whether the buffers hold the 8-bit form of the `k` values of `x`.
+    /// Whether the main buffers hold the 8-bit form of the `k` values of `x`.
     pub(crate) fn holds(&self, x: &DeviceBuffer<f32>, k: usize) -> bool {
-        self.bufs.is_some() && self.holder == Some((x.device_ptr(), k))
+        self.main.holds(x, k)
     }
 
-    /// Record that the buffers now hold the form of the `k` values of `x`.
+    /// Whether the spare buffers hold the 8-bit form of the `k` values of `x`.
+    pub(crate) fn spare_holds(&self, x: &DeviceBuffer<f32>, k: usize) -> bool {
+        self.spare.holds(x, k)
+    }
+
+    /// Record that the main buffers now hold the form of the `k` values of `x`.
     pub(crate) fn set_holder(&mut self, x: &DeviceBuffer<f32>, k: usize) {
         self.set_holder_at(x.device_ptr(), k);
     }
 
     /// As [`Q8Scratch::set_holder`] for the buffer at device address `ptr`.
     pub(crate) fn set_holder_at(&mut self, ptr: u64, k: usize) {
-        self.holder = Some((ptr, k));
+        self.main.holder = Some((ptr, k));
     }
 
-    /// Forget whose row the buffers hold if it is `written` (an op's output).
+    /// Record that the spare buffers now hold the form of the `k` values of
+    /// `x`.
+    pub(crate) fn set_spare_holder(&mut self, x: &DeviceBuffer<f32>, k: usize) {
+        self.spare.holder = Some((x.device_ptr(), k));
+    }
+
+    /// Forget whose row either slot holds if it is `written` (an op's output).
     pub(crate) fn forget_if_written(&mut self, written: &DeviceBuffer<f32>) {
-        if self.holder.is_some_and(|(p, _)| p == written.device_ptr()) {
-            self.holder = None;
+        for slot in [&mut self.main, &mut self.spare] {
+            if slot.holder.is_some_and(|(p, _)| p == written.device_ptr()) {
+                slot.holder = None;
+            }
         }
     }
 
@@ -53,36 +106,51 @@ impl Q8Scratch {
         self.generation
     }
 
-    /// Forget whose row the buffers hold.
+    /// Forget whose rows the buffers hold.
     pub(crate) fn forget(&mut self) {
-        self.holder = None;
+        self.main.holder = None;
+        self.spare.holder = None;
     }
 
-    /// The buffers, grown to hold a row of `k` values (which forgets the
-    /// holder when they are replaced).
+    /// The main buffers, grown to hold a row of `k` values (which forgets
+    /// their holder when they are replaced).
     pub(crate) fn buffers(
         &mut self,
         device: &std::sync::Arc<Device>,
         k: usize,
     ) -> Result<(&mut DeviceBuffer<u32>, &mut DeviceBuffer<f32>)> {
-        if self.bufs.as_ref().is_none_or(|(q, _)| q.len() < k / 4) {
-            self.holder = None;
-            if self.bufs.take().is_some() {
-                self.generation += 1;
-            }
-            let q = DeviceBuffer::alloc(device, k / 4).map_err(dev_err)?;
-            let ds = DeviceBuffer::alloc(device, k / 16).map_err(dev_err)?;
-            self.bufs = Some((q, ds));
+        if self.main.grow(device, k)? {
+            self.generation += 1;
         }
-        match self.bufs.as_mut() {
-            Some((q, ds)) => Ok((q, ds)),
-            None => Err(backend_core::BackendError::Device(
-                "8-bit activation scratch missing".into(),
-            )),
-        }
+        self.main.buffers()
     }
 
-    /// The buffers as a kernel's 8-bit output for a row of `k` values.
+    /// The spare buffers, which must hold a row (see
+    /// [`Q8Scratch::spare_holds`]).
+    pub(crate) fn spare_buffers(
+        &mut self,
+    ) -> Result<(&mut DeviceBuffer<u32>, &mut DeviceBuffer<f32>)> {
+        self.spare.buffers()
+    }
+
+    /// The main buffers (a row of `k` values) and the spare ones as a
+    /// kernel's 8-bit output for a row of `n` values, both grown first.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn main_and_spare(
+        &mut self,
+        device: &std::sync::Arc<Device>,
+        k: usize,
+        n: usize,
+    ) -> Result<((&mut DeviceBuffer<u32>, &mut DeviceBuffer<f32>), Q8Out<'_>)> {
+        let grown_main = self.main.grow(device, k)?;
+        let grown_spare = self.spare.grow(device, n)?;
+        self.generation += u64::from(grown_main) + u64::from(grown_spare);
+        let main = self.main.buffers()?;
+        let (q, ds) = self.spare.buffers()?;
+        Ok((main, Q8Out { q, ds }))
+    }
+
+    /// The main buffers as a kernel's 8-bit output for a row of `k` values.
     pub(crate) fn out(&mut self, device: &std::sync::Arc<Device>, k: usize) -> Result<Q8Out<'_>> {
         let (q, ds) = self.buffers(device, k)?;
         Ok(Q8Out { q, ds })

@@ -884,6 +884,79 @@ fn fused_8bit_rows_equal_the_separate_quantize() {
     }
 }
 
+/// A feed-forward's gate, up and GLU for one token (`matmul_glu`: one
+/// launch for Q4_0, Q8_0 and Q4_K; Q6_K keeps the separate ops) equals, to
+/// the bit, the mat-vecs and GLU run apart, and so does the down projection
+/// that reads the fused launch's 8-bit output (also after an unrelated op,
+/// when it quantizes the row itself); both against the CPU's result.
+#[test]
+fn matmul_glu_equals_the_separate_ops() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(0x91u64);
+    // (k, n): one pass per row (short rows; row counts of 3 blocks of 32),
+    // and a layer-sized one.
+    for (k, n) in [(256usize, 96usize), (2048, 4096)] {
+        let x = rng.vec(k, 1.0);
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+        ] {
+            let (Some(gb), Some(ub), Some(db)) = (
+                quantized(ty, &rng.vec(n * k, 1.0)),
+                quantized(ty, &rng.vec(n * k, 1.0)),
+                quantized(ty, &rng.vec(k * n, 1.0)),
+            ) else {
+                continue;
+            };
+            for kind in [GluKind::Silu, GluKind::GeluTanh] {
+                let run = |b: &dyn Fn(&HipTensorOf, &WeightOf, &WeightOf, &mut HipTensorOf),
+                           between: bool| {
+                    let gw = g.load_weight(&view("gate", ty, k, n, &gb)).unwrap();
+                    let uw = g.load_weight(&view("up", ty, k, n, &ub)).unwrap();
+                    let dw = g.load_weight(&view("down", ty, n, k, &db)).unwrap();
+                    let xt = g.upload(&x, 1, k).unwrap();
+                    let mut a = g.output(1, n).unwrap();
+                    b(&xt, &gw, &uw, &mut a);
+                    if between {
+                        let mut other = g.upload(&[1.0; 32], 1, 32).unwrap();
+                        g.scale(&mut other, 2.0).unwrap();
+                    }
+                    let mut o = g.output(1, k).unwrap();
+                    g.matmul(&dw, &a, &mut o).unwrap();
+                    (g.download(&a).unwrap(), g.download(&o).unwrap())
+                };
+                let fused = |x: &HipTensorOf, gw: &WeightOf, uw: &WeightOf, a: &mut HipTensorOf| {
+                    g.matmul_glu(x, gw, uw, kind, a).unwrap()
+                };
+                let apart = |x: &HipTensorOf, gw: &WeightOf, uw: &WeightOf, a: &mut HipTensorOf| {
+                    backend_core::matmul_glu_separate(g, x, gw, uw, kind, a).unwrap()
+                };
+                let what = format!("{} {kind:?} {n}x{k}", ty.name());
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let (a_sep, o_sep) = run(&apart, false);
+                for between in [false, true] {
+                    let (a_f, o_f) = run(&fused, between);
+                    assert_eq!(bits(&a_f), bits(&a_sep), "{what}: GLU output differs");
+                    assert_eq!(bits(&o_f), bits(&o_sep), "{what}: down projection differs");
+                }
+                // The CPU: the same ops (its own 8-bit activations).
+                let c = cpu();
+                let gw = c.load_weight(&view("gate", ty, k, n, &gb)).unwrap();
+                let uw = c.load_weight(&view("up", ty, k, n, &ub)).unwrap();
+                let xt = c.upload(&x, 1, k).unwrap();
+                let mut a = c.output(1, n).unwrap();
+                c.matmul_glu(&xt, &gw, &uw, kind, &mut a).unwrap();
+                assert_close(&what, &a_sep, &c.download(&a).unwrap(), 2e-2);
+            }
+        }
+    }
+}
+
+type HipTensorOf = <HipBackend as Backend>::Tensor;
+type WeightOf = <HipBackend as Backend>::Weight;
+
 /// RoPE of queries and keys in one launch equals two separate ropes (and
 /// the CPU's).
 #[test]

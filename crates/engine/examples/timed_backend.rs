@@ -76,6 +76,16 @@ impl Backend for Timed {
     ) -> Result<()> {
         timed(3, || self.0.matmul_many(x, ws, outs))
     }
+    fn matmul_glu(
+        &self,
+        x: &Self::Tensor,
+        gate: &Self::Weight,
+        up: &Self::Weight,
+        kind: GluKind,
+        out: &mut Self::Tensor,
+    ) -> Result<()> {
+        timed(3, || self.0.matmul_glu(x, gate, up, kind, out))
+    }
     fn add_bias(&self, x: &mut Self::Tensor, b: &Self::Weight) -> Result<()> {
         timed(10, || self.0.add_bias(x, b))
     }

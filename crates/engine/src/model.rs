@@ -389,11 +389,8 @@ impl<B: Backend> Model<B> {
             h_ready = false;
             match &layer.ffn {
                 Ffn::Dense { gate, up, down } => {
-                    let mut g = be.output(n_rows, c.n_ff)?;
-                    let mut u = be.output(n_rows, c.n_ff)?;
-                    be.matmul_many(&h, &[gate, up], &mut [&mut g, &mut u])?;
                     let mut a = be.output(n_rows, c.n_ff)?;
-                    be.glu(&g, &u, c.arch.activation, &mut a)?;
+                    be.matmul_glu(&h, gate, up, c.arch.activation, &mut a)?;
                     match next_norm {
                         Some(n) => {
                             self.project_residual_norm(down, &a, &mut o, &mut x, n, &mut h)?;

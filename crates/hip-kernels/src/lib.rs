@@ -72,6 +72,9 @@ pub struct Kernels {
     /// place with 16-byte loads (`matvec_q4_0/q8_0_direct*`, the default;
     /// for comparisons).
     legacy_staged: bool,
+    /// Gate, up and GLU of a decode step in one launch
+    /// (`Kernels::matvec_q8_glu`); `ROCMFORGE_GPU_NO_GLU_FUSE=1` turns it off.
+    glu_fuse: bool,
     /// `ROCMFORGE_GPU_MV_WPR=1|2|4`: waves per row of every 8-bit mat-vec
     /// (0: chosen per shape; for comparisons).
     matvec_wpr: usize,
@@ -326,6 +329,7 @@ impl Kernels {
                 _ => 0,
             },
             legacy_staged: env_flag("ROCMFORGE_GPU_LEGACY_STAGED"),
+            glu_fuse: !env_flag("ROCMFORGE_GPU_NO_GLU_FUSE"),
             matvec_wpr: match std::env::var("ROCMFORGE_GPU_MV_WPR").as_deref() {
                 Ok("1") => 1,
                 Ok("2") => 2,
@@ -1601,6 +1605,16 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                 .iter()
                 // Each with its norm-tail twin (`matvec_q8_multi`).
                 .flat_map(|s| [s.to_string(), format!("{s}_tail")]),
+            )
+            // The gate/up/GLU twins (`matvec_q8_glu`).
+            .chain(
+                [
+                    "matvec_q4_k_rows4_glu",
+                    "matvec_q4_0_direct4_glu",
+                    "matvec_q8_0_direct4_glu",
+                ]
+                .iter()
+                .map(|s| s.to_string()),
             )
             .collect(),
         "sample" => ["softcap_f32", "penalize_f32", "sample_topk_f32"]

@@ -6,6 +6,10 @@ use gpu_runtime::{DeviceBuffer, KernelArgs, LaunchConfig, Stream};
 /// Waves per block of the `matvec_*` kernels.
 const MATVEC_WAVES: u32 = 4;
 
+/// Waves per block of the fused gate/up/GLU kernels (`matvec_*_glu`): 16
+/// waves of two outputs each make one 8-bit block of 32.
+const GLU_WAVES: usize = 16;
+
 /// Most weights one `matvec_*` launch serves ([`Kernels::matvec_q8_multi`]).
 pub const MATVEC_MAX_PARTS: usize = 3;
 
@@ -260,6 +264,105 @@ impl Kernels {
         // hold its n values (checked above). The tail writes `q`/`ds` only
         // after every block has read them (kernels/matvec.hip).
         unsafe { kernel.launch(stream, cfg, &args) }
+    }
+
+    /// A feed-forward's gate and up projections and its GLU for one token, in
+    /// one launch: `out[i] = act(gate[i] · x) · (up[i] · x)` (SiLU, or GELU
+    /// with the tanh approximation when `gelu`), exactly as
+    /// [`Kernels::glu`] computes it from the two mat-vecs' outputs, and the
+    /// 8-bit form of `out` into `q8` for the down projection. `gate` and `up`
+    /// hold `n` rows of `k` values in `format`; `q`/`ds` is `x`'s 8-bit row.
+    /// Returns `Ok(false)`, launching nothing, where no fused kernel serves
+    /// the format and shape (the caller then runs the two mat-vecs and
+    /// [`Kernels::glu`]): the four-row kernels (Q4_K, Q4_0, Q8_0) with one
+    /// wave per row group, `n` a multiple of 32, 16 waves a block at most
+    /// 1024 threads; `ROCMFORGE_GPU_NO_GLU_FUSE=1` turns it off.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matvec_q8_glu(
+        &self,
+        stream: &Stream,
+        format: GpuFormat,
+        gate: &DeviceBuffer<u8>,
+        up: &DeviceBuffer<u8>,
+        n: usize,
+        k: usize,
+        q: &DeviceBuffer<u32>,
+        ds: &DeviceBuffer<f32>,
+        gelu: bool,
+        out: &mut DeviceBuffer<f32>,
+        q8: Q8Out<'_>,
+    ) -> Result<bool> {
+        let wave = self.device().props().wave_size.max(1) as usize;
+        if !self.glu_fuse
+            || self.matvec_wpr > 1
+            || n == 0
+            || !n.is_multiple_of(32)
+            || GLU_WAVES * wave > 1024
+            || !matvec_q8_supports(format, k)
+        {
+            return Ok(false);
+        }
+        let row_bytes = format
+            .row_bytes(k)
+            .ok_or_else(|| invalid(format!("matvec_q8_glu: row of {k} in {format:?}")))?;
+        let wide = !self.narrow_matvec
+            && gate.device_ptr().is_multiple_of(16)
+            && up.device_ptr().is_multiple_of(16);
+        let plan = self.matvec_plan(format, k, 2 * n, row_bytes, wave, wide, ds.device_ptr());
+        let glu_kernel = match plan.kernel {
+            "matvec_q4_k_rows4" => "matvec_q4_k_rows4_glu",
+            "matvec_q4_0_direct4" => "matvec_q4_0_direct4_glu",
+            "matvec_q8_0_direct4" => "matvec_q8_0_direct4_glu",
+            _ => return Ok(false),
+        };
+        if plan.wpr != 1 {
+            return Ok(false);
+        }
+        need("matvec values", q.len(), k / 4)?;
+        need("matvec scales", ds.len(), k / 16)?;
+        if !q.device_ptr().is_multiple_of(16) || !ds.device_ptr().is_multiple_of(8) {
+            return Err(invalid("matvec_q8_glu: misaligned activations".into()));
+        }
+        need("gate weight", gate.len(), n * row_bytes)?;
+        need("up weight", up.len(), n * row_bytes)?;
+        need("glu output", out.len(), n)?;
+        let (oq, ods) = q8.check("matvec_q8_glu", n)?;
+        if self.skip_matvecs.contains(&(2 * n, k)) {
+            return Ok(true);
+        }
+        // 16 waves of 4 rows (2 gate + 2 up) each: 32 outputs, one 8-bit
+        // block, per block of threads (kernels/matvec.hip, rf_mv_store_glu).
+        let cfg = LaunchConfig {
+            grid: (blocks(n, 32)?, 1, 1),
+            block: ((GLU_WAVES * wave) as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let rows = to_i32("rows", n)?;
+        let args = KernelArgs::new()
+            .ptr(gate.device_ptr())
+            .ptr(up.device_ptr())
+            .ptr(gate.device_ptr())
+            .i32(rows)
+            .i32(rows)
+            .i32(0)
+            .ptr(out.device_ptr())
+            .ptr(out.device_ptr())
+            .ptr(out.device_ptr())
+            .i32(to_i32("row bytes", row_bytes)?)
+            .i32(to_i32("k", k)?)
+            .ptr(q.device_ptr())
+            .ptr(ds.device_ptr())
+            .i32(1)
+            .i32(i32::from(gelu))
+            .ptr(oq)
+            .ptr(ods);
+        // SAFETY: matches RF_MV_ARGS + RF_MV_GLU_ARGS of the `_glu` kernels:
+        // both weights hold n rows of row_bytes, the activations k values,
+        // `out` n values and the 8-bit output n values (all checked above);
+        // one wave per row group (wpr = 1) and 32 outputs per block, as the
+        // kernel's store assumes (n a multiple of 32).
+        unsafe { self.f(glu_kernel)?.launch(stream, cfg, &args)? };
+        Ok(true)
     }
 
     /// Which `matvec_*` kernel serves `n` rows of `k` values in `format`
