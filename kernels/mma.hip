@@ -194,17 +194,23 @@ extern "C" __global__ void f32_to_f16(const float* __restrict__ x, int n, u32* _
     ((uint2*)out)[i] = make_uint2(rf_pack_h2(v.x, v.y), rf_pack_h2(v.z, v.w));
 }
 
-// One stage of the A (32 * MT rows) and B (RF_GN rows) tiles for k-step kt,
-// in copies of 16 bytes (4 per 32-value row).
-template <int MT>
-RF_DEVICE void rf_gemm_load(u32 as, u32 bs, const u16* __restrict__ A, const u16* __restrict__ B,
-                            int M, int N, int K, int m0, int n0, int kt, int tid) {
+// One stage of the A tile (32 * MT rows) and the B tile (32 * NT rows) for
+// k-step kt, in copies of 16 bytes, 4 per 32-value row: MT / 2 copies of A
+// and NT / 2 of B per thread. Rows past M or N read row 0 with a source
+// size of 0, which fills zeros. No group is committed here.
+template <int MT, int NT>
+RF_DEVICE void rf_gemm_stage(u32 as, u32 bs, const u16* __restrict__ A,
+                             const u16* __restrict__ B, int M, int N, int K, int m0, int n0,
+                             int kt, int tid) {
+    static_assert(MT % 2 == 0 && NT % 2 == 0 && MT <= NT, "whole copies per thread, A's fewer");
 #pragma unroll
-    for (int u = 0; u < 2; u++) {
+    for (int u = 0; u < NT / 2; u++) {
+        // Copy i: row i / 4, chunk i % 4 (consecutive threads, consecutive
+        // 16-byte chunks of a row); the A and B copies of one u issued together.
         const int i = tid + u * 256;
         const int r = i >> 2, c = (i & 3) * 8;
         const int k = kt * RF_GK + c;
-        if (r < 32 * MT) {
+        if (r < 32 * MT) {  // u < MT / 2
             const bool am = m0 + r < M;
             rf_cp_async16(as + (r * RF_GLD + c) * 2, A + (size_t)(am ? m0 + r : 0) * K + k,
                           am ? 16 : 0);
@@ -212,20 +218,20 @@ RF_DEVICE void rf_gemm_load(u32 as, u32 bs, const u16* __restrict__ A, const u16
         const bool bn = n0 + r < N;
         rf_cp_async16(bs + (r * RF_GLD + c) * 2, B + (size_t)(bn ? n0 + r : 0) * K + k, bn ? 16 : 0);
     }
-    asm volatile("cp.async.commit_group;");
 }
 
-// A wave's MT x 4 accumulator fragments into C (t x n floats), rows and
-// columns past M and N left out.
-template <int MT>
-RF_DEVICE void rf_gemm_store(float (*acc)[4][4], int M, int N, int m0, int n0, int wm, int wn,
+// A wave's MT x NT accumulator fragments into C (t x n floats), rows and
+// columns past M and N left out. The wave's tile starts at token
+// wm * 16 * MT and row wn * 8 * NT of the block's.
+template <int MT, int NT>
+RF_DEVICE void rf_gemm_store(float (*acc)[NT][4], int M, int N, int m0, int n0, int wm, int wn,
                              int lane, float* __restrict__ C) {
     const int g = lane >> 2, q = lane & 3;
 #pragma unroll
     for (int i = 0; i < MT; i++) {
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int n = n0 + wn * 32 + j * 8 + 2 * q;
+        for (int j = 0; j < NT; j++) {
+            const int n = n0 + wn * (8 * NT) + j * 8 + 2 * q;
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const int m = m0 + wm * (16 * MT) + i * 16 + g + 8 * h;
@@ -263,7 +269,8 @@ RF_DEVICE void rf_gemm_f16_tn(const u16* __restrict__ A, const u16* __restrict__
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
     const int nk = K / RF_GK;
-    rf_gemm_load<MT>(sa0, sb0, A, B, M, N, K, m0, n0, 0, tid);
+    rf_gemm_stage<MT, 4>(sa0, sb0, A, B, M, N, K, m0, n0, 0, tid);
+    asm volatile("cp.async.commit_group;");
     // ldmatrix row addresses of this lane (relative to a stage), see rf_ldmatrix_x4:
     // A: matrix l/8 = (rows +8 if odd, k +8 if >= 2); B: (n +8 if >= 2, k +8 if odd).
     const int a_row = wm * (16 * MT) + ((lane >> 3) & 1) * 8 + (lane & 7), a_col = (lane >> 4) * 8;
@@ -271,7 +278,9 @@ RF_DEVICE void rf_gemm_f16_tn(const u16* __restrict__ A, const u16* __restrict__
     for (int kt = 0; kt < nk; kt++) {
         const int st = kt & 1;
         if (kt + 1 < nk) {
-            rf_gemm_load<MT>(st ? sa0 : sa1, st ? sb0 : sb1, A, B, M, N, K, m0, n0, kt + 1, tid);
+            rf_gemm_stage<MT, 4>(st ? sa0 : sa1, st ? sb0 : sb1, A, B, M, N, K, m0, n0, kt + 1,
+                                 tid);
+            asm volatile("cp.async.commit_group;");
             asm volatile("cp.async.wait_group 1;");
         } else {
             asm volatile("cp.async.wait_group 0;");
@@ -300,7 +309,7 @@ RF_DEVICE void rf_gemm_f16_tn(const u16* __restrict__ A, const u16* __restrict__
         }
         __syncthreads();  // this stage is overwritten by the copy two steps on
     }
-    rf_gemm_store<MT>(acc, M, N, m0, n0, wm, wn, lane, C);
+    rf_gemm_store<MT, 4>(acc, M, N, m0, n0, wm, wn, lane, C);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -320,46 +329,33 @@ extern "C" __global__ void __launch_bounds__(256)
 // ---- The same GEMM with a deeper pipeline ---------------------------------
 //
 // ST stages of the A and B tiles in dynamic shared memory (ST * 20 KiB for
-// 128-token tiles: more than the 48 KiB of static shared memory, so the
+// 128 x 128 tiles: more than the 48 KiB of static shared memory, so the
 // launcher raises the kernel's limit first): the copies of k-steps kt + 1 ..
 // kt + ST - 1 are in flight while k-step kt is multiplied, and there is one
 // barrier per k-step instead of two. Fragments, ldmatrix addresses and the
 // epilogue are those of rf_gemm_f16_tn.
-
-// One stage's copies (as rf_gemm_load, without committing the group).
-template <int MT>
-RF_DEVICE void rf_gemm_stage(u32 as, u32 bs, const u16* __restrict__ A,
-                             const u16* __restrict__ B, int M, int N, int K, int m0, int n0,
-                             int kt, int tid) {
-#pragma unroll
-    for (int u = 0; u < 2; u++) {
-        const int i = tid + u * 256;
-        const int r = i >> 2, c = (i & 3) * 8;
-        const int k = kt * RF_GK + c;
-        if (r < 32 * MT) {
-            const bool am = m0 + r < M;
-            rf_cp_async16(as + (r * RF_GLD + c) * 2, A + (size_t)(am ? m0 + r : 0) * K + k,
-                          am ? 16 : 0);
-        }
-        const bool bn = n0 + r < N;
-        rf_cp_async16(bs + (r * RF_GLD + c) * 2, B + (size_t)(bn ? n0 + r : 0) * K + k, bn ? 16 : 0);
-    }
-}
-
-template <int MT, int ST>
+//
+// Block tile 32 * MT tokens x 32 * NT rows: 8 waves as 2 (m) x 4 (n), each
+// 16 * MT x 8 * NT (MT x NT fragments of m16n8). NT = 4 (128 rows) for the
+// usual kernels; NT = 8 (gemm_f16_tn_n256_s3, 128 x 256) copies a quarter
+// fewer bytes from L2 per mma (24 KiB per k-step for twice the products of
+// 128 x 128's 16 KiB) and reads a third fewer from shared memory (per k16 a
+// wave issues MT + NT / 2 ldmatrix.x4 for MT * NT mma: 8 for 32 instead of
+// 6 for 16), for 128 accumulators per thread and one block per multiprocessor.
+template <int MT, int NT, int ST>
 RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restrict__ B, int M,
                                    int N, int K, float* __restrict__ C) {
     extern __shared__ __align__(16) u16 rf_gemm_smem[];
-    constexpr int A_BYTES = 32 * MT * RF_GLD * 2, STAGE_BYTES = A_BYTES + RF_GN * RF_GLD * 2;
+    constexpr int A_BYTES = 32 * MT * RF_GLD * 2, STAGE_BYTES = A_BYTES + 32 * NT * RF_GLD * 2;
     const u32 base = rf_smem_addr(rf_gemm_smem);
     const int tid = threadIdx.x, lane = tid & 31, wave = tid >> 5;
     const int wm = wave >> 2, wn = wave & 3;
-    const int m0 = blockIdx.y * (32 * MT), n0 = blockIdx.x * RF_GN;
-    float acc[MT][4][4];
+    const int m0 = blockIdx.y * (32 * MT), n0 = blockIdx.x * (32 * NT);
+    float acc[MT][NT][4];
 #pragma unroll
     for (int i = 0; i < MT; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < NT; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
     // Split k (gridDim.z = 2, K / RF_GK even): block z takes k-steps
@@ -369,11 +365,12 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
 #pragma unroll
     for (int s = 0; s < ST - 1; s++) {
         const u32 st = base + (u32)(s * STAGE_BYTES);
-        if (s < nk) rf_gemm_stage<MT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + s, tid);
+        if (s < nk) rf_gemm_stage<MT, NT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + s, tid);
         asm volatile("cp.async.commit_group;");
     }
+    // ldmatrix row addresses of this lane (relative to a stage), as in rf_gemm_f16_tn.
     const int a_row = wm * (16 * MT) + ((lane >> 3) & 1) * 8 + (lane & 7), a_col = (lane >> 4) * 8;
-    const int b_row = wn * 32 + (lane >> 4) * 8 + (lane & 7), b_col = ((lane >> 3) & 1) * 8;
+    const int b_row = wn * (8 * NT) + (lane >> 4) * 8 + (lane & 7), b_col = ((lane >> 3) & 1) * 8;
     for (int kt = 0; kt < nk; kt++) {
         // Groups 0..kt complete (ST - 2 younger ones may still be in flight),
         // and every thread is past k-step kt - 1, whose stage is refilled.
@@ -382,18 +379,18 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
         const int kn = kt + ST - 1;
         if (kn < nk) {
             const u32 st = base + (u32)((kn % ST) * STAGE_BYTES);
-            rf_gemm_stage<MT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + kn, tid);
+            rf_gemm_stage<MT, NT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + kn, tid);
         }
         asm volatile("cp.async.commit_group;");
         const u32 as = base + (u32)((kt % ST) * STAGE_BYTES), bs = as + A_BYTES;
 #pragma unroll
         for (int ks = 0; ks < RF_GK / 16; ks++) {
-            u32 a[MT][4], b[4][2];
+            u32 a[MT][4], b[NT][2];
 #pragma unroll
             for (int i = 0; i < MT; i++)
                 rf_ldmatrix_x4(a[i], as + ((a_row + i * 16) * RF_GLD + ks * 16 + a_col) * 2);
 #pragma unroll
-            for (int j = 0; j < 2; j++) {
+            for (int j = 0; j < NT / 2; j++) {
                 u32 r[4];
                 rf_ldmatrix_x4(r, bs + ((b_row + j * 16) * RF_GLD + ks * 16 + b_col) * 2);
                 b[2 * j][0] = r[0];
@@ -404,38 +401,41 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
 #pragma unroll
             for (int i = 0; i < MT; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) rf_mma_16x8x16(acc[i][j], a[i], b[j]);
+                for (int j = 0; j < NT; j++) rf_mma_16x8x16(acc[i][j], a[i], b[j]);
         }
     }
     asm volatile("cp.async.wait_group 0;");
     if (gridDim.z == 1) {
-        rf_gemm_store<MT>(acc, M, N, m0, n0, wm, wn, lane, C);
+        rf_gemm_store<MT, NT>(acc, M, N, m0, n0, wm, wn, lane, C);
         return;
     }
     const int g = lane >> 2, q = lane & 3;
 #pragma unroll
     for (int i = 0; i < MT; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < NT; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int m = m0 + wm * (16 * MT) + i * 16 + g + 8 * (e >> 1);
-                const int n = n0 + wn * 32 + j * 8 + 2 * q + (e & 1);
+                const int n = n0 + wn * (8 * NT) + j * 8 + 2 * q + (e & 1);
                 if (m < M && n < N) atomicAdd(C + (size_t)m * N + n, acc[i][j][e]);
             }
 }
 
-#define RF_GEMM_DEEP(name, MT, ST)                                                               \
-    extern "C" __global__ void __launch_bounds__(256)                                            \
-        name(const u16* __restrict__ A, const u16* __restrict__ B, int M, int N, int K,         \
-             float* __restrict__ C) {                                                            \
+#define RF_GEMM_DEEP_KERNEL(name, bounds, MT, NT, ST)                                            \
+    extern "C" __global__ void bounds name(const u16* __restrict__ A, const u16* __restrict__ B, \
+                                           int M, int N, int K, float* __restrict__ C) {         \
         RF_GRID_SYNC();                                                                          \
-        rf_gemm_f16_tn_deep<MT, ST>(A, B, M, N, K, C);                                           \
+        rf_gemm_f16_tn_deep<MT, NT, ST>(A, B, M, N, K, C);                                       \
     }
+#define RF_GEMM_DEEP(name, MT, ST) RF_GEMM_DEEP_KERNEL(name, __launch_bounds__(256), MT, 4, ST)
 RF_GEMM_DEEP(gemm_f16_tn_s3, 4, 3)
 RF_GEMM_DEEP(gemm_f16_tn_s4, 4, 4)
 RF_GEMM_DEEP(gemm_f16_tn_m64_s3, 2, 3)
 RF_GEMM_DEEP(gemm_f16_tn_m64_s4, 2, 4)
+// 128 x 256 tiles, three stages (92,160 bytes): one block per multiprocessor
+// whatever the registers, so the compiler may give each thread up to 255.
+RF_GEMM_DEEP_KERNEL(gemm_f16_tn_n256_s3, __launch_bounds__(256, 1), 4, 8, 3)
 // ---- Prompt attention on the matrix units --------------------------------
 //
 // attention_mma_h<HD>: causal attention of many query rows (a prompt) with
@@ -707,6 +707,7 @@ extern "C" __global__ void gemm_f16_tn_s3(const u16*, const u16*, int, int, int,
 extern "C" __global__ void gemm_f16_tn_s4(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_m64_s3(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_m64_s4(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_n256_s3(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void attention_mma_h64(const float*, const float*, const float*, float*, int,
                                              int, int, int, int, float, int, float) {}
 extern "C" __global__ void attention_mma_h128(const float*, const float*, const float*, float*,

@@ -277,6 +277,45 @@ fn prompt_gemm_large_grid() {
     }
 }
 
+/// The prompt GEMM at shapes for the 128 × 256 tiles of
+/// `gemm_f16_tn_n256_s3` (`ROCMFORGE_GPU_GEMM_N256=1|2`; without it the
+/// usual kernels), against the exact product; row counts not multiples of
+/// 256 (partial last tiles), token counts not multiples of 128. On an H200
+/// (132 multiprocessors): 300 × 1000 × 4096 (128 k-steps) is a grid the
+/// launcher gives 64-token tiles, so only `=2` takes the wide tiles there,
+/// split over k (4 × 3 blocks); 1100 × 3940 and 1100 × 3939 (odd: the
+/// scalar stores) × 256 take them with `=1` on 16 × 9 blocks, unsplit
+/// (`prompt_gemm_large_grid` is the split case of `=1`).
+#[test]
+fn prompt_gemm_wide_tiles() {
+    let Some(g) = gpu() else { return };
+    if !g.kernels().has_mma() {
+        return;
+    }
+    let mut rng = Rng(0x2560);
+    for (t, n, k) in [
+        (300usize, 1000usize, 4096usize),
+        (1100, 3940, 256),
+        (1100, 3939, 256),
+    ] {
+        let w = rng.vec(n * k, 1.0);
+        let x = rng.vec(t * k, 1.0);
+        let ty = GgmlType::Q4_0;
+        let Some(bytes) = quantized(ty, &w) else {
+            continue;
+        };
+        let v = view("w", ty, k, n, &bytes);
+        let got = run_matmul(g, &v, &x, t);
+        let exact = exact_product(ty, &bytes, &x, t, n, k);
+        assert_close(
+            &format!("prompt GEMM {} {t}x{n}x{k}", ty.name()),
+            &got,
+            &exact,
+            3e-3,
+        );
+    }
+}
+
 #[test]
 fn get_rows_every_type() {
     let Some(g) = gpu() else { return };

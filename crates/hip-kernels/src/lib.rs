@@ -57,6 +57,12 @@ pub struct Kernels {
     /// Split k in two where the GEMM grid has fewer blocks than compute
     /// units (`ROCMFORGE_GPU_GEMM_SPLITK=0` turns it off).
     gemm_split_k: bool,
+    /// `ROCMFORGE_GPU_GEMM_N256=1`: the 128 × 256 tiles of
+    /// `gemm_f16_tn_n256_s3` where the three-stage 128 × 128 ones would run;
+    /// `=2`: also where the 64-token tiles would (for measurements). 0 (the
+    /// default) when unset, with other than three stages, or where the
+    /// kernel's shared memory cannot be allowed.
+    gemm_n256: u8,
     /// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
     /// mat-vecs instead of the 16-byte-load ones (for comparisons).
     narrow_matvec: bool,
@@ -211,6 +217,11 @@ fn gemm_deep_kernels(stages: u32) -> [(&'static str, u32); 2] {
     }
 }
 
+/// The three-stage GEMM with 128-token × 256-row tiles and its dynamic
+/// shared memory: a stage holds 128 + 256 rows of 40 halves
+/// (`kernels/mma.hip`, `rf_gemm_f16_tn_deep` with NT = 8).
+const GEMM_N256_KERNEL: (&str, u32) = ("gemm_f16_tn_n256_s3", 3 * (128 + 256) * 40 * 2);
+
 /// `"NxK,NxK"` as (N, K) pairs; entries that do not parse are left out.
 fn parse_shapes(v: &str) -> Vec<(usize, usize)> {
     v.split(',')
@@ -312,6 +323,26 @@ impl Kernels {
                 gemm_stages = 2;
             }
         }
+        let mut gemm_n256 = match std::env::var("ROCMFORGE_GPU_GEMM_N256").as_deref() {
+            Ok("1") => 1,
+            Ok("2") => 2,
+            _ => 0,
+        };
+        if gemm_n256 > 0 {
+            // An opt-in variant of the three-stage GEMM: off with other
+            // stage counts, and (as for those) where its shared memory
+            // cannot be allowed or the kernel is missing.
+            let (name, bytes) = GEMM_N256_KERNEL;
+            let allowed = gemm
+                && gemm_stages == 3
+                && functions
+                    .get(name)
+                    .is_some_and(|f| f.allow_dynamic_shared(bytes).is_ok());
+            if !allowed {
+                tracing::warn!("ROCMFORGE_GPU_GEMM_N256: {name} is not usable here; ignored");
+                gemm_n256 = 0;
+            }
+        }
         Ok(Kernels {
             device: device.clone(),
             functions,
@@ -320,6 +351,7 @@ impl Kernels {
             gemm,
             gemm_stages,
             gemm_split_k: std::env::var("ROCMFORGE_GPU_GEMM_SPLITK").as_deref() != Ok("0"),
+            gemm_n256,
             narrow_matvec: env_flag("ROCMFORGE_GPU_NARROW_MATVEC"),
             matvec_v1: env_flag("ROCMFORGE_GPU_MATVEC_V1"),
             matvec_rows: match std::env::var("ROCMFORGE_GPU_MV_ROWS").as_deref() {
@@ -523,9 +555,22 @@ impl Kernels {
         // with 64-token tiles, 32x4 blocks 200 -> 219 µs).
         let cus = self.device.props().compute_units.max(1) as usize;
         let small = 4 * n.div_ceil(GEMM_TILE) * t.div_ceil(GEMM_TILE) < 3 * cus;
-        let tile_t = if small { GEMM_TILE / 2 } else { GEMM_TILE };
+        // Opt-in 128 × 256 tiles (set only with three stages).
+        let n256 = match self.gemm_n256 {
+            1 => !small,
+            2 => true,
+            _ => false,
+        };
+        let (tile_t, tile_n) = if n256 {
+            (GEMM_TILE, 2 * GEMM_TILE)
+        } else if small {
+            (GEMM_TILE / 2, GEMM_TILE)
+        } else {
+            (GEMM_TILE, GEMM_TILE)
+        };
         let deep = gemm_deep_kernels(self.gemm_stages);
         let (name, shared_bytes) = match (self.gemm_stages, small) {
+            _ if n256 => GEMM_N256_KERNEL,
             (2, true) => ("gemm_f16_tn_m64", 0),
             (2, false) => ("gemm_f16_tn", 0),
             (_, true) => deep[1],
@@ -533,7 +578,7 @@ impl Kernels {
         };
         // Grids of fewer blocks than compute units split k in two (the deep
         // kernels only): each half adds its sums to the zeroed output.
-        let grid_xy = blocks(n, GEMM_TILE)? as usize * blocks(t, tile_t)? as usize;
+        let grid_xy = blocks(n, tile_n)? as usize * blocks(t, tile_t)? as usize;
         let split = self.gemm_stages > 2
             && self.gemm_split_k
             && grid_xy < cus
@@ -543,7 +588,7 @@ impl Kernels {
         }
         let cfg = LaunchConfig {
             grid: (
-                blocks(n, GEMM_TILE)?,
+                blocks(n, tile_n)?,
                 blocks(t, tile_t)?,
                 if split { 2 } else { 1 },
             ),
@@ -557,11 +602,13 @@ impl Kernels {
             .i32(to_i32("n", n)?)
             .i32(to_i32("k", k)?)
             .ptr(y.device_ptr());
-        // SAFETY: matches `gemm_f16_tn` (and its m64 and deep-pipeline
-        // variants, same parameters): A = t×k and B = n×k halves (written
-        // above), C = t×n floats (checked by the caller); k a multiple of
-        // 32; the deep ones get the dynamic shared memory they index (their
-        // limit raised when the kernels were loaded).
+        // SAFETY: matches `gemm_f16_tn` (and its m64, deep-pipeline and
+        // 128 × 256 variants, same parameters): A = t×k and B = n×k halves
+        // (written above), C = t×n floats (checked by the caller; every
+        // variant skips rows and columns past t and n of its tiles); k a
+        // multiple of 32; the deep ones get the dynamic shared memory they
+        // index (their limit raised when the kernels were loaded, the
+        // 128 × 256 one chosen only where that succeeded).
         unsafe { self.f(name)?.launch(stream, cfg, &args) }
     }
 
@@ -1544,6 +1591,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                     "gemm_f16_tn_s4",
                     "gemm_f16_tn_m64_s3",
                     "gemm_f16_tn_m64_s4",
+                    "gemm_f16_tn_n256_s3",
                     "attention_mma_h64",
                     "attention_mma_h128",
                 ]

@@ -1,0 +1,201 @@
+# Lane-level emulation of rf_gemm_f16_tn_deep<MT, NT, ST> (kernels/mma.hip):
+# every block of a grid with partial edge tiles, unsplit and split over k
+# (gridDim.z = 2), for the 128 x 256 tiles of gemm_f16_tn_n256_s3
+# (MT = 4, NT = 8, ST = 3) and the 128 x 128 / 64 x 128 ones (NT = 4).
+# It replays the kernel's index math as written: the cp.async copies of
+# rf_gemm_stage into a byte-addressed shared memory of the launcher's size,
+# cp.async groups completing only at the kernel's wait_group, the ldmatrix
+# addresses, mma.m16n8k16 (the ldmatrix/mma layouts of mma_attention.py) and
+# the two epilogues; and checks
+# - each stage's copies cover every 16-byte chunk of the A and B tiles
+#   exactly once, inside the stage, from in-bounds global rows (zero-filled
+#   past M and N);
+# - every ldmatrix reads a complete copy of the k-step being multiplied
+#   (no read of a copy in flight, none of another k-step);
+# - every C element is written once (unsplit) or added to twice (split) and
+#   C = A B^T.
+# Run: python3 scripts/emu/gemm_deep_tiles.py  (numpy; about a minute)
+import numpy as np
+import sys
+
+sys.argv = ['x']
+exec(open(__file__.replace('gemm_deep_tiles.py', 'mma_attention.py')).read().split("def reference")[0])
+
+GK, GLD = 32, 40  # RF_GK, RF_GLD
+
+
+def launcher_smem(MT, NT, ST):
+    # crates/hip-kernels/src/lib.rs: gemm_deep_kernels / GEMM_N256_KERNEL
+    if NT == 8:
+        assert (MT, ST) == (4, 3)
+        return 3 * (128 + 256) * 40 * 2
+    return ST * (32 * MT + 128) * 40 * 2
+
+
+def run(MT, NT, ST, M, N, K, Z, rng):
+    A = h(rng.standard_normal((M, K)).astype(np.float32))
+    B = h(rng.standard_normal((N, K)).astype(np.float32))
+    A_BYTES = 32 * MT * GLD * 2
+    STAGE_BYTES = A_BYTES + 32 * NT * GLD * 2
+    SMEM = launcher_smem(MT, NT, ST)
+    assert ST * STAGE_BYTES <= SMEM, (ST * STAGE_BYTES, SMEM)
+    assert STAGE_BYTES % (GLD * 2) == 0 and A_BYTES % (GLD * 2) == 0
+    rows = SMEM // (GLD * 2)
+    C = np.zeros((M, N))
+    C_count = np.zeros((M, N), int)
+    grid = (-(-N // (32 * NT)), -(-M // (32 * MT)), Z)
+    assert (K // GK) % Z == 0
+    for bz in range(grid[2]):
+        for by in range(grid[1]):
+            for bx in range(grid[0]):
+                # Shared memory as rows of GLD halves; tag = k-step of the copy
+                # that last wrote a half (-1 none), done = that copy completed.
+                smem = np.zeros((rows, GLD))
+                tag = np.full((rows, GLD), -1)
+                done = np.zeros((rows, GLD), bool)
+                groups = []  # pending copies per committed group
+                cur = []
+                m0, n0 = by * 32 * MT, bx * 32 * NT
+                nk = K // GK // Z
+                kb = bz * nk
+
+                def cp_async16(dst, src, nbytes, kstep, region):
+                    assert dst % 16 == 0
+                    lo, hi = region
+                    assert lo <= dst and dst + 16 <= hi, (dst, region)
+                    r, c = divmod(dst // 2, GLD)
+                    assert c + 8 <= GK  # never into the padding
+                    mat, row, k = src
+                    assert 0 <= row < mat.shape[0] and 0 <= k and k + 8 <= K
+                    vals = mat[row, k:k + 8] if nbytes == 16 else np.zeros(8)
+                    cur.append((r, c, vals, kstep))
+
+                def commit():
+                    groups.append(list(cur))
+                    cur.clear()
+
+                def wait_group(n):
+                    # All but the n newest groups complete: their data lands.
+                    while len(groups) > n:
+                        for r, c, vals, kstep in groups.pop(0):
+                            smem[r, c:c + 8] = vals
+                            tag[r, c:c + 8] = kstep
+                            done[r, c:c + 8] = True
+
+                def stage(as_, bs, kt):
+                    # rf_gemm_stage<MT, NT>, all 256 threads; coverage count per chunk.
+                    cover_a = np.zeros((32 * MT, 4), int)
+                    cover_b = np.zeros((32 * NT, 4), int)
+                    for tid in range(256):
+                        for u in range(NT // 2):
+                            i = tid + u * 256
+                            r, c = i >> 2, (i & 3) * 8
+                            k = kt * GK + c
+                            if r < 32 * MT:
+                                am = m0 + r < M
+                                cp_async16(as_ + (r * GLD + c) * 2, (A, m0 + r if am else 0, k),
+                                           16 if am else 0, kt, (as_, as_ + A_BYTES))
+                                cover_a[r, c // 8] += 1
+                            bn = n0 + r < N
+                            cp_async16(bs + (r * GLD + c) * 2, (B, n0 + r if bn else 0, k),
+                                       16 if bn else 0, kt, (bs, bs + STAGE_BYTES - A_BYTES))
+                            cover_b[r, c // 8] += 1
+                    assert (cover_a == 1).all() and (cover_b == 1).all()
+                    # In-flight copies mark their halves not done (a read before
+                    # the wait would see them incomplete).
+                    for r, c, _, _ in cur:
+                        done[r, c:c + 8] = False
+
+                def ldmatrix(addr_of_lane, kstep):
+                    def rc(l):
+                        a = addr_of_lane(l)
+                        assert a % 16 == 0
+                        r, c = divmod(a // 2, GLD)
+                        assert c + 8 <= GK
+                        assert done[r, c:c + 8].all() and (tag[r, c:c + 8] == kstep).all(), \
+                            (r, c, tag[r, c:c + 8], kstep)
+                        return r, c
+                    return ldmatrix_x4(smem, rc)
+
+                acc = np.zeros((8, MT, NT, 32, 4))
+                base = 0
+                for s in range(ST - 1):
+                    st = base + s * STAGE_BYTES
+                    if s < nk:
+                        stage(st, st + A_BYTES, kb + s)
+                    commit()
+                last_read = {}
+                for kt in range(nk):
+                    wait_group(ST - 2)
+                    # __syncthreads(): every wave is past k-step kt - 1.
+                    kn = kt + ST - 1
+                    if kn < nk:
+                        # The refilled stage was last read before this barrier.
+                        assert last_read.get(kn % ST, -1) < kt
+                        st = base + (kn % ST) * STAGE_BYTES
+                        stage(st, st + A_BYTES, kb + kn)
+                    commit()
+                    as_ = base + (kt % ST) * STAGE_BYTES
+                    bs = as_ + A_BYTES
+                    last_read[kt % ST] = kt
+                    for wave in range(8):
+                        wm, wn = wave >> 2, wave & 3
+                        a_row = lambda l: wm * (16 * MT) + ((l >> 3) & 1) * 8 + (l & 7)
+                        a_col = lambda l: (l >> 4) * 8
+                        b_row = lambda l: wn * (8 * NT) + (l >> 4) * 8 + (l & 7)
+                        b_col = lambda l: ((l >> 3) & 1) * 8
+                        for ks in range(GK // 16):
+                            a = [ldmatrix(lambda l: as_ + ((a_row(l) + i * 16) * GLD + ks * 16 + a_col(l)) * 2,
+                                          kb + kt) for i in range(MT)]
+                            b = [None] * NT
+                            for j in range(NT // 2):
+                                r = ldmatrix(lambda l: bs + ((b_row(l) + j * 16) * GLD + ks * 16 + b_col(l)) * 2,
+                                             kb + kt)
+                                b[2 * j] = r[:, 0:2]
+                                b[2 * j + 1] = r[:, 2:4]
+                            for i in range(MT):
+                                for j in range(NT):
+                                    acc[wave, i, j] = mma(acc[wave, i, j], a[i], b[j])
+                wait_group(0)
+                for wave in range(8):
+                    wm, wn = wave >> 2, wave & 3
+                    for lane in range(32):
+                        g, q = lane >> 2, lane & 3
+                        for i in range(MT):
+                            for j in range(NT):
+                                if Z == 1:  # rf_gemm_store
+                                    n = n0 + wn * (8 * NT) + j * 8 + 2 * q
+                                    for hh in range(2):
+                                        m = m0 + wm * (16 * MT) + i * 16 + g + 8 * hh
+                                        if m < M:
+                                            # float2 or two scalar stores: the same elements
+                                            for e in range(2):
+                                                if n + e < N:
+                                                    C[m, n + e] = acc[wave, i, j, lane, 2 * hh + e]
+                                                    C_count[m, n + e] += 1
+                                else:  # atomicAdd path
+                                    for e in range(4):
+                                        m = m0 + wm * (16 * MT) + i * 16 + g + 8 * (e >> 1)
+                                        n = n0 + wn * (8 * NT) + j * 8 + 2 * q + (e & 1)
+                                        if m < M and n < N:
+                                            C[m, n] += acc[wave, i, j, lane, e]
+                                            C_count[m, n] += 1
+    assert (C_count == Z).all(), np.unique(C_count)
+    want = A.astype(np.float64) @ B.astype(np.float64).T
+    err = np.abs(C - want).max() / np.abs(want).max()
+    print(f"MT={MT} NT={NT} ST={ST} M={M} N={N} K={K} z={Z}: grid {grid}, "
+          f"relative error {err:.1e}")
+    assert err < 1e-12
+
+
+rng = np.random.default_rng(7)
+# 128 x 256 tiles: two token tiles (the second 72 of 128) and two row tiles
+# (the second 44 of 256, odd N); 8 k-steps (stages reused), split: 4 each.
+run(4, 8, 3, 200, 300, 256, 1, rng)
+run(4, 8, 3, 200, 300, 256, 2, rng)
+# Fewer k-steps than stages, and a single partial tile.
+run(4, 8, 3, 100, 256, 64, 1, rng)
+# The existing instantiations through the same code (NT = 4).
+run(4, 4, 3, 130, 200, 128, 2, rng)
+run(2, 4, 4, 70, 140, 128, 1, rng)
+print("ok")
