@@ -350,7 +350,20 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
     const u32 base = rf_smem_addr(rf_gemm_smem);
     const int tid = threadIdx.x, lane = tid & 31, wave = tid >> 5;
     const int wm = wave >> 2, wn = wave & 3;
-    const int m0 = blockIdx.y * (32 * MT), n0 = blockIdx.x * (32 * NT);
+    // Tiles in launch order with the token tiles fastest: the blocks that
+    // share a weight tile (one per token tile) run at the same time, so
+    // each weight tile is read from DRAM once instead of once per token
+    // tile when the grid is larger than what is resident (the weight
+    // matrix does not fit in L2; the tokens' tiles do). The grid keeps its
+    // (weight tiles, token tiles) shape. RF_GEMM_N_FAST: the launch order
+    // (for comparisons).
+#if defined(RF_GEMM_N_FAST)
+    const int mt = blockIdx.y, nt = blockIdx.x;
+#else
+    const int lin = blockIdx.y * gridDim.x + blockIdx.x;
+    const int mt = lin % gridDim.y, nt = lin / gridDim.y;
+#endif
+    const int m0 = mt * (32 * MT), n0 = nt * (32 * NT);
     float acc[MT][NT][4];
 #pragma unroll
     for (int i = 0; i < MT; i++)

@@ -967,7 +967,12 @@ fn matmul_glu_equals_the_separate_ops() {
                     (g.download(&a).unwrap(), g.download(&o).unwrap())
                 };
                 let fused = |x: &HipTensorOf, gw: &WeightOf, uw: &WeightOf, a: &mut HipTensorOf| {
-                    g.matmul_glu(x, gw, uw, kind, a).unwrap()
+                    g.set_glu_fuse(true);
+                    let r = g.matmul_glu(x, gw, uw, kind, a);
+                    g.set_glu_fuse(
+                        std::env::var_os("ROCMFORGE_GPU_GLU_FUSE").is_some_and(|v| v == "1"),
+                    );
+                    r.unwrap()
                 };
                 let apart = |x: &HipTensorOf, gw: &WeightOf, uw: &WeightOf, a: &mut HipTensorOf| {
                     backend_core::matmul_glu_separate(g, x, gw, uw, kind, a).unwrap()

@@ -78,9 +78,6 @@ pub struct Kernels {
     /// place with 16-byte loads (`matvec_q4_0/q8_0_direct*`, the default;
     /// for comparisons).
     legacy_staged: bool,
-    /// Gate, up and GLU of a decode step in one launch
-    /// (`Kernels::matvec_q8_glu`); `ROCMFORGE_GPU_NO_GLU_FUSE=1` turns it off.
-    glu_fuse: bool,
     /// `ROCMFORGE_GPU_MV_WPR=1|2|4`: waves per row of every 8-bit mat-vec
     /// (0: chosen per shape; for comparisons).
     matvec_wpr: usize,
@@ -361,7 +358,6 @@ impl Kernels {
                 _ => 0,
             },
             legacy_staged: env_flag("ROCMFORGE_GPU_LEGACY_STAGED"),
-            glu_fuse: !env_flag("ROCMFORGE_GPU_NO_GLU_FUSE"),
             matvec_wpr: match std::env::var("ROCMFORGE_GPU_MV_WPR").as_deref() {
                 Ok("1") => 1,
                 Ok("2") => 2,

@@ -276,7 +276,7 @@ impl Kernels {
     /// the format and shape (the caller then runs the two mat-vecs and
     /// [`Kernels::glu`]): the four-row kernels (Q4_K, Q4_0, Q8_0) with one
     /// wave per row group, `n` a multiple of 32, 16 waves a block at most
-    /// 1024 threads; `ROCMFORGE_GPU_NO_GLU_FUSE=1` turns it off.
+    /// 1024 threads.
     #[allow(clippy::too_many_arguments)]
     pub fn matvec_q8_glu(
         &self,
@@ -293,8 +293,7 @@ impl Kernels {
         q8: Q8Out<'_>,
     ) -> Result<bool> {
         let wave = self.device().props().wave_size.max(1) as usize;
-        if !self.glu_fuse
-            || self.matvec_wpr > 1
+        if self.matvec_wpr > 1
             || n == 0
             || !n.is_multiple_of(32)
             || GLU_WAVES * wave > 1024
