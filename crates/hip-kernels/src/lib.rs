@@ -228,6 +228,9 @@ fn parse_shapes(v: &str) -> Vec<(usize, usize)> {
         })
         .collect()
 }
+/// Heads per thread of `rope_f32` (`RF_ROPE_HEADS` in kernels/rope.hip).
+const ROPE_HEADS: usize = 8;
+
 /// Block tile (tokens and rows) of `gemm_f16_tn`.
 const GEMM_TILE: usize = 128;
 
@@ -837,7 +840,9 @@ impl Kernels {
             }
             None => (0, 0),
         };
-        let pairs = p.rows * (p.n_heads + n_heads2) * (p.n_dims / 2);
+        // Threads of the rotation: one per row, group of ROPE_HEADS heads
+        // and rotated pair (kernels/rope.hip, RF_ROPE_HEADS).
+        let pairs = p.rows * (p.n_heads + n_heads2).div_ceil(ROPE_HEADS) * (p.n_dims / 2);
         let (kc, vs, vc, nv, at_pos) = match &store {
             Some(st) => {
                 if n_heads2 == 0 || p.n_dims != p.head_dim {
