@@ -195,28 +195,33 @@ extern "C" __global__ void f32_to_f16(const float* __restrict__ x, int n, u32* _
 }
 
 // One stage of the A tile (32 * MT rows) and the B tile (32 * NT rows) for
-// k-step kt, in copies of 16 bytes, 4 per 32-value row: MT / 2 copies of A
-// and NT / 2 of B per thread. Rows past M or N read row 0 with a source
-// size of 0, which fills zeros. No group is committed here.
-template <int MT, int NT>
+// k-step kt of BK values (32 or 64), in copies of 16 bytes, BK / 8 per row:
+// MT * BK / 64 copies of A and NT * BK / 64 of B per thread, into rows of
+// BK + 8 halves. Rows past M or N read row 0 with a source size of 0, which
+// fills zeros. No group is committed here.
+template <int MT, int NT, int BK = RF_GK>
 RF_DEVICE void rf_gemm_stage(u32 as, u32 bs, const u16* __restrict__ A,
                              const u16* __restrict__ B, int M, int N, int K, int m0, int n0,
                              int kt, int tid) {
     static_assert(MT % 2 == 0 && NT % 2 == 0 && MT <= NT, "whole copies per thread, A's fewer");
+    static_assert(BK == 32 || BK == 64, "k-steps of 32 or 64");
+    // log2 of the 16-byte chunks per row, and the row length in halves.
+    constexpr int CS = BK == 64 ? 3 : 2, LD = BK + 8;
 #pragma unroll
-    for (int u = 0; u < NT / 2; u++) {
-        // Copy i: row i / 4, chunk i % 4 (consecutive threads, consecutive
-        // 16-byte chunks of a row); the A and B copies of one u issued together.
+    for (int u = 0; u < NT * BK / 64; u++) {
+        // Copy i: row i / (BK / 8), chunk i % (BK / 8) (consecutive threads,
+        // consecutive 16-byte chunks of a row); the A and B copies of one u
+        // issued together.
         const int i = tid + u * 256;
-        const int r = i >> 2, c = (i & 3) * 8;
-        const int k = kt * RF_GK + c;
-        if (r < 32 * MT) {  // u < MT / 2
+        const int r = i >> CS, c = (i & ((1 << CS) - 1)) * 8;
+        const int k = kt * BK + c;
+        if (r < 32 * MT) {  // u < MT * BK / 64
             const bool am = m0 + r < M;
-            rf_cp_async16(as + (r * RF_GLD + c) * 2, A + (size_t)(am ? m0 + r : 0) * K + k,
+            rf_cp_async16(as + (r * LD + c) * 2, A + (size_t)(am ? m0 + r : 0) * K + k,
                           am ? 16 : 0);
         }
         const bool bn = n0 + r < N;
-        rf_cp_async16(bs + (r * RF_GLD + c) * 2, B + (size_t)(bn ? n0 + r : 0) * K + k, bn ? 16 : 0);
+        rf_cp_async16(bs + (r * LD + c) * 2, B + (size_t)(bn ? n0 + r : 0) * K + k, bn ? 16 : 0);
     }
 }
 
@@ -342,11 +347,19 @@ extern "C" __global__ void __launch_bounds__(256)
 // 128 x 128's 16 KiB) and reads a third fewer from shared memory (per k16 a
 // wave issues MT + NT / 2 ldmatrix.x4 for MT * NT mma: 8 for 32 instead of
 // 6 for 16), for 128 accumulators per thread and one block per multiprocessor.
-template <int MT, int NT, int ST>
+//
+// BK: values of k per stage, 32 (RF_GK) or 64 (gemm_f16_tn_k64_s3 and
+// gemm_f16_tn_m64_k64_s3: half the barriers and cp.async waits per mma, for
+// a latency-bound kernel; K a multiple of 64). Rows of BK + 8 halves: 80 or
+// 144 bytes, 20 or 36 words, so the eight 16-byte rows of an ldmatrix matrix
+// start at banks 20 r % 32 = 0, 20, 8, 28, 16, 4, 24, 12 or 36 r % 32 =
+// 0, 4, ..., 28: eight distinct groups of four banks, no conflict.
+template <int MT, int NT, int ST, int BK = RF_GK>
 RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restrict__ B, int M,
                                    int N, int K, float* __restrict__ C) {
     extern __shared__ __align__(16) u16 rf_gemm_smem[];
-    constexpr int A_BYTES = 32 * MT * RF_GLD * 2, STAGE_BYTES = A_BYTES + 32 * NT * RF_GLD * 2;
+    constexpr int LD = BK + 8;  // halves per shared-memory row (RF_GLD for BK = 32)
+    constexpr int A_BYTES = 32 * MT * LD * 2, STAGE_BYTES = A_BYTES + 32 * NT * LD * 2;
     const u32 base = rf_smem_addr(rf_gemm_smem);
     const int tid = threadIdx.x, lane = tid & 31, wave = tid >> 5;
     const int wm = wave >> 2, wn = wave & 3;
@@ -371,14 +384,15 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
         for (int j = 0; j < NT; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
-    // Split k (gridDim.z = 2, K / RF_GK even): block z takes k-steps
+    // Split k (gridDim.z = 2, K / BK even): block z takes k-steps
     // kb .. kb + nk - 1 and adds its sums to C, which the launcher zeroed;
     // with two adds to zero the result does not depend on their order.
-    const int nk = K / RF_GK / gridDim.z, kb = blockIdx.z * nk;
+    const int nk = K / BK / gridDim.z, kb = blockIdx.z * nk;
 #pragma unroll
     for (int s = 0; s < ST - 1; s++) {
         const u32 st = base + (u32)(s * STAGE_BYTES);
-        if (s < nk) rf_gemm_stage<MT, NT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + s, tid);
+        if (s < nk)
+            rf_gemm_stage<MT, NT, BK>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + s, tid);
         asm volatile("cp.async.commit_group;");
     }
     // ldmatrix row addresses of this lane (relative to a stage), as in rf_gemm_f16_tn.
@@ -392,20 +406,20 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
         const int kn = kt + ST - 1;
         if (kn < nk) {
             const u32 st = base + (u32)((kn % ST) * STAGE_BYTES);
-            rf_gemm_stage<MT, NT>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + kn, tid);
+            rf_gemm_stage<MT, NT, BK>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + kn, tid);
         }
         asm volatile("cp.async.commit_group;");
         const u32 as = base + (u32)((kt % ST) * STAGE_BYTES), bs = as + A_BYTES;
 #pragma unroll
-        for (int ks = 0; ks < RF_GK / 16; ks++) {
+        for (int ks = 0; ks < BK / 16; ks++) {
             u32 a[MT][4], b[NT][2];
 #pragma unroll
             for (int i = 0; i < MT; i++)
-                rf_ldmatrix_x4(a[i], as + ((a_row + i * 16) * RF_GLD + ks * 16 + a_col) * 2);
+                rf_ldmatrix_x4(a[i], as + ((a_row + i * 16) * LD + ks * 16 + a_col) * 2);
 #pragma unroll
             for (int j = 0; j < NT / 2; j++) {
                 u32 r[4];
-                rf_ldmatrix_x4(r, bs + ((b_row + j * 16) * RF_GLD + ks * 16 + b_col) * 2);
+                rf_ldmatrix_x4(r, bs + ((b_row + j * 16) * LD + ks * 16 + b_col) * 2);
                 b[2 * j][0] = r[0];
                 b[2 * j][1] = r[1];
                 b[2 * j + 1][0] = r[2];
@@ -435,12 +449,14 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
             }
 }
 
-#define RF_GEMM_DEEP_KERNEL(name, bounds, MT, NT, ST)                                            \
+#define RF_GEMM_DEEP_KERNEL_BK(name, bounds, MT, NT, ST, BK)                                     \
     extern "C" __global__ void bounds name(const u16* __restrict__ A, const u16* __restrict__ B, \
                                            int M, int N, int K, float* __restrict__ C) {         \
         RF_GRID_SYNC();                                                                          \
-        rf_gemm_f16_tn_deep<MT, NT, ST>(A, B, M, N, K, C);                                       \
+        rf_gemm_f16_tn_deep<MT, NT, ST, BK>(A, B, M, N, K, C);                                   \
     }
+#define RF_GEMM_DEEP_KERNEL(name, bounds, MT, NT, ST) \
+    RF_GEMM_DEEP_KERNEL_BK(name, bounds, MT, NT, ST, RF_GK)
 #define RF_GEMM_DEEP(name, MT, ST) RF_GEMM_DEEP_KERNEL(name, __launch_bounds__(256), MT, 4, ST)
 RF_GEMM_DEEP(gemm_f16_tn_s3, 4, 3)
 RF_GEMM_DEEP(gemm_f16_tn_s4, 4, 4)
@@ -449,6 +465,11 @@ RF_GEMM_DEEP(gemm_f16_tn_m64_s4, 2, 4)
 // 128 x 256 tiles, three stages (92,160 bytes): one block per multiprocessor
 // whatever the registers, so the compiler may give each thread up to 255.
 RF_GEMM_DEEP_KERNEL(gemm_f16_tn_n256_s3, __launch_bounds__(256, 1), 4, 8, 3)
+// k-steps of 64, three stages of rows of 72 halves: 110,592 bytes (128
+// tokens) and 82,944 (64), two blocks per multiprocessor still fit in 228 KiB
+// (ROCMFORGE_GPU_GEMM_K64=1, K a multiple of 64).
+RF_GEMM_DEEP_KERNEL_BK(gemm_f16_tn_k64_s3, __launch_bounds__(256), 4, 4, 3, 64)
+RF_GEMM_DEEP_KERNEL_BK(gemm_f16_tn_m64_k64_s3, __launch_bounds__(256), 2, 4, 3, 64)
 // ---- Prompt attention on the matrix units --------------------------------
 //
 // attention_mma_h<HD>: causal attention of many query rows (a prompt) with
@@ -721,6 +742,8 @@ extern "C" __global__ void gemm_f16_tn_s4(const u16*, const u16*, int, int, int,
 extern "C" __global__ void gemm_f16_tn_m64_s3(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_m64_s4(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_n256_s3(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_k64_s3(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_m64_k64_s3(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void attention_mma_h64(const float*, const float*, const float*, float*, int,
                                              int, int, int, int, float, int, float) {}
 extern "C" __global__ void attention_mma_h128(const float*, const float*, const float*, float*,

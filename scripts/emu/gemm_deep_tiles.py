@@ -1,8 +1,11 @@
-# Lane-level emulation of rf_gemm_f16_tn_deep<MT, NT, ST> (kernels/mma.hip):
+# Lane-level emulation of rf_gemm_f16_tn_deep<MT, NT, ST, BK> (kernels/mma.hip):
 # every block of a grid with partial edge tiles, unsplit and split over k
 # (gridDim.z = 2), for the 128 x 256 tiles of gemm_f16_tn_n256_s3
-# (MT = 4, NT = 8, ST = 3) and the 128 x 128 / 64 x 128 ones (NT = 4).
-# It replays the kernel's index math as written: the cp.async copies of
+# (MT = 4, NT = 8, ST = 3), the 128 x 128 / 64 x 128 ones (NT = 4) with
+# k-steps of 32, and those with k-steps of 64 (BK = 64: gemm_f16_tn_k64_s3,
+# gemm_f16_tn_m64_k64_s3). Blocks map to tiles as the kernel does (token
+# tiles fastest in launch order). It replays the kernel's index math as
+# written: the cp.async copies of
 # rf_gemm_stage into a byte-addressed shared memory of the launcher's size,
 # cp.async groups completing only at the kernel's wait_group, the ldmatrix
 # addresses, mma.m16n8k16 (the ldmatrix/mma layouts of mma_attention.py) and
@@ -11,7 +14,10 @@
 #   exactly once, inside the stage, from in-bounds global rows (zero-filled
 #   past M and N);
 # - every ldmatrix reads a complete copy of the k-step being multiplied
-#   (no read of a copy in flight, none of another k-step);
+#   (no read of a copy in flight, none of another k-step), and the eight
+#   16-byte rows of each of its matrices fall into distinct groups of four
+#   banks (no bank conflict);
+# - every tile is taken by exactly one block per k half;
 # - every C element is written once (unsplit) or added to twice (split) and
 #   C = A B^T.
 # Run: python3 scripts/emu/gemm_deep_tiles.py  (numpy; about a minute)
@@ -21,23 +27,28 @@ import sys
 sys.argv = ['x']
 exec(open(__file__.replace('gemm_deep_tiles.py', 'mma_attention.py')).read().split("def reference")[0])
 
-GK, GLD = 32, 40  # RF_GK, RF_GLD
-
-
-def launcher_smem(MT, NT, ST):
-    # crates/hip-kernels/src/lib.rs: gemm_deep_kernels / GEMM_N256_KERNEL
+def launcher_smem(MT, NT, ST, BK):
+    # crates/hip-kernels/src/lib.rs: gemm_deep_kernels / GEMM_N256_KERNEL /
+    # GEMM_K64_KERNELS
+    if BK == 64:
+        assert NT == 4 and ST == 3 and MT in (2, 4)
+        return 3 * (32 * MT + 128) * 72 * 2
     if NT == 8:
         assert (MT, ST) == (4, 3)
         return 3 * (128 + 256) * 40 * 2
     return ST * (32 * MT + 128) * 40 * 2
 
 
-def run(MT, NT, ST, M, N, K, Z, rng):
+def run(MT, NT, ST, M, N, K, Z, rng, BK=32):
+    # k-step and shared-memory row length in halves (RF_GK, RF_GLD for BK = 32)
+    GK, GLD = BK, BK + 8
+    CS = 3 if BK == 64 else 2  # log2 of the 16-byte chunks per row
+    assert K % GK == 0
     A = h(rng.standard_normal((M, K)).astype(np.float32))
     B = h(rng.standard_normal((N, K)).astype(np.float32))
     A_BYTES = 32 * MT * GLD * 2
     STAGE_BYTES = A_BYTES + 32 * NT * GLD * 2
-    SMEM = launcher_smem(MT, NT, ST)
+    SMEM = launcher_smem(MT, NT, ST, BK)
     assert ST * STAGE_BYTES <= SMEM, (ST * STAGE_BYTES, SMEM)
     assert STAGE_BYTES % (GLD * 2) == 0 and A_BYTES % (GLD * 2) == 0
     rows = SMEM // (GLD * 2)
@@ -45,9 +56,14 @@ def run(MT, NT, ST, M, N, K, Z, rng):
     C_count = np.zeros((M, N), int)
     grid = (-(-N // (32 * NT)), -(-M // (32 * MT)), Z)
     assert (K // GK) % Z == 0
+    taken = np.zeros((grid[1], grid[0], Z), int)
     for bz in range(grid[2]):
         for by in range(grid[1]):
             for bx in range(grid[0]):
+                # Token tiles fastest in launch order (not RF_GEMM_N_FAST).
+                lin = by * grid[0] + bx
+                mt, nt = lin % grid[1], lin // grid[1]
+                taken[mt, nt, bz] += 1
                 # Shared memory as rows of GLD halves; tag = k-step of the copy
                 # that last wrote a half (-1 none), done = that copy completed.
                 smem = np.zeros((rows, GLD))
@@ -55,7 +71,7 @@ def run(MT, NT, ST, M, N, K, Z, rng):
                 done = np.zeros((rows, GLD), bool)
                 groups = []  # pending copies per committed group
                 cur = []
-                m0, n0 = by * 32 * MT, bx * 32 * NT
+                m0, n0 = mt * 32 * MT, nt * 32 * NT
                 nk = K // GK // Z
                 kb = bz * nk
 
@@ -84,12 +100,12 @@ def run(MT, NT, ST, M, N, K, Z, rng):
 
                 def stage(as_, bs, kt):
                     # rf_gemm_stage<MT, NT>, all 256 threads; coverage count per chunk.
-                    cover_a = np.zeros((32 * MT, 4), int)
-                    cover_b = np.zeros((32 * NT, 4), int)
+                    cover_a = np.zeros((32 * MT, GK // 8), int)
+                    cover_b = np.zeros((32 * NT, GK // 8), int)
                     for tid in range(256):
-                        for u in range(NT // 2):
+                        for u in range(NT * BK // 64):
                             i = tid + u * 256
-                            r, c = i >> 2, (i & 3) * 8
+                            r, c = i >> CS, (i & ((1 << CS) - 1)) * 8
                             k = kt * GK + c
                             if r < 32 * MT:
                                 am = m0 + r < M
@@ -107,6 +123,10 @@ def run(MT, NT, ST, M, N, K, Z, rng):
                         done[r, c:c + 8] = False
 
                 def ldmatrix(addr_of_lane, kstep):
+                    for mat in range(4):
+                        groups4 = {(addr_of_lane(l) // 16) % 8 for l in range(8 * mat, 8 * mat + 8)}
+                        assert len(groups4) == 8, "bank conflict"
+
                     def rc(l):
                         a = addr_of_lane(l)
                         assert a % 16 == 0
@@ -180,10 +200,11 @@ def run(MT, NT, ST, M, N, K, Z, rng):
                                         if m < M and n < N:
                                             C[m, n] += acc[wave, i, j, lane, e]
                                             C_count[m, n] += 1
+    assert (taken == 1).all()
     assert (C_count == Z).all(), np.unique(C_count)
     want = A.astype(np.float64) @ B.astype(np.float64).T
     err = np.abs(C - want).max() / np.abs(want).max()
-    print(f"MT={MT} NT={NT} ST={ST} M={M} N={N} K={K} z={Z}: grid {grid}, "
+    print(f"MT={MT} NT={NT} ST={ST} BK={BK} M={M} N={N} K={K} z={Z}: grid {grid}, "
           f"relative error {err:.1e}")
     assert err < 1e-12
 
@@ -198,4 +219,13 @@ run(4, 8, 3, 100, 256, 64, 1, rng)
 # The existing instantiations through the same code (NT = 4).
 run(4, 4, 3, 130, 200, 128, 2, rng)
 run(2, 4, 4, 70, 140, 128, 1, rng)
+# k-steps of 64: 128 x 128 tiles with partial token and row tiles (odd N),
+# 6 k-steps (stages reused twice), unsplit and split (3 each); 64 x 128
+# tiles on a 2 x 3 grid (partial last tiles), unsplit and split; fewer
+# k-steps than stages.
+run(4, 4, 3, 200, 301, 384, 1, rng, BK=64)
+run(4, 4, 3, 200, 301, 384, 2, rng, BK=64)
+run(2, 4, 3, 100, 300, 256, 1, rng, BK=64)
+run(2, 4, 3, 100, 300, 256, 2, rng, BK=64)
+run(4, 4, 3, 60, 100, 64, 1, rng, BK=64)
 print("ok")

@@ -286,6 +286,14 @@ fn prompt_gemm_large_grid() {
 /// split over k (4 × 3 blocks); 1100 × 3940 and 1100 × 3939 (odd: the
 /// scalar stores) × 256 take them with `=1` on 16 × 9 blocks, unsplit
 /// (`prompt_gemm_large_grid` is the split case of `=1`).
+///
+/// With `ROCMFORGE_GPU_GEMM_K64=1` (k-steps of 64) on an H200: the first
+/// shape takes `gemm_f16_tn_m64_k64_s3` split (8 × 5 blocks), the next two
+/// `gemm_f16_tn_k64_s3` unsplit (`prompt_gemm_large_grid` its split case,
+/// `matmul_every_type_decode_and_prefill` at 130 tokens another split
+/// m64 one); 1100 × 1240 × 320 the m64 one unsplit (10 × 18 blocks of 64
+/// tokens, 5 k-steps); 130 × 1000 × 288 (K not a multiple of 64) the
+/// k-step-of-32 `gemm_f16_tn_m64_s3` it falls back to.
 #[test]
 fn prompt_gemm_wide_tiles() {
     let Some(g) = gpu() else { return };
@@ -297,6 +305,8 @@ fn prompt_gemm_wide_tiles() {
         (300usize, 1000usize, 4096usize),
         (1100, 3940, 256),
         (1100, 3939, 256),
+        (1100, 1240, 320),
+        (130, 1000, 288),
     ] {
         let w = rng.vec(n * k, 1.0);
         let x = rng.vec(t * k, 1.0);

@@ -63,6 +63,14 @@ pub struct Kernels {
     /// default) when unset, with other than three stages, or where the
     /// kernel's shared memory cannot be allowed.
     gemm_n256: u8,
+    /// `ROCMFORGE_GPU_GEMM_K64=1`: the k-step-of-64 kernels
+    /// (`GEMM_K64_KERNELS`) where the three-stage 128 × 128 and 64 × 128
+    /// ones would run and K is a multiple of 64 (otherwise those). A launch
+    /// that takes the 128 × 256 tiles (`ROCMFORGE_GPU_GEMM_N256`) keeps
+    /// them: there is no k64 variant of that kernel. False when unset, with
+    /// other than three stages, or where the kernels' shared memory cannot
+    /// be allowed.
+    gemm_k64: bool,
     /// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
     /// mat-vecs instead of the 16-byte-load ones (for comparisons).
     narrow_matvec: bool,
@@ -219,6 +227,18 @@ fn gemm_deep_kernels(stages: u32) -> [(&'static str, u32); 2] {
 /// (`kernels/mma.hip`, `rf_gemm_f16_tn_deep` with NT = 8).
 const GEMM_N256_KERNEL: (&str, u32) = ("gemm_f16_tn_n256_s3", 3 * (128 + 256) * 40 * 2);
 
+/// Values of k per pipeline step of `GEMM_K64_KERNELS`.
+const GEMM_K64_STEP: usize = 64;
+
+/// The three-stage GEMMs with k-steps of 64 and their dynamic shared
+/// memory, `[128-token tiles, 64-token tiles]` as in `gemm_deep_kernels`: a
+/// stage holds 32 · MT + 128 rows of 72 halves (`rf_gemm_f16_tn_deep` with
+/// BK = 64).
+const GEMM_K64_KERNELS: [(&str, u32); 2] = [
+    ("gemm_f16_tn_k64_s3", 3 * (128 + 128) * 72 * 2),
+    ("gemm_f16_tn_m64_k64_s3", 3 * (64 + 128) * 72 * 2),
+];
+
 /// `"NxK,NxK"` as (N, K) pairs; entries that do not parse are left out.
 fn parse_shapes(v: &str) -> Vec<(usize, usize)> {
     v.split(',')
@@ -343,6 +363,24 @@ impl Kernels {
                 gemm_n256 = 0;
             }
         }
+        let mut gemm_k64 = env_flag("ROCMFORGE_GPU_GEMM_K64");
+        if gemm_k64 {
+            // Opt-in as the 128 × 256 tiles: three stages only, and both
+            // kernels' shared memory allowed (the launcher picks either).
+            let allowed = gemm
+                && gemm_stages == 3
+                && GEMM_K64_KERNELS.iter().all(|(name, bytes)| {
+                    functions
+                        .get(*name)
+                        .is_some_and(|f| f.allow_dynamic_shared(*bytes).is_ok())
+                });
+            if !allowed {
+                tracing::warn!(
+                    "ROCMFORGE_GPU_GEMM_K64: the k64 GEMMs are not usable here; ignored"
+                );
+                gemm_k64 = false;
+            }
+        }
         Ok(Kernels {
             device: device.clone(),
             functions,
@@ -352,6 +390,7 @@ impl Kernels {
             gemm_stages,
             gemm_split_k: std::env::var("ROCMFORGE_GPU_GEMM_SPLITK").as_deref() != Ok("0"),
             gemm_n256,
+            gemm_k64,
             narrow_matvec: env_flag("ROCMFORGE_GPU_NARROW_MATVEC"),
             matvec_v1: env_flag("ROCMFORGE_GPU_MATVEC_V1"),
             matvec_rows: match std::env::var("ROCMFORGE_GPU_MV_ROWS").as_deref() {
@@ -567,7 +606,15 @@ impl Kernels {
         } else {
             (GEMM_TILE, GEMM_TILE)
         };
-        let deep = gemm_deep_kernels(self.gemm_stages);
+        // Opt-in k-steps of 64 (set only with three stages) where K allows
+        // them; the 128 × 256 tiles take precedence.
+        let k64 = self.gemm_k64 && !n256 && k.is_multiple_of(GEMM_K64_STEP);
+        let k_step = if k64 { GEMM_K64_STEP } else { GEMM_K_STEP };
+        let deep = if k64 {
+            GEMM_K64_KERNELS
+        } else {
+            gemm_deep_kernels(self.gemm_stages)
+        };
         let (name, shared_bytes) = match (self.gemm_stages, small) {
             _ if n256 => GEMM_N256_KERNEL,
             (2, true) => ("gemm_f16_tn_m64", 0),
@@ -576,12 +623,13 @@ impl Kernels {
             (_, false) => deep[0],
         };
         // Grids of fewer blocks than compute units split k in two (the deep
-        // kernels only): each half adds its sums to the zeroed output.
+        // kernels only): each half adds its sums to the zeroed output, and
+        // takes a whole number of the kernel's k-steps.
         let grid_xy = blocks(n, tile_n)? as usize * blocks(t, tile_t)? as usize;
         let split = self.gemm_stages > 2
             && self.gemm_split_k
             && grid_xy < cus
-            && (k / GEMM_K_STEP).is_multiple_of(2);
+            && (k / k_step).is_multiple_of(2);
         if split {
             y.fill_zero_first(stream, t * n)?;
         }
@@ -601,13 +649,14 @@ impl Kernels {
             .i32(to_i32("n", n)?)
             .i32(to_i32("k", k)?)
             .ptr(y.device_ptr());
-        // SAFETY: matches `gemm_f16_tn` (and its m64, deep-pipeline and
-        // 128 × 256 variants, same parameters): A = t×k and B = n×k halves
-        // (written above), C = t×n floats (checked by the caller; every
-        // variant skips rows and columns past t and n of its tiles); k a
-        // multiple of 32; the deep ones get the dynamic shared memory they
-        // index (their limit raised when the kernels were loaded, the
-        // 128 × 256 one chosen only where that succeeded).
+        // SAFETY: matches `gemm_f16_tn` (and its m64, deep-pipeline,
+        // 128 × 256 and k64 variants, same parameters): A = t×k and B = n×k
+        // halves (written above), C = t×n floats (checked by the caller;
+        // every variant skips rows and columns past t and n of its tiles);
+        // k a multiple of 32, and of 64 for the k64 ones (checked above);
+        // the deep ones get the dynamic shared memory they index (their
+        // limit raised when the kernels were loaded, the 128 × 256 and k64
+        // ones chosen only where that succeeded).
         unsafe { self.f(name)?.launch(stream, cfg, &args) }
     }
 
@@ -1593,6 +1642,8 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                     "gemm_f16_tn_m64_s3",
                     "gemm_f16_tn_m64_s4",
                     "gemm_f16_tn_n256_s3",
+                    "gemm_f16_tn_k64_s3",
+                    "gemm_f16_tn_m64_k64_s3",
                     "attention_mma_h64",
                     "attention_mma_h128",
                 ]
