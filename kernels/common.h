@@ -65,6 +65,15 @@ RF_DEVICE void rf_q8_emit1(float v, int i, bool valid, i8* __restrict__ q,
     if ((i & 31) == 0) ds[i >> 5] = make_float2(d.x, d.x * (float)s);
 }
 
+// The GLU's activation of the gate value g: SiLU, or GELU with the tanh
+// approximation when gelu (glu_f32, glu4_f32 and the fused gate/up
+// mat-vecs: one definition, the same result to the bit).
+RF_DEVICE float rf_glu_act(float g, int gelu) {
+    if (!gelu) return g / (1.0f + expf(-g));
+    const float c = 0.7978845608028654f;  // sqrt(2 / pi)
+    return 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g)));
+}
+
 // Four values per lane: 8 lanes 8k..8k+7 hold the float4s i4 = 8b..8b+7
 // (values 32b..32b+31). All lanes of the wave must call it; whole blocks
 // are valid or not.

@@ -382,13 +382,6 @@ RF_DEVICE bool rf_mv_pick_group(int wg, const u8* W0, const u8* W1, const u8* W2
     return any;
 }
 
-// The activation of glu_f32 (kept identical: the same result to the bit).
-RF_DEVICE float rf_glu_act(float g, int gelu) {
-    if (!gelu) return g / (1.0f + expf(-g));
-    const float c = 0.7978845608028654f;  // sqrt(2 / pi)
-    return 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g)));
-}
-
 // The G store: a = act(gate) * up for the wave's R/2 outputs (first row i0,
 // of n) into Y, then the block's 32 * k outputs as 8-bit blocks.
 template <int R>

@@ -522,7 +522,15 @@ RF_DEVICE void rf_attention_mma(const float* __restrict__ q, const float* __rest
     constexpr int NO = HD / 8;   // n8 blocks of the output
     __shared__ __align__(16) u16 ks[RF_FA_KEYS * LD];
     __shared__ __align__(16) u16 vs[RF_FA_KEYS * LD];
-    const int h = blockIdx.x, r0 = blockIdx.y * RF_FA_ROWS;
+    // Row tiles from the last (the most keys, causal) to the first in launch
+    // order, so the longest blocks start first and the short ones fill in
+    // behind them (RF_FA_LIGHT_FIRST: the launch order, for comparisons).
+#if defined(RF_FA_LIGHT_FIRST)
+    const int rt = blockIdx.y;
+#else
+    const int rt = gridDim.y - 1 - blockIdx.y;
+#endif
+    const int h = blockIdx.x, r0 = rt * RF_FA_ROWS;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     const int g = lane >> 2, qd = lane & 3;
     const int kvh = h / (n_head / n_kv);
