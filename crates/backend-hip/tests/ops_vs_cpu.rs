@@ -37,6 +37,12 @@ fn gpu() -> Option<&'static HipBackend> {
     }
 }
 
+/// The GPU backend where its device has the matrix-unit kernels (the
+/// prompt GEMM tests), else None (a skip).
+fn gpu_with_mma() -> Option<&'static HipBackend> {
+    gpu().filter(|g| g.kernels().has_mma())
+}
+
 fn cpu() -> &'static CpuBackend {
     static CPU: OnceLock<CpuBackend> = OnceLock::new();
     CPU.get_or_init(|| {
@@ -118,6 +124,14 @@ fn run_matmul<B: Backend>(b: &B, w: &WeightView<'_>, x: &[f32], t: usize) -> Vec
     b.download(&out).unwrap()
 }
 
+/// The formats of the 8-bit-activation decode mat-vecs.
+const MATVEC_Q8_TYPES: [GgmlType; 4] = [
+    GgmlType::Q4_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
+
 const TYPES: &[GgmlType] = &[
     GgmlType::F32,
     GgmlType::F16,
@@ -152,12 +166,7 @@ fn matvec_long_rows() {
     for (k, n) in [(6144usize, 70usize), (2048, 300), (512, 8195), (256, 16387)] {
         let w = rng.vec(n * k, 1.0);
         let x = rng.vec(k, 1.0);
-        for ty in [
-            GgmlType::Q4_0,
-            GgmlType::Q8_0,
-            GgmlType::Q4_K,
-            GgmlType::Q6_K,
-        ] {
+        for ty in MATVEC_Q8_TYPES {
             let Some(bytes) = quantized(ty, &w) else {
                 continue;
             };
@@ -253,28 +262,38 @@ fn exact_product(ty: GgmlType, bytes: &[u8], x: &[f32], t: usize, n: usize, k: u
 /// times), against the exact product of the dequantized weight.
 #[test]
 fn prompt_gemm_large_grid() {
-    let Some(g) = gpu() else { return };
-    if !g.kernels().has_mma() {
-        return;
-    }
+    let Some(g) = gpu_with_mma() else { return };
     let mut rng = Rng(0x6e33);
     let (k, n, t) = (512usize, 4224usize, 300usize);
     let w = rng.vec(n * k, 1.0);
     let x = rng.vec(t * k, 1.0);
     for ty in [GgmlType::Q4_0, GgmlType::Q4_K] {
-        let Some(bytes) = quantized(ty, &w) else {
-            continue;
-        };
-        let v = view("w", ty, k, n, &bytes);
-        let got = run_matmul(g, &v, &x, t);
-        let exact = exact_product(ty, &bytes, &x, t, n, k);
-        assert_close(
-            &format!("prompt GEMM {} {t}x{n}x{k}", ty.name()),
-            &got,
-            &exact,
-            3e-3,
-        );
+        prompt_gemm_case(g, ty, &w, &x, (t, n, k));
     }
+}
+
+/// `t` tokens `x` times the weight `w` (`n` rows of `k`) quantized to `ty`
+/// through the GPU's prompt matmul, against the exact product (skipped
+/// where `quant` cannot quantize `ty`).
+fn prompt_gemm_case(
+    g: &HipBackend,
+    ty: GgmlType,
+    w: &[f32],
+    x: &[f32],
+    (t, n, k): (usize, usize, usize),
+) {
+    let Some(bytes) = quantized(ty, w) else {
+        return;
+    };
+    let v = view("w", ty, k, n, &bytes);
+    let got = run_matmul(g, &v, x, t);
+    let exact = exact_product(ty, &bytes, x, t, n, k);
+    assert_close(
+        &format!("prompt GEMM {} {t}x{n}x{k}", ty.name()),
+        &got,
+        &exact,
+        3e-3,
+    );
 }
 
 /// The prompt GEMM at shapes for the 128 × 256 tiles of
@@ -296,10 +315,7 @@ fn prompt_gemm_large_grid() {
 /// k-step-of-32 `gemm_f16_tn_m64_s3` it falls back to.
 #[test]
 fn prompt_gemm_wide_tiles() {
-    let Some(g) = gpu() else { return };
-    if !g.kernels().has_mma() {
-        return;
-    }
+    let Some(g) = gpu_with_mma() else { return };
     let mut rng = Rng(0x2560);
     for (t, n, k) in [
         (300usize, 1000usize, 4096usize),
@@ -310,19 +326,7 @@ fn prompt_gemm_wide_tiles() {
     ] {
         let w = rng.vec(n * k, 1.0);
         let x = rng.vec(t * k, 1.0);
-        let ty = GgmlType::Q4_0;
-        let Some(bytes) = quantized(ty, &w) else {
-            continue;
-        };
-        let v = view("w", ty, k, n, &bytes);
-        let got = run_matmul(g, &v, &x, t);
-        let exact = exact_product(ty, &bytes, &x, t, n, k);
-        assert_close(
-            &format!("prompt GEMM {} {t}x{n}x{k}", ty.name()),
-            &got,
-            &exact,
-            3e-3,
-        );
+        prompt_gemm_case(g, GgmlType::Q4_0, &w, &x, (t, n, k));
     }
 }
 
@@ -885,12 +889,7 @@ fn fused_8bit_rows_equal_the_separate_quantize() {
         let norm_w = g
             .load_weight(&view("norm", GgmlType::F32, k, 1, &nw_bytes))
             .unwrap();
-        for ty in [
-            GgmlType::Q4_0,
-            GgmlType::Q8_0,
-            GgmlType::Q4_K,
-            GgmlType::Q6_K,
-        ] {
+        for ty in MATVEC_Q8_TYPES {
             if !k.is_multiple_of(ty.block_size()) {
                 continue;
             }
@@ -946,12 +945,7 @@ fn matmul_glu_equals_the_separate_ops() {
     // and a layer-sized one.
     for (k, n) in [(256usize, 96usize), (2048, 4096)] {
         let x = rng.vec(k, 1.0);
-        for ty in [
-            GgmlType::Q4_0,
-            GgmlType::Q8_0,
-            GgmlType::Q4_K,
-            GgmlType::Q6_K,
-        ] {
+        for ty in MATVEC_Q8_TYPES {
             let (Some(gb), Some(ub), Some(db)) = (
                 quantized(ty, &rng.vec(n * k, 1.0)),
                 quantized(ty, &rng.vec(n * k, 1.0)),
@@ -1336,12 +1330,7 @@ fn matmul_add_rms_norm_equals_the_separate_ops() {
         let norm_w = rng.vec(n, 1.0);
         let w2v = rng.vec(64 * n, 1.0);
         let nb = f32_bytes(&norm_w);
-        for ty in [
-            GgmlType::Q4_0,
-            GgmlType::Q8_0,
-            GgmlType::Q4_K,
-            GgmlType::Q6_K,
-        ] {
+        for ty in MATVEC_Q8_TYPES {
             let (Some(bytes), Some(b2)) = (
                 quantized(ty, &rng.vec(n * k, 1.0)),
                 quantized(GgmlType::Q8_0, &w2v),
