@@ -183,7 +183,8 @@ RF_DEVICE void rf_matvec_store_n(float* acc, const int* r, const int* N, float* 
 #define RF_MV_ARGS                                                                               \
     const u8 *__restrict__ W0, const u8 *__restrict__ W1, const u8 *__restrict__ W2, int N0,      \
         int N1, int N2, float *Y0, float *Y1, float *Y2, int row_bytes, int K,                    \
-        const int *__restrict__ xq, const float2 *__restrict__ ds, int wpr
+        const int *__restrict__ xq, const float2 *__restrict__ ds, int wpr,                       \
+        const float *__restrict__ XSC, int XSC_N, float XSC_EPS
 
 // The optional tail of a one-weight mat-vec (CNT not null): once every block
 // has stored its rows of y = Y0 (N0 values), the last block to finish does
@@ -196,7 +197,24 @@ RF_DEVICE void rf_matvec_store_n(float* acc, const int* r, const int* N, float* 
     , float *RX, const float *__restrict__ NW, float eps, float *NH, i8 *NQ, float2 *NDS,        \
         u32 *CNT
 #define RF_MV_TAIL() rf_mv_norm_tail(Y0, N0, RX, NW, eps, NH, NQ, NDS, CNT)
-#define RF_MV_PASS W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr
+#define RF_MV_PASS \
+    W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes, K, xq, ds, wpr, XSC, XSC_N, XSC_EPS
+
+// The activations' deferred norm scale (XSC not null: the row was written
+// by a mat-vec with the residual add and RMS norm in its store,
+// rf_mv_store_addnorm, as the 8-bit form of x * w without the factor
+// 1 / sqrt(mean(x^2) + eps); XSC holds XSC_N partial sums of x^2, one per
+// 32 values): the factor, which multiplies every result (the 8-bit values
+// do not depend on it, only their scales would). 1 otherwise. Every lane
+// of the wave must call it.
+RF_DEVICE float rf_mv_xscale(const float* __restrict__ part, int n_part, float eps) {
+    if (!part) return 1.0f;
+    float s = 0.0f;
+    for (int i = threadIdx.x % RF_WAVE; i < n_part; i += RF_WAVE) s += part[i];
+    s = rf_wave_sum(s);
+    return 1.0f / sqrtf(s / (float)(32 * n_part) + eps);
+}
+#define RF_MV_XSCALE() rf_mv_xscale(XSC, XSC_N, XSC_EPS)
 
 // Both entry points of a mat-vec body `body` (a device function taking
 // RF_MV_ARGS): matvec_<name>, and matvec_<name>_tail with the norm tail
@@ -350,13 +368,26 @@ RF_DEVICE bool rf_mv_pick_rows(int rg0, const u8* W0, const u8* W1, const u8* W2
 // consecutive outputs, a whole 8-bit block, which it quantizes itself (no
 // other block's values needed). Launch: one wave per row group (wpr = 1),
 // block = 16 waves for R = 4, grid = N0 / 32; N0 a multiple of 32.
-struct RfGlu {
-    int gelu;      // 0: SiLU, 1: GELU (tanh approximation), as glu_f32
-    i8* q;         // the output's 8-bit values (N0)
-    float2* ds;    // and its scales (N0 / 32)
+// What a rows kernel does after its dot products (template mode M): 0
+// stores them; 1 (RF_MV_GLU) the GLU above; 2 (RF_MV_ADDNORM) the residual
+// add and RMS norm of rf_mv_store_addnorm below.
+#define RF_MV_PLAIN 0
+#define RF_MV_GLU 1
+#define RF_MV_ADDNORM 2
+struct RfEpi {
+    int gelu;           // GLU: 0 SiLU, 1 GELU (tanh approximation), as glu_f32
+    i8* q;              // the output's 8-bit values (N0)
+    float2* ds;         // and its scales (N0 / 32)
+    float* x;           // ADDNORM: the residual row (N0), updated
+    const float* nw;    // ADDNORM: the norm's weights (N0)
+    float* part;        // ADDNORM: partial sums of x^2, one per block (N0 / 32)
 };
 #define RF_MV_GLU_ARGS , int glu_gelu, i8 *__restrict__ GQ, float2 *__restrict__ GDS
-#define RF_MV_GLU_PASS , RfGlu{glu_gelu, GQ, GDS}
+#define RF_MV_GLU_PASS , RfEpi{glu_gelu, GQ, GDS, nullptr, nullptr, nullptr}
+#define RF_MV_ADDNORM_ARGS                                                                       \
+    , float *__restrict__ AX, const float *__restrict__ ANW, i8 *__restrict__ GQ,                \
+        float2 *__restrict__ GDS, float *__restrict__ APART
+#define RF_MV_ADDNORM_PASS , RfEpi{0, GQ, GDS, AX, ANW, APART}
 
 // The R rows of wave group wg: rf_mv_pick_rows's consecutive grid rows, or
 // with G the gate/up pairing above.
@@ -385,7 +416,7 @@ RF_DEVICE bool rf_mv_pick_group(int wg, const u8* W0, const u8* W1, const u8* W2
 // The G store: a = act(gate) * up for the wave's R/2 outputs (first row i0,
 // of n) into Y, then the block's 32 * k outputs as 8-bit blocks.
 template <int R>
-RF_DEVICE void rf_mv_store_glu(float* acc, int i0, int n, float* Y, RfGlu gl) {
+RF_DEVICE void rf_mv_store_glu(float* acc, int i0, int n, float* Y, RfEpi gl) {
     constexpr int H = R / 2;
     // Outputs of a block: at most 1024 threads / 32 lanes * H.
     __shared__ float vals[32 * H];
@@ -408,6 +439,58 @@ RF_DEVICE void rf_mv_store_glu(float* acc, int i0, int n, float* Y, RfGlu gl) {
         const int i = blockIdx.x * nout + t;
         rf_q8_emit1(vals[t], i, i < n, gl.q, gl.ds);
     }
+}
+
+// The ADDNORM store: the decode step's output (or down) projection, the
+// residual add and the next RMS norm without a launch of their own. A
+// block holds 32 consecutive rows (32 / R row groups of wpr waves; rows a
+// multiple of 32): their sums y go to Y as the plain store would, then
+// x += y, the 8-bit block of x * w (the norm's weights) *without* the
+// norm's factor 1 / sqrt(mean(x^2) + eps), which needs every block's rows,
+// and this block's sum of x^2 into part[block]. The mat-vecs that read the
+// row apply the factor to their results (rf_mv_xscale). The normalized f32
+// row itself is not written.
+template <int R>
+RF_DEVICE void rf_mv_store_addnorm(float* acc, int sub, int wpr, float* Y, RfEpi ep) {
+    __shared__ float part[32][4];
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+    const int wl = wave / wpr;
+#pragma unroll
+    for (int e = 0; e < R; e++) acc[e] = rf_wave_sum(acc[e]);
+    if (lane == 0) {
+#pragma unroll
+        for (int e = 0; e < R; e++) part[wl * R + e][sub] = acc[e];
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        const int i = threadIdx.x, r = blockIdx.x * 32 + i;
+        // The waves of a row in the order rf_matvec_store_n adds them.
+        float y = 0.0f;
+        for (int k = 0; k < wpr; k++) y += part[i][k];
+        Y[r] = y;
+        const float v = ep.x[r] + y;
+        ep.x[r] = v;
+        rf_q8_emit1(v * ep.nw[r], r, true, ep.q, ep.ds);
+        float ss = v * v;
+        for (int m = 16; m > 0; m >>= 1) ss += RF_SHFL_XOR(ss, m);
+        if (i == 0) ep.part[blockIdx.x] = ss;
+    }
+}
+
+// The results of a rows kernel in mode M, each scaled by xs first
+// (rf_mv_xscale): stored (plain), through the GLU or through the residual
+// add and norm.
+template <int R, int M>
+RF_DEVICE void rf_mv_store_mode(float* acc, const int* rs, const int* ns, float* const* ys,
+                                int sub, int wpr, float xs, float* Y0, RfEpi ep) {
+#pragma unroll
+    for (int e = 0; e < R; e++) acc[e] *= xs;
+    if (M == RF_MV_GLU)
+        rf_mv_store_glu<R>(acc, rs[0], ns[0], Y0, ep);
+    else if (M == RF_MV_ADDNORM)
+        rf_mv_store_addnorm<R>(acc, sub, wpr, Y0, ep);
+    else
+        rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
 }
 
 // Staged tiles: words first .. first + tw - 1 of R rows into the lanes'
@@ -447,7 +530,7 @@ RF_DEVICE void rf_tile_store(uint4 (*st)[SW], int tw, int lane, uint4 (*pre)[LW]
         float acc = 0.0f;                                                                        \
         _Pragma("unroll 4") for (int c = sub * RF_WAVE + lane; c < nb; c += wpr * RF_WAVE)      \
             acc += vdot(row, c, xq + c * 8, ds[c]);                                              \
-        rf_matvec_store(acc, r, N, sub, wpr, Y);                                                 \
+        rf_matvec_store(acc * RF_MV_XSCALE(), r, N, sub, wpr, Y);                                \
     }                                                                                            \
     RF_MV_ENTRIES(name, rf_mv_##name)
 
@@ -532,6 +615,9 @@ RF_DEVICE void rf_q4_k_wide(RF_MV_ARGS) {
             if (h == 0) acc[e] -= dmin * ((float)mn[0] * dl.y + (float)mn[1] * dh.y);
         }
     }
+    const float xs = RF_MV_XSCALE();
+#pragma unroll
+    for (int e = 0; e < RPW; e++) acc[e] *= xs;
     rf_matvec_store_n<RPW>(acc, rs, ns, ys, sub, wpr);
 }
 
@@ -671,6 +757,7 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
     int t = sub;
     if (t < n_tiles) rf_tile_load<R, LW, 3>(rows, (size_t)t * TW, TW, lane, pre);
     RF_GRID_SYNC();  // the activations come from the kernel before
+    const float xs = RF_MV_XSCALE();
     for (; t < n_tiles; t += wpr) {
         RF_WAVE_SYNC();
         rf_tile_store<R, LW, TW + 1>(stage[wave], TW, lane, pre);
@@ -682,6 +769,8 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
         for (int e = 0; e < R; e++)
             acc[e] += rf_q6_slice((const u32*)stage[wave][e], j, slice, x);
     }
+#pragma unroll
+    for (int e = 0; e < R; e++) acc[e] *= xs;
     rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
 }
 
@@ -773,7 +862,7 @@ RF_DEVICE void rf_q4_k_pair(RF_MV_ARGS) {
                                         rf_q4_k_pair_x(xq, ds, sb * 8 + 2 * p));
         }
     }
-    rf_matvec_store(acc, r, N, sub, wpr, Y);
+    rf_matvec_store(acc * RF_MV_XSCALE(), r, N, sub, wpr, Y);
 }
 
 RF_MV_ENTRIES(q4_k_pair2, rf_q4_k_pair<2>)
@@ -800,16 +889,16 @@ RF_DEVICE void rf_q4_k_rows_load(const uint4* const* rows, int sb, int p, uint4*
     }
 }
 
-template <int R, bool G>
-RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS, RfGlu gl) {
+template <int R, int M>
+RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS, RfEpi gl) {
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
     const int sub = wave % wpr;
     const int wg = blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr;
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
-    const bool any = rf_mv_pick_group<R, G>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes,
-                                            rows, ys, ns, rs);
+    const bool any = rf_mv_pick_group<R, M == RF_MV_GLU>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2,
+                                                         row_bytes, rows, ys, ns, rs);
     const int nsb = any ? K / 256 : 0;
     const int p = lane & 3, step = wpr * (RF_WAVE / 4);
     float acc[R];
@@ -819,6 +908,7 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS, RfGlu gl) {
     const int sb_first = sub * (RF_WAVE / 4) + (lane >> 2);
     if (sb_first < nsb) rf_q4_k_rows_load<R>(rows, sb_first, p, hdr, w0, w1);
     RF_GRID_SYNC();  // the activations come from the kernel before
+    const float xs = RF_MV_XSCALE();
     for (int sb = sb_first; sb < nsb; sb += step) {
 #if RF_MV_PF
         // The next pass's weights are requested before this pass's math.
@@ -835,27 +925,29 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS, RfGlu gl) {
         if (sb + step < nsb) rf_q4_k_rows_load<R>(rows, sb + step, p, hdr, w0, w1);
 #endif
     }
-    if (G)
-        rf_mv_store_glu<R>(acc, rs[0], ns[0], Y0, gl);
-    else
-        rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
+    rf_mv_store_mode<R, M>(acc, rs, ns, ys, sub, wpr, xs, Y0, gl);
 }
 
-// The entry points of a rows body with G = false (plain and tail, as
-// RF_MV_ENTRIES_SYNCED) and matvec_<name>_glu with G = true.
+// The entry points of a rows body (a template on the mode M): plain and
+// tail (as RF_MV_ENTRIES_SYNCED), matvec_<name>_glu and
+// matvec_<name>_addnorm.
 #define RF_MV_ROWS_ENTRIES(name, body)                                                           \
-    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) { body<false>(RF_MV_PASS, RfGlu{}); }                \
+    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) { body<RF_MV_PLAIN>(RF_MV_PASS, RfEpi{}); }          \
     RF_MV_ENTRIES_SYNCED(name, rf_mv_##name)                                                     \
     extern "C" __global__ void matvec_##name##_glu(RF_MV_ARGS RF_MV_GLU_ARGS) {                  \
         RF_MV_PRE_SYNC();                                                                        \
-        body<true>(RF_MV_PASS RF_MV_GLU_PASS);                                                   \
+        body<RF_MV_GLU>(RF_MV_PASS RF_MV_GLU_PASS);                                              \
+    }                                                                                            \
+    extern "C" __global__ void matvec_##name##_addnorm(RF_MV_ARGS RF_MV_ADDNORM_ARGS) {          \
+        RF_MV_PRE_SYNC();                                                                        \
+        body<RF_MV_ADDNORM>(RF_MV_PASS RF_MV_ADDNORM_PASS);                                      \
     }
 RF_DEVICE void rf_mv_q4_k_rows2_plain(RF_MV_ARGS) {
-    rf_q4_k_rows<2, false>(RF_MV_PASS, RfGlu{});
+    rf_q4_k_rows<2, RF_MV_PLAIN>(RF_MV_PASS, RfEpi{});
 }
-template <bool G>
-RF_DEVICE void rf_q4_k_rows4(RF_MV_ARGS, RfGlu gl) {
-    rf_q4_k_rows<4, G>(RF_MV_PASS, gl);
+template <int M>
+RF_DEVICE void rf_q4_k_rows4(RF_MV_ARGS, RfEpi gl) {
+    rf_q4_k_rows<4, M>(RF_MV_PASS, gl);
 }
 RF_MV_ENTRIES_SYNCED(q4_k_rows2, rf_mv_q4_k_rows2_plain)
 RF_MV_ROWS_ENTRIES(q4_k_rows4, rf_q4_k_rows4)
@@ -930,6 +1022,7 @@ RF_DEVICE void rf_legacy_staged(RF_MV_ARGS) {
     if (t < n_tiles)
         rf_tile_load<R, RF_LS_LW, 2>(rows, (size_t)t * TW, min(TW, row_words - t * TW), lane, pre);
     RF_GRID_SYNC();  // the activations come from the kernel before
+    const float xs = RF_MV_XSCALE();
     for (; t < n_tiles; t += wpr) {
         const int tw = min(TW, row_words - t * TW);
         RF_WAVE_SYNC();
@@ -951,6 +1044,8 @@ RF_DEVICE void rf_legacy_staged(RF_MV_ARGS) {
             }
         }
     }
+#pragma unroll
+    for (int e = 0; e < R; e++) acc[e] *= xs;
     rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
 }
 
@@ -1053,8 +1148,8 @@ RF_DEVICE void rf_legacy_direct_load(const uint4* const* rows, int grp, int s16,
     }
 }
 
-template <int BB, int R, bool G>
-RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfGlu gl) {
+template <int BB, int R, int M>
+RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfEpi gl) {
     constexpr int N16 = BB == 18 ? 2 : 3, NU = RfLegacyDirect<BB>::NU;
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
     const int sub = wave % wpr;
@@ -1062,8 +1157,8 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfGlu gl) {
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
-    const bool any = rf_mv_pick_group<R, G>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes,
-                                            rows, ys, ns, rs);
+    const bool any = rf_mv_pick_group<R, M == RF_MV_GLU>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2,
+                                                         row_bytes, rows, ys, ns, rs);
     const int ngrp = any ? K / 256 : 0;
     const int p = lane & 7, step = wpr * (RF_WAVE / 8);
     const int s16 = (BB * p) >> 4;
@@ -1074,6 +1169,7 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfGlu gl) {
     const int g_first = sub * (RF_WAVE / 8) + (lane >> 3);
     if (g_first < ngrp) rf_legacy_direct_load<BB, R>(rows, g_first, s16, w);
     RF_GRID_SYNC();  // the activations come from the kernel before
+    const float xs = RF_MV_XSCALE();
     for (int grp = g_first; grp < ngrp; grp += step) {
         const int c = grp * 8 + p;
         const int4 xa = *(const int4*)(xq + c * 8), xb = *(const int4*)(xq + c * 8 + 4);
@@ -1095,20 +1191,19 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfGlu gl) {
         }
         if (grp + step < ngrp) rf_legacy_direct_load<BB, R>(rows, grp + step, s16, w);
     }
-    if (G)
-        rf_mv_store_glu<R>(acc, rs[0], ns[0], Y0, gl);
-    else
-        rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
+    rf_mv_store_mode<R, M>(acc, rs, ns, ys, sub, wpr, xs, Y0, gl);
 }
 
 #define RF_LEGACY_DIRECT(name, BB, R)                                                        \
-    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) { rf_legacy_direct<BB, R, false>(RF_MV_PASS, RfGlu{}); } \
+    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) {                                                \
+        rf_legacy_direct<BB, R, RF_MV_PLAIN>(RF_MV_PASS, RfEpi{});                           \
+    }                                                                                        \
     RF_MV_ENTRIES_SYNCED(name, rf_mv_##name)
 // With the GLU twin (four rows per wave only).
 #define RF_LEGACY_DIRECT_GLU(name, BB)                                                       \
-    template <bool G>                                                                        \
-    RF_DEVICE void rf_##name(RF_MV_ARGS, RfGlu gl) {                                         \
-        rf_legacy_direct<BB, 4, G>(RF_MV_PASS, gl);                                          \
+    template <int M>                                                                         \
+    RF_DEVICE void rf_##name(RF_MV_ARGS, RfEpi gl) {                                         \
+        rf_legacy_direct<BB, 4, M>(RF_MV_PASS, gl);                                          \
     }                                                                                        \
     RF_MV_ROWS_ENTRIES(name, rf_##name)
 RF_LEGACY_DIRECT(q4_0_direct2, 18, 2)

@@ -119,6 +119,11 @@ pub struct HipBackend {
     /// (`matmul_glu`; off unless `ROCMFORGE_GPU_GLU_FUSE=1`: see
     /// `set_glu_fuse`).
     glu_fuse: std::sync::atomic::AtomicBool,
+    /// Whether a decode step's output projections carry the residual add
+    /// and the next norm in their store (`matmul_add_rms_norm` through
+    /// `Kernels::matvec_q8_add_norm`; off unless `ROCMFORGE_GPU_NORM_FUSE=1`:
+    /// see `set_norm_fuse`).
+    norm_fuse: std::sync::atomic::AtomicBool,
     /// The finished-block counter of the mat-vec norm tail (0 between
     /// launches; see `kernels/matvec.hip`).
     tail_counter: DeviceBuffer<u32>,
@@ -188,6 +193,9 @@ impl HipBackend {
             ),
             glu_fuse: std::sync::atomic::AtomicBool::new(
                 std::env::var_os("ROCMFORGE_GPU_GLU_FUSE").is_some_and(|v| v == "1"),
+            ),
+            norm_fuse: std::sync::atomic::AtomicBool::new(
+                std::env::var_os("ROCMFORGE_GPU_NORM_FUSE").is_some_and(|v| v == "1"),
             ),
             tail_counter,
             fused_attention: std::sync::atomic::AtomicU8::new(
@@ -268,6 +276,18 @@ impl HipBackend {
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Run a decode step's output projection with the residual add and the
+    /// next RMS norm in the mat-vec's store, no launch of their own
+    /// (`matmul_add_rms_norm`; also `ROCMFORGE_GPU_NORM_FUSE=1` turns it on).
+    /// The norm's factor is then applied by the mat-vecs that read the
+    /// normalized row, whose f32 values are **not written**: only for
+    /// models whose weights after every norm all take the 8-bit mat-vec
+    /// (a plain matmul of that row is an error). Not yet measured.
+    pub fn set_norm_fuse(&self, on: bool) {
+        self.norm_fuse
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// `(recorded, replayed)`: how many one-token decode steps were
     /// captured as graphs and how many ran as replays of one, so far.
     pub fn decode_graph_counts(&self) -> (u64, u64) {
@@ -301,10 +321,11 @@ impl HipBackend {
         // launch), or by the previous mat-vec of the same `x`.
         let in_spare = scratch.spare_holds(&x.buf, k);
         let ready = in_spare || scratch.holds(&x.buf, k);
-        let (q, ds) = if in_spare {
-            scratch.spare_buffers()?
+        let (q, ds, scale) = if in_spare {
+            scratch.spare_input()?
         } else {
-            scratch.buffers(&self.device, k)?
+            let (q, ds) = scratch.buffers(&self.device, k)?;
+            (q, ds, None)
         };
         if !ready {
             self.kernels
@@ -329,7 +350,7 @@ impl HipBackend {
         }
         for (format, mut parts) in pending {
             self.kernels
-                .matvec_q8_multi(&self.stream, format, &mut parts, k, q, ds, None)
+                .matvec_q8_multi(&self.stream, format, &mut parts, k, q, ds, None, scale)
                 .map_err(dev_err)?;
         }
         if !in_spare {
@@ -354,6 +375,10 @@ impl HipBackend {
         let (k, n) = (x.cols, out.cols);
         let mut scratch = self.q8();
         scratch.forget_if_written(&out.buf);
+        if scratch.spare_holds(&x.buf, k) {
+            // The input is in the spare slot, where the output would go.
+            return Ok(false);
+        }
         let ready = scratch.holds(&x.buf, k);
         let ((q, ds), spare) = scratch.main_and_spare(&self.device, k, n)?;
         if !ready {
@@ -375,11 +400,73 @@ impl HipBackend {
                 kind == GluKind::GeluTanh,
                 &mut out.buf,
                 spare,
+                None,
             )
             .map_err(dev_err)?;
         scratch.set_holder(&x.buf, k);
         if fused {
             scratch.set_spare_holder(&out.buf, n);
+        }
+        Ok(fused)
+    }
+
+    /// `matmul_add_rms_norm` as one launch whose store does the residual
+    /// add and the norm without its factor (`Kernels::matvec_q8_add_norm`):
+    /// `out`'s 8-bit row into the spare slot, marked deferred, for the
+    /// mat-vecs that read it next; `out`'s f32 values are not written.
+    /// Ok(false), having launched nothing but perhaps `a`'s quantization,
+    /// where no such kernel serves `w`.
+    #[allow(clippy::too_many_arguments)]
+    fn matvec_add_norm_q8(
+        &self,
+        w: &HipWeight,
+        a: &HipTensor,
+        y: &mut HipTensor,
+        x: &mut HipTensor,
+        weight: Option<&HipWeight>,
+        eps: f32,
+        out: &mut HipTensor,
+    ) -> Result<bool> {
+        let (k, n) = (a.cols, w.rows());
+        let Some(norm_w) = self.norm_args("matmul_add_rms_norm", x, weight, n, out)? else {
+            return Ok(false);
+        };
+        let mut scratch = self.q8();
+        if scratch.spare_holds(&a.buf, k) {
+            // The input is in the spare slot, where the output would go.
+            return Ok(false);
+        }
+        for written in [&y.buf, &x.buf, &out.buf] {
+            scratch.forget_if_written(written);
+        }
+        let ready = scratch.holds(&a.buf, k);
+        let ((q, ds), spare, partials) = scratch.main_spare_partials(&self.device, k, n)?;
+        if !ready {
+            self.kernels
+                .quantize_q8(&self.stream, &a.buf, k, q, ds)
+                .map_err(dev_err)?;
+        }
+        let fused = self
+            .kernels
+            .matvec_q8_add_norm(
+                &self.stream,
+                w.format,
+                &w.data,
+                n,
+                k,
+                q,
+                ds,
+                None,
+                &mut y.buf,
+                &mut x.buf,
+                norm_w,
+                spare,
+                partials,
+            )
+            .map_err(dev_err)?;
+        scratch.set_holder(&a.buf, k);
+        if fused {
+            scratch.set_spare_deferred(&out.buf, n, eps);
         }
         Ok(fused)
     }
@@ -729,6 +816,16 @@ impl Backend for HipBackend {
         if self.takes_matvec_q8(w, x) {
             return self.matvec_q8(w, x, out);
         }
+        {
+            let scratch = self.q8();
+            if scratch.spare_is_deferred() && scratch.spare_holds(&x.buf, x.cols) {
+                return Err(BackendError::Device(format!(
+                    "matmul: {}'s input is a normalized row that was never written \
+                     (ROCMFORGE_GPU_NORM_FUSE: its readers must take the 8-bit mat-vec)",
+                    w.name
+                )));
+            }
+        }
         self.kernels
             .matmul(
                 &self.stream,
@@ -855,6 +952,16 @@ impl Backend for HipBackend {
         out: &mut HipTensor,
     ) -> Result<()> {
         let n = w.rows();
+        let fusable = self.norm_fuse.load(std::sync::atomic::Ordering::Relaxed)
+            && weight.is_some()
+            && self.takes_matvec_q8(w, a)
+            && w.cols() == a.cols
+            && (y.rows, y.cols) == (1, n)
+            && (x.rows, x.cols) == (1, n)
+            && self.emits_q8(out, n);
+        if fusable && self.matvec_add_norm_q8(w, a, y, x, weight, eps, out)? {
+            return Ok(());
+        }
         let one_launch = self.norm_tail.load(std::sync::atomic::Ordering::Relaxed)
             && weight.is_some()
             && self.takes_matvec_q8(w, a)
@@ -894,7 +1001,16 @@ impl Backend for HipBackend {
             y: &mut y.buf,
         };
         self.kernels
-            .matvec_q8_multi(&self.stream, w.format, &mut [part], k, q, ds, Some(tail))
+            .matvec_q8_multi(
+                &self.stream,
+                w.format,
+                &mut [part],
+                k,
+                q,
+                ds,
+                Some(tail),
+                None,
+            )
             .map_err(dev_err)?;
         scratch.set_holder(&out.buf, n);
         Ok(())

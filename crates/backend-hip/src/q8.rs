@@ -14,7 +14,7 @@
 
 use backend_core::Result;
 use gpu_runtime::{Device, DeviceBuffer};
-use hip_kernels::Q8Out;
+use hip_kernels::{ActScale, Q8Out};
 
 use crate::dev_err;
 
@@ -60,6 +60,12 @@ impl Slot {
 pub(crate) struct Q8Scratch {
     main: Slot,
     spare: Slot,
+    /// `(row length, eps)` when the spare slot's row lacks its RMS norm's
+    /// factor (written by the mat-vec with the residual add and norm in its
+    /// store), whose partial sums of x² are in `partials`.
+    spare_deferred: Option<(usize, f32)>,
+    /// Those partial sums, one per 32 values, grown to the longest row.
+    partials: Option<DeviceBuffer<f32>>,
     /// How many times buffers were replaced by larger ones (recorded
     /// launches pointing into old ones are stale).
     generation: u64,
@@ -90,6 +96,15 @@ impl Q8Scratch {
     /// `x`.
     pub(crate) fn set_spare_holder(&mut self, x: &DeviceBuffer<f32>, k: usize) {
         self.spare.holder = Some((x.device_ptr(), k));
+        self.spare_deferred = None;
+    }
+
+    /// As [`Q8Scratch::set_spare_holder`] for a row written without its
+    /// RMS norm's factor (`eps`), whose partial sums of x² are in the
+    /// scratch's partials.
+    pub(crate) fn set_spare_deferred(&mut self, x: &DeviceBuffer<f32>, k: usize, eps: f32) {
+        self.spare.holder = Some((x.device_ptr(), k));
+        self.spare_deferred = Some((k, eps));
     }
 
     /// Forget whose row either slot holds if it is `written` (an op's output).
@@ -98,6 +113,9 @@ impl Q8Scratch {
             if slot.holder.is_some_and(|(p, _)| p == written.device_ptr()) {
                 slot.holder = None;
             }
+        }
+        if self.spare.holder.is_none() {
+            self.spare_deferred = None;
         }
     }
 
@@ -110,6 +128,7 @@ impl Q8Scratch {
     pub(crate) fn forget(&mut self) {
         self.main.holder = None;
         self.spare.holder = None;
+        self.spare_deferred = None;
     }
 
     /// The main buffers, grown to hold a row of `k` values (which forgets
@@ -126,11 +145,27 @@ impl Q8Scratch {
     }
 
     /// The spare buffers, which must hold a row (see
-    /// [`Q8Scratch::spare_holds`]).
-    pub(crate) fn spare_buffers(
+    /// [`Q8Scratch::spare_holds`]), and the row's deferred norm factor if it
+    /// has one.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn spare_input(
         &mut self,
-    ) -> Result<(&mut DeviceBuffer<u32>, &mut DeviceBuffer<f32>)> {
-        self.spare.buffers()
+    ) -> Result<(
+        &mut DeviceBuffer<u32>,
+        &mut DeviceBuffer<f32>,
+        Option<ActScale<'_>>,
+    )> {
+        let scale = match (self.spare_deferred, self.partials.as_ref()) {
+            (Some((n, eps)), Some(partials)) => Some(ActScale { partials, n, eps }),
+            _ => None,
+        };
+        let (q, ds) = self.spare.buffers()?;
+        Ok((q, ds, scale))
+    }
+
+    /// Whether the spare slot's row lacks its norm's factor.
+    pub(crate) fn spare_is_deferred(&self) -> bool {
+        self.spare_deferred.is_some()
     }
 
     /// The main buffers (a row of `k` values) and the spare ones as a
@@ -148,6 +183,37 @@ impl Q8Scratch {
         let main = self.main.buffers()?;
         let (q, ds) = self.spare.buffers()?;
         Ok((main, Q8Out { q, ds }))
+    }
+
+    /// As [`Q8Scratch::main_and_spare`], and the partial sums' buffer grown
+    /// to a row of `n` values (the residual add + norm mat-vec's outputs).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn main_spare_partials(
+        &mut self,
+        device: &std::sync::Arc<Device>,
+        k: usize,
+        n: usize,
+    ) -> Result<(
+        (&mut DeviceBuffer<u32>, &mut DeviceBuffer<f32>),
+        Q8Out<'_>,
+        &mut DeviceBuffer<f32>,
+    )> {
+        if self.partials.as_ref().is_none_or(|p| p.len() < n / 32) {
+            if self.partials.take().is_some() {
+                self.generation += 1;
+            }
+            self.partials = Some(DeviceBuffer::alloc(device, n / 32).map_err(dev_err)?);
+        }
+        let grown_main = self.main.grow(device, k)?;
+        let grown_spare = self.spare.grow(device, n)?;
+        self.generation += u64::from(grown_main) + u64::from(grown_spare);
+        let main = self.main.buffers()?;
+        let (q, ds) = self.spare.buffers()?;
+        let partials = self
+            .partials
+            .as_mut()
+            .ok_or_else(|| backend_core::BackendError::Device("norm partials missing".into()))?;
+        Ok((main, Q8Out { q, ds }, partials))
     }
 
     /// The main buffers as a kernel's 8-bit output for a row of `k` values.

@@ -1314,6 +1314,53 @@ fn project_norm_case<B: Backend>(
     ]
 }
 
+/// The output projection with the residual add and the next norm in its
+/// store, the norm's factor deferred to the mat-vec that reads the row
+/// (`HipBackend::set_norm_fuse`), against the separate ops: the residual
+/// row equal to the bit, the next mat-vec within rounding, for the formats
+/// with such a store (Q4_0, Q8_0, Q4_K; Q6_K falls back) and readers in
+/// every 8-bit format whose kernels apply the factor; one and two waves per
+/// row (K 512 / 4096); run repeatedly.
+#[test]
+fn deferred_norm_equals_the_separate_ops() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(0xdef0);
+    for (k, n) in [(512usize, 96usize), (4096, 4096)] {
+        let a = rng.vec(k, 1.0);
+        let x0 = rng.vec(n, 2.0);
+        let norm_w = rng.vec(n, 1.0);
+        let w2v = rng.vec(64 * n, 1.0);
+        let nb = f32_bytes(&norm_w);
+        for ty in MATVEC_Q8_TYPES {
+            let Some(bytes) = quantized(ty, &rng.vec(n * k, 1.0)) else {
+                continue;
+            };
+            for ty2 in MATVEC_Q8_TYPES {
+                if !n.is_multiple_of(ty2.block_size()) {
+                    continue;
+                }
+                let Some(b2) = quantized(ty2, &w2v) else {
+                    continue;
+                };
+                let name = format!("deferred norm {} {n}x{k}, then {}", ty.name(), ty2.name());
+                let weights = [
+                    view("w", ty, k, n, &bytes),
+                    view("w2", ty2, n, 64, &b2),
+                    view("n", GgmlType::F32, n, 1, &nb),
+                ];
+                let apart = project_norm_case(g, &weights, &a, &x0, false);
+                g.set_norm_fuse(true);
+                for rep in 0..3 {
+                    let got = project_norm_case(g, &weights, &a, &x0, true);
+                    assert_eq!(got[0], apart[0], "{name}: residual row, run {rep}");
+                    assert_close(&format!("{name} W2·h vs apart"), &got[2], &apart[2], 1e-2);
+                }
+                g.set_norm_fuse(false);
+            }
+        }
+    }
+}
+
 /// The output projection with the residual add and the next norm in one
 /// launch (the mat-vec's last block does the norm) equals the separate
 /// ops on the GPU and the CPU: every 8-bit mat-vec format, a short row

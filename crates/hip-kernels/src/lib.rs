@@ -27,7 +27,7 @@ use gpu_runtime::{
     rtc::Compiler, Device, DeviceBuffer, Function, KernelArgs, LaunchConfig, Module, Result,
     RuntimeError, Stream, Vendor,
 };
-pub use matvec::{matvec_q8_supports, MatvecPart, NormTail, Q8Out, MATVEC_MAX_PARTS};
+pub use matvec::{matvec_q8_supports, ActScale, MatvecPart, NormTail, Q8Out, MATVEC_MAX_PARTS};
 pub use sample::{SampleParams, SAMPLE_MAX_K};
 
 mod prebuilt {
@@ -1720,12 +1720,16 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                 // Each with its norm-tail twin (`matvec_q8_multi`).
                 .flat_map(|s| [s.to_string(), format!("{s}_tail")]),
             )
-            // The gate/up/GLU twins (`matvec_q8_glu`).
+            // The gate/up/GLU twins (`matvec_q8_glu`) and the residual-add +
+            // norm ones (`matvec_q8_add_norm`).
             .chain(
                 [
                     "matvec_q4_k_rows4_glu",
                     "matvec_q4_0_direct4_glu",
                     "matvec_q8_0_direct4_glu",
+                    "matvec_q4_k_rows4_addnorm",
+                    "matvec_q4_0_direct4_addnorm",
+                    "matvec_q8_0_direct4_addnorm",
                 ]
                 .iter()
                 .map(|s| s.to_string()),

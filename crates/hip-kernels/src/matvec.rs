@@ -67,6 +67,42 @@ pub struct NormTail<'a> {
     pub counter: &'a DeviceBuffer<u32>,
 }
 
+/// The deferred norm factor of an activation row written by
+/// [`Kernels::matvec_q8_add_norm`] (its 8-bit form lacks the factor
+/// 1 / sqrt(mean(x²) + eps)): every mat-vec that reads the row multiplies
+/// its results by the factor, computed from the partial sums.
+#[derive(Clone, Copy)]
+pub struct ActScale<'a> {
+    /// Partial sums of x², one per 32 values of the row.
+    pub partials: &'a DeviceBuffer<f32>,
+    /// The row's length (a multiple of 32).
+    pub n: usize,
+    /// The norm's epsilon.
+    pub eps: f32,
+}
+
+impl ActScale<'_> {
+    /// The kernel arguments (pointer, count of partials, eps) after checks;
+    /// none: a null pointer.
+    fn args(scale: Option<&Self>, k: usize, args: KernelArgs) -> Result<KernelArgs> {
+        Ok(match scale {
+            None => args.ptr(0).i32(0).f32(0.0),
+            Some(s) => {
+                if s.n != k || !k.is_multiple_of(32) {
+                    return Err(invalid(format!(
+                        "matvec_q8: a deferred norm factor for {} values on a row of {k}",
+                        s.n
+                    )));
+                }
+                need("norm partial sums", s.partials.len(), k / 32)?;
+                args.ptr(s.partials.device_ptr())
+                    .i32(to_i32("partials", k / 32)?)
+                    .f32(s.eps)
+            }
+        })
+    }
+}
+
 /// Whether [`Kernels::matvec_q8`] handles weights in `format` with rows of
 /// `k` values.
 pub fn matvec_q8_supports(format: GpuFormat, k: usize) -> bool {
@@ -134,6 +170,7 @@ impl Kernels {
             q,
             ds,
             None,
+            None,
         )
     }
 
@@ -153,6 +190,7 @@ impl Kernels {
         q: &DeviceBuffer<u32>,
         ds: &DeviceBuffer<f32>,
         tail: Option<NormTail<'_>>,
+        scale: Option<ActScale<'_>>,
     ) -> Result<()> {
         if parts.is_empty() || parts.len() > MATVEC_MAX_PARTS {
             return Err(invalid(format!(
@@ -237,12 +275,13 @@ impl Kernels {
         for i in 0..MATVEC_MAX_PARTS {
             args = args.ptr(slot(i).y.device_ptr());
         }
-        let mut args = args
+        let args = args
             .i32(to_i32("row bytes", row_bytes)?)
             .i32(to_i32("k", k)?)
             .ptr(q.device_ptr())
             .ptr(ds.device_ptr())
             .i32(plan.wpr as i32);
+        let mut args = ActScale::args(scale.as_ref(), k, args)?;
         let kernel = match &tail {
             None => self.f(plan.kernel)?,
             Some(t) => {
@@ -291,6 +330,7 @@ impl Kernels {
         gelu: bool,
         out: &mut DeviceBuffer<f32>,
         q8: Q8Out<'_>,
+        scale: Option<ActScale<'_>>,
     ) -> Result<bool> {
         let wave = self.device().props().wave_size.max(1) as usize;
         if self.matvec_wpr > 1
@@ -351,7 +391,8 @@ impl Kernels {
             .i32(to_i32("k", k)?)
             .ptr(q.device_ptr())
             .ptr(ds.device_ptr())
-            .i32(1)
+            .i32(1);
+        let args = ActScale::args(scale.as_ref(), k, args)?
             .i32(i32::from(gelu))
             .ptr(oq)
             .ptr(ods);
@@ -361,6 +402,103 @@ impl Kernels {
         // one wave per row group (wpr = 1) and 32 outputs per block, as the
         // kernel's store assumes (n a multiple of 32).
         unsafe { self.f(glu_kernel)?.launch(stream, cfg, &args)? };
+        Ok(true)
+    }
+
+    /// A decode step's output (or down) projection with the residual add
+    /// and the next RMS norm in its store, one launch: `y = W · a` (`n` rows
+    /// of `k` values in `format`; `q`/`ds` is `a`'s 8-bit row, `scale` its
+    /// deferred norm factor if it has one), `x += y`, and into `q8` the
+    /// 8-bit form of `x · norm_w` *without* the norm's factor, with one
+    /// partial sum of x² per 32 rows into `partials` (the mat-vecs that
+    /// read the row take [`ActScale`] over them). The normalized f32 row is
+    /// not written. Blocks of 32 rows (`matvec_*_addnorm`, the four-row
+    /// kernels: Q4_K, Q4_0, Q8_0); returns `Ok(false)`, launching nothing,
+    /// for other formats and shapes (`n` not a multiple of 32, blocks over
+    /// 1024 threads).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matvec_q8_add_norm(
+        &self,
+        stream: &Stream,
+        format: GpuFormat,
+        w: &DeviceBuffer<u8>,
+        n: usize,
+        k: usize,
+        q: &DeviceBuffer<u32>,
+        ds: &DeviceBuffer<f32>,
+        scale: Option<ActScale<'_>>,
+        y: &mut DeviceBuffer<f32>,
+        x: &mut DeviceBuffer<f32>,
+        norm_w: &DeviceBuffer<f32>,
+        q8: Q8Out<'_>,
+        partials: &mut DeviceBuffer<f32>,
+    ) -> Result<bool> {
+        let wave = self.device().props().wave_size.max(1) as usize;
+        if n == 0 || !n.is_multiple_of(32) || !matvec_q8_supports(format, k) {
+            return Ok(false);
+        }
+        let row_bytes = format
+            .row_bytes(k)
+            .ok_or_else(|| invalid(format!("matvec_q8_add_norm: row of {k} in {format:?}")))?;
+        let wide = !self.narrow_matvec && w.device_ptr().is_multiple_of(16);
+        let plan = self.matvec_plan(format, k, n, row_bytes, wave, wide, ds.device_ptr());
+        let kernel = match plan.kernel {
+            "matvec_q4_k_rows4" => "matvec_q4_k_rows4_addnorm",
+            "matvec_q4_0_direct4" => "matvec_q4_0_direct4_addnorm",
+            "matvec_q8_0_direct4" => "matvec_q8_0_direct4_addnorm",
+            _ => return Ok(false),
+        };
+        // 32 rows a block: 8 row groups of four, each of wpr waves (at most
+        // two: 512 threads of up to 128 registers).
+        let wpr = plan.wpr.clamp(1, 2);
+        let threads = 8 * wpr * wave;
+        if threads > 1024 {
+            return Ok(false);
+        }
+        need("matvec values", q.len(), k / 4)?;
+        need("matvec scales", ds.len(), k / 16)?;
+        if !q.device_ptr().is_multiple_of(16) || !ds.device_ptr().is_multiple_of(8) {
+            return Err(invalid("matvec_q8_add_norm: misaligned activations".into()));
+        }
+        need("matvec weight", w.len(), n * row_bytes)?;
+        need("matvec output", y.len(), n)?;
+        need("residual", x.len(), n)?;
+        need("norm weights", norm_w.len(), n)?;
+        need("norm partial sums", partials.len(), n / 32)?;
+        let (oq, ods) = q8.check("matvec_q8_add_norm", n)?;
+        let cfg = LaunchConfig {
+            grid: (blocks(n, 32)?, 1, 1),
+            block: (threads as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let rows = to_i32("rows", n)?;
+        let args = KernelArgs::new()
+            .ptr(w.device_ptr())
+            .ptr(w.device_ptr())
+            .ptr(w.device_ptr())
+            .i32(rows)
+            .i32(0)
+            .i32(0)
+            .ptr(y.device_ptr())
+            .ptr(y.device_ptr())
+            .ptr(y.device_ptr())
+            .i32(to_i32("row bytes", row_bytes)?)
+            .i32(to_i32("k", k)?)
+            .ptr(q.device_ptr())
+            .ptr(ds.device_ptr())
+            .i32(wpr as i32);
+        let args = ActScale::args(scale.as_ref(), k, args)?
+            .ptr(x.device_ptr())
+            .ptr(norm_w.device_ptr())
+            .ptr(oq)
+            .ptr(ods)
+            .ptr(partials.device_ptr());
+        // SAFETY: matches RF_MV_ARGS + RF_MV_ADDNORM_ARGS of the `_addnorm`
+        // kernels: the weight holds n rows of row_bytes, the activations k
+        // values, y, x and the norm weights n values, the 8-bit output n
+        // values and `partials` n / 32 (all checked above); blocks of 32
+        // rows (n a multiple of 32), as the kernel's store assumes.
+        unsafe { self.f(kernel)?.launch(stream, cfg, &args)? };
         Ok(true)
     }
 
