@@ -776,6 +776,7 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
 
 RF_MV_ENTRIES_SYNCED(q6_k_staged, rf_q6_k_staged<1>)
 RF_MV_ENTRIES_SYNCED(q6_k_staged2, rf_q6_k_staged<2>)
+RF_MV_ENTRIES_SYNCED(q6_k_staged4, rf_q6_k_staged<4>)
 
 // Q4_K, one sub-block pair per lane: the four lanes of a super-block each
 // take pair p = lane % 4 (the 32 nibble bytes at 16 + 32p: low nibbles are

@@ -79,8 +79,9 @@ pub struct Kernels {
     /// (a half sub-block pair per lane) and the in-place Q4_0/Q8_0 ones
     /// instead of the pair-per-lane and staged kernels (for comparisons).
     matvec_v1: bool,
-    /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K mat-vec and
-    /// (1 or 2) of the staged Q4_0/Q8_0/Q6_K ones (0: the defaults, 4 and 2).
+    /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K and in-place
+    /// Q4_0/Q8_0 mat-vecs (2 or 4), of the staged Q4_0/Q8_0 ones (1 or 2) and
+    /// of the staged Q6_K one (1, 2 or 4) (0: the defaults, 4 and 2).
     matvec_rows: usize,
     /// `ROCMFORGE_GPU_LEGACY_STAGED=1`: Q4_0/Q8_0 decode mat-vecs staged
     /// through shared memory (`matvec_q4_0/q8_0_staged*`) instead of read in
@@ -1715,6 +1716,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                     "matvec_q6_k",
                     "matvec_q6_k_staged",
                     "matvec_q6_k_staged2",
+                    "matvec_q6_k_staged4",
                 ]
                 .iter()
                 // Each with its norm-tail twin (`matvec_q8_multi`).

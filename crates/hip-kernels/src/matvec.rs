@@ -524,7 +524,8 @@ impl Kernels {
         let by_rows = |rows: usize| (2048 / n.div_ceil(rows).max(1)).max(1);
         let v2 = wide && !self.matvec_v1;
         let staged = v2 && k.is_multiple_of(256) && row_bytes.is_multiple_of(16);
-        // Rows per wave of the staged kernels (one or two).
+        // Rows per wave of the staged kernels (one or two; Q6_K four with
+        // `ROCMFORGE_GPU_MV_ROWS=4`).
         let staged_rows = if self.matvec_rows == 1 { 1 } else { 2 };
         match format {
             // Four rows per wave by default: with the weights requested
@@ -588,12 +589,16 @@ impl Kernels {
                 }
             }
             GpuFormat::Q6K if v2 && k.is_multiple_of(2048) && row_bytes.is_multiple_of(16) => {
-                let rows = staged_rows;
+                let rows = if self.matvec_rows == 4 {
+                    4
+                } else {
+                    staged_rows
+                };
                 MatvecPlan {
-                    kernel: if rows == 2 {
-                        "matvec_q6_k_staged2"
-                    } else {
-                        "matvec_q6_k_staged"
+                    kernel: match rows {
+                        4 => "matvec_q6_k_staged4",
+                        2 => "matvec_q6_k_staged2",
+                        _ => "matvec_q6_k_staged",
                     },
                     // One wave per 2048-value tile.
                     wpr: waves_per_row(k / 2048, by_rows(rows)),
