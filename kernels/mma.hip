@@ -331,6 +331,27 @@ extern "C" __global__ void __launch_bounds__(256)
     rf_gemm_f16_tn<2>(A, B, M, N, K, C);
 }
 
+// The A and B fragments of k16 sub-step ks of a stage (A tile at `as`, B
+// tile at `bs`, rows of LD halves) for this lane's ldmatrix rows: MT
+// ldmatrix.x4 of A (a[i]: m16 x k16) and NT / 2 of B (each two n8 x k16
+// fragments, b[2j] and b[2j + 1]).
+template <int MT, int NT, int LD>
+RF_DEVICE void rf_gemm_frags(u32 (*a)[4], u32 (*b)[2], u32 as, u32 bs, int a_row, int a_col,
+                             int b_row, int b_col, int ks) {
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+        rf_ldmatrix_x4(a[i], as + ((a_row + i * 16) * LD + ks * 16 + a_col) * 2);
+#pragma unroll
+    for (int j = 0; j < NT / 2; j++) {
+        u32 r[4];
+        rf_ldmatrix_x4(r, bs + ((b_row + j * 16) * LD + ks * 16 + b_col) * 2);
+        b[2 * j][0] = r[0];
+        b[2 * j][1] = r[1];
+        b[2 * j + 1][0] = r[2];
+        b[2 * j + 1][1] = r[3];
+    }
+}
+
 // ---- The same GEMM with a deeper pipeline ---------------------------------
 //
 // ST stages of the A and B tiles in dynamic shared memory (ST * 20 KiB for
@@ -354,7 +375,24 @@ extern "C" __global__ void __launch_bounds__(256)
 // 144 bytes, 20 or 36 words, so the eight 16-byte rows of an ldmatrix matrix
 // start at banks 20 r % 32 = 0, 20, 8, 28, 16, 4, 24, 12 or 36 r % 32 =
 // 0, 4, ..., 28: eight distinct groups of four banks, no conflict.
-template <int MT, int NT, int ST, int BK = RF_GK>
+//
+// PF (gemm_f16_tn_k64_s3_pf, gemm_f16_tn_m64_k64_s3_pf; ROCMFORGE_GPU_GEMM_PF=1):
+// the fragments are double-buffered in registers so that no mma waits for
+// the ldmatrix that feeds it. Without PF every k-step starts with the
+// barrier and then its first ldmatrix, with no mma to issue meanwhile. With
+// PF sub-step ks loads the fragments of sub-step ks + 1 into the other
+// buffer before its mma; the last sub-step of k-step kt first waits for the
+// stage of kt + 1 and passes the barrier, then loads kt + 1's first
+// fragments, so its mma (operands already in registers) covers those loads.
+// That barrier follows every wave's last ldmatrix of kt's stage (issued one
+// sub-step earlier), so kt's stage is refilled after it, with k-step
+// kt + ST: the prologue fills all ST stages, and the copies of
+// kt + 2 .. kt + ST - 1 stay in flight across the barrier as those of
+// kt + 1 .. kt + ST - 1 do without PF. The copies are issued after the last
+// mma rather than before it: there the fragments of one buffer are dead,
+// and the copy addresses fit in 128 registers without spilling (issued
+// before the mma, 8 bytes spilled at 128).
+template <int MT, int NT, int ST, int BK = RF_GK, bool PF = false>
 RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restrict__ B, int M,
                                    int N, int K, float* __restrict__ C) {
     extern __shared__ __align__(16) u16 rf_gemm_smem[];
@@ -388,8 +426,11 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
     // kb .. kb + nk - 1 and adds its sums to C, which the launcher zeroed;
     // with two adds to zero the result does not depend on their order.
     const int nk = K / BK / gridDim.z, kb = blockIdx.z * nk;
+    // Stages filled before the first k-step: all but the one refilled at
+    // the first barrier, all of them with PF (refilled after their reads).
+    constexpr int PRO = PF ? ST : ST - 1;
 #pragma unroll
-    for (int s = 0; s < ST - 1; s++) {
+    for (int s = 0; s < PRO; s++) {
         const u32 st = base + (u32)(s * STAGE_BYTES);
         if (s < nk)
             rf_gemm_stage<MT, NT, BK>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + s, tid);
@@ -398,37 +439,77 @@ RF_DEVICE void rf_gemm_f16_tn_deep(const u16* __restrict__ A, const u16* __restr
     // ldmatrix row addresses of this lane (relative to a stage), as in rf_gemm_f16_tn.
     const int a_row = wm * (16 * MT) + ((lane >> 3) & 1) * 8 + (lane & 7), a_col = (lane >> 4) * 8;
     const int b_row = wn * (8 * NT) + (lane >> 4) * 8 + (lane & 7), b_col = ((lane >> 3) & 1) * 8;
-    for (int kt = 0; kt < nk; kt++) {
-        // Groups 0..kt complete (ST - 2 younger ones may still be in flight),
-        // and every thread is past k-step kt - 1, whose stage is refilled.
-        asm volatile("cp.async.wait_group %0;" ::"n"(ST - 2));
+    if (PF) {
+        constexpr int S = BK / 16;  // k16 sub-steps per k-step
+        static_assert(S % 2 == 0, "sub-step 0 of every k-step in buffer 0");
+        // Fragment buffers: sub-step ks in buffer ks % 2 (indices known at
+        // compile time once the sub-step loop is unrolled: registers).
+        u32 a[2][MT][4], b[2][NT][2];
+        // Group 0 (k-step 0) complete: all but the ST - 1 younger ones; the
+        // barrier makes every thread's copies of it visible.
+        asm volatile("cp.async.wait_group %0;" ::"n"(ST - 1));
         __syncthreads();
-        const int kn = kt + ST - 1;
-        if (kn < nk) {
-            const u32 st = base + (u32)((kn % ST) * STAGE_BYTES);
-            rf_gemm_stage<MT, NT, BK>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + kn, tid);
-        }
-        asm volatile("cp.async.commit_group;");
-        const u32 as = base + (u32)((kt % ST) * STAGE_BYTES), bs = as + A_BYTES;
+        rf_gemm_frags<MT, NT, LD>(a[0], b[0], base, base + A_BYTES, a_row, a_col, b_row, b_col,
+                                  0);
+        for (int kt = 0; kt < nk; kt++) {
+            const u32 as = base + (u32)((kt % ST) * STAGE_BYTES);
 #pragma unroll
-        for (int ks = 0; ks < BK / 16; ks++) {
-            u32 a[MT][4], b[NT][2];
+            for (int ks = 0; ks < S; ks++) {
+                if (ks + 1 < S) {
+                    rf_gemm_frags<MT, NT, LD>(a[(ks + 1) & 1], b[(ks + 1) & 1], as, as + A_BYTES,
+                                              a_row, a_col, b_row, b_col, ks + 1);
+                } else {
+                    // Groups 0..kt + 1 complete (ST + kt committed, ST - 2
+                    // younger ones may be in flight), and every thread's
+                    // copies of kt + 1 visible past the barrier.
+                    asm volatile("cp.async.wait_group %0;" ::"n"(ST - 2));
+                    __syncthreads();
+                    if (kt + 1 < nk) {
+                        const u32 an = base + (u32)(((kt + 1) % ST) * STAGE_BYTES);
+                        rf_gemm_frags<MT, NT, LD>(a[0], b[0], an, an + A_BYTES, a_row, a_col,
+                                                  b_row, b_col, 0);
+                    }
+                }
 #pragma unroll
-            for (int i = 0; i < MT; i++)
-                rf_ldmatrix_x4(a[i], as + ((a_row + i * 16) * LD + ks * 16 + a_col) * 2);
+                for (int i = 0; i < MT; i++)
 #pragma unroll
-            for (int j = 0; j < NT / 2; j++) {
-                u32 r[4];
-                rf_ldmatrix_x4(r, bs + ((b_row + j * 16) * LD + ks * 16 + b_col) * 2);
-                b[2 * j][0] = r[0];
-                b[2 * j][1] = r[1];
-                b[2 * j + 1][0] = r[2];
-                b[2 * j + 1][1] = r[3];
+                    for (int j = 0; j < NT; j++)
+                        rf_mma_16x8x16(acc[i][j], a[ks & 1][i], b[ks & 1][j]);
             }
+            {
+                // Every wave issued all its ldmatrix of kt's stage before
+                // the barrier above (the last one a sub-step before it), so
+                // that stage takes k-step kt + ST. The group is committed
+                // even when empty, to keep the count of the waits.
+                const int kn = kt + ST;
+                if (kn < nk)
+                    rf_gemm_stage<MT, NT, BK>(as, as + A_BYTES, A, B, M, N, K, m0, n0, kb + kn,
+                                              tid);
+                asm volatile("cp.async.commit_group;");
+            }
+        }
+    } else {
+        for (int kt = 0; kt < nk; kt++) {
+            // Groups 0..kt complete (ST - 2 younger ones may still be in flight),
+            // and every thread is past k-step kt - 1, whose stage is refilled.
+            asm volatile("cp.async.wait_group %0;" ::"n"(ST - 2));
+            __syncthreads();
+            const int kn = kt + ST - 1;
+            if (kn < nk) {
+                const u32 st = base + (u32)((kn % ST) * STAGE_BYTES);
+                rf_gemm_stage<MT, NT, BK>(st, st + A_BYTES, A, B, M, N, K, m0, n0, kb + kn, tid);
+            }
+            asm volatile("cp.async.commit_group;");
+            const u32 as = base + (u32)((kt % ST) * STAGE_BYTES), bs = as + A_BYTES;
 #pragma unroll
-            for (int i = 0; i < MT; i++)
+            for (int ks = 0; ks < BK / 16; ks++) {
+                u32 a[MT][4], b[NT][2];
+                rf_gemm_frags<MT, NT, LD>(a, b, as, bs, a_row, a_col, b_row, b_col, ks);
 #pragma unroll
-                for (int j = 0; j < NT; j++) rf_mma_16x8x16(acc[i][j], a[i], b[j]);
+                for (int i = 0; i < MT; i++)
+#pragma unroll
+                    for (int j = 0; j < NT; j++) rf_mma_16x8x16(acc[i][j], a[i], b[j]);
+            }
         }
     }
     asm volatile("cp.async.wait_group 0;");
@@ -470,6 +551,18 @@ RF_GEMM_DEEP_KERNEL(gemm_f16_tn_n256_s3, __launch_bounds__(256, 1), 4, 8, 3)
 // (ROCMFORGE_GPU_GEMM_K64=1, K a multiple of 64).
 RF_GEMM_DEEP_KERNEL_BK(gemm_f16_tn_k64_s3, __launch_bounds__(256), 4, 4, 3, 64)
 RF_GEMM_DEEP_KERNEL_BK(gemm_f16_tn_m64_k64_s3, __launch_bounds__(256), 2, 4, 3, 64)
+// The same with double-buffered fragments (PF above; ROCMFORGE_GPU_GEMM_PF=1),
+// the same shared memory. 128-token tiles at most 128 registers (2 blocks
+// of 256 threads per multiprocessor, as their shared memory allows; NVRTC
+// sm_90 would take 141 unbounded); the 64-token ones need fewer anyway.
+#define RF_GEMM_DEEP_KERNEL_PF(name, bounds, MT, NT, ST, BK)                                     \
+    extern "C" __global__ void bounds name(const u16* __restrict__ A, const u16* __restrict__ B, \
+                                           int M, int N, int K, float* __restrict__ C) {         \
+        RF_GRID_SYNC();                                                                          \
+        rf_gemm_f16_tn_deep<MT, NT, ST, BK, true>(A, B, M, N, K, C);                             \
+    }
+RF_GEMM_DEEP_KERNEL_PF(gemm_f16_tn_k64_s3_pf, __launch_bounds__(256, 2), 4, 4, 3, 64)
+RF_GEMM_DEEP_KERNEL_PF(gemm_f16_tn_m64_k64_s3_pf, __launch_bounds__(256), 2, 4, 3, 64)
 // ---- Prompt attention on the matrix units --------------------------------
 //
 // attention_mma_h<HD>: causal attention of many query rows (a prompt) with
@@ -752,6 +845,9 @@ extern "C" __global__ void gemm_f16_tn_m64_s4(const u16*, const u16*, int, int, 
 extern "C" __global__ void gemm_f16_tn_n256_s3(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_k64_s3(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_m64_k64_s3(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_k64_s3_pf(const u16*, const u16*, int, int, int, float*) {}
+extern "C" __global__ void gemm_f16_tn_m64_k64_s3_pf(const u16*, const u16*, int, int, int,
+                                                     float*) {}
 extern "C" __global__ void attention_mma_h64(const float*, const float*, const float*, float*, int,
                                              int, int, int, int, float, int, float) {}
 extern "C" __global__ void attention_mma_h128(const float*, const float*, const float*, float*,

@@ -312,7 +312,9 @@ fn prompt_gemm_case(
 /// `matmul_every_type_decode_and_prefill` at 130 tokens another split
 /// m64 one); 1100 × 1240 × 320 the m64 one unsplit (10 × 18 blocks of 64
 /// tokens, 5 k-steps); 130 × 1000 × 288 (K not a multiple of 64) the
-/// k-step-of-32 `gemm_f16_tn_m64_s3` it falls back to.
+/// k-step-of-32 `gemm_f16_tn_m64_s3` it falls back to. With
+/// `ROCMFORGE_GPU_GEMM_PF=1` the same launches take the `_pf` twins of the
+/// k64 kernels (fragments double-buffered in registers).
 #[test]
 fn prompt_gemm_wide_tiles() {
     let Some(g) = gpu_with_mma() else { return };

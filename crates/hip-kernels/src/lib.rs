@@ -72,6 +72,13 @@ pub struct Kernels {
     /// variant of that kernel. False with other than three stages, or
     /// where the kernels' shared memory cannot be allowed.
     gemm_k64: bool,
+    /// `ROCMFORGE_GPU_GEMM_PF=1`: where a k-step-of-64 kernel would run, its
+    /// twin with double-buffered fragments (`GEMM_K64_PF_KERNELS`: the next
+    /// k16 sub-step's `ldmatrix` issued before this one's `mma`, the next
+    /// k-step's first ones across its barrier), for measurements; not yet
+    /// run on a GPU. False unless asked, without the k64 kernels, or where
+    /// its kernels' shared memory cannot be allowed.
+    gemm_pf: bool,
     /// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
     /// mat-vecs instead of the 16-byte-load ones (for comparisons).
     narrow_matvec: bool,
@@ -241,6 +248,13 @@ const GEMM_K64_KERNELS: [(&str, u32); 2] = [
     ("gemm_f16_tn_m64_k64_s3", 3 * (64 + 128) * 72 * 2),
 ];
 
+/// `GEMM_K64_KERNELS` with fragments double-buffered in registers
+/// (`rf_gemm_f16_tn_deep` with PF), the same shared memory.
+const GEMM_K64_PF_KERNELS: [(&str, u32); 2] = [
+    ("gemm_f16_tn_k64_s3_pf", GEMM_K64_KERNELS[0].1),
+    ("gemm_f16_tn_m64_k64_s3_pf", GEMM_K64_KERNELS[1].1),
+];
+
 /// `"NxK,NxK"` as (N, K) pairs; entries that do not parse are left out.
 fn parse_shapes(v: &str) -> Vec<(usize, usize)> {
     v.split(',')
@@ -381,6 +395,19 @@ impl Kernels {
         if k64_asked && !gemm_k64 {
             tracing::warn!("ROCMFORGE_GPU_GEMM_K64: the k64 GEMMs are not usable here; ignored");
         }
+        // Opt-in twins of the k64 kernels: only where those run, and both
+        // kernels' shared memory allowed.
+        let pf_asked = env_flag("ROCMFORGE_GPU_GEMM_PF");
+        let gemm_pf = pf_asked
+            && gemm_k64
+            && GEMM_K64_PF_KERNELS.iter().all(|(name, bytes)| {
+                functions
+                    .get(*name)
+                    .is_some_and(|f| f.allow_dynamic_shared(*bytes).is_ok())
+            });
+        if pf_asked && !gemm_pf {
+            tracing::warn!("ROCMFORGE_GPU_GEMM_PF: the k64 _pf GEMMs are not usable here; ignored");
+        }
         Ok(Kernels {
             device: device.clone(),
             functions,
@@ -391,6 +418,7 @@ impl Kernels {
             gemm_split_k: std::env::var("ROCMFORGE_GPU_GEMM_SPLITK").as_deref() != Ok("0"),
             gemm_n256,
             gemm_k64,
+            gemm_pf,
             narrow_matvec: env_flag("ROCMFORGE_GPU_NARROW_MATVEC"),
             matvec_v1: env_flag("ROCMFORGE_GPU_MATVEC_V1"),
             matvec_rows: match std::env::var("ROCMFORGE_GPU_MV_ROWS").as_deref() {
@@ -607,10 +635,13 @@ impl Kernels {
             (GEMM_TILE, GEMM_TILE)
         };
         // Opt-in k-steps of 64 (set only with three stages) where K allows
-        // them; the 128 × 256 tiles take precedence.
+        // them, their _pf twins with ROCMFORGE_GPU_GEMM_PF=1; the 128 × 256
+        // tiles take precedence.
         let k64 = self.gemm_k64 && !n256 && k.is_multiple_of(GEMM_K64_STEP);
         let k_step = if k64 { GEMM_K64_STEP } else { GEMM_K_STEP };
-        let deep = if k64 {
+        let deep = if k64 && self.gemm_pf {
+            GEMM_K64_PF_KERNELS
+        } else if k64 {
             GEMM_K64_KERNELS
         } else {
             gemm_deep_kernels(self.gemm_stages)
@@ -650,13 +681,13 @@ impl Kernels {
             .i32(to_i32("k", k)?)
             .ptr(y.device_ptr());
         // SAFETY: matches `gemm_f16_tn` (and its m64, deep-pipeline,
-        // 128 × 256 and k64 variants, same parameters): A = t×k and B = n×k
-        // halves (written above), C = t×n floats (checked by the caller;
-        // every variant skips rows and columns past t and n of its tiles);
-        // k a multiple of 32, and of 64 for the k64 ones (checked above);
-        // the deep ones get the dynamic shared memory they index (their
-        // limit raised when the kernels were loaded, the 128 × 256 and k64
-        // ones chosen only where that succeeded).
+        // 128 × 256, k64 and k64 _pf variants, same parameters): A = t×k and
+        // B = n×k halves (written above), C = t×n floats (checked by the
+        // caller; every variant skips rows and columns past t and n of its
+        // tiles); k a multiple of 32, and of 64 for the k64 and _pf ones
+        // (checked above); the deep ones get the dynamic shared memory they
+        // index (their limit raised when the kernels were loaded, the
+        // 128 × 256, k64 and _pf ones chosen only where that succeeded).
         unsafe { self.f(name)?.launch(stream, cfg, &args) }
     }
 
@@ -1658,6 +1689,8 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                     "gemm_f16_tn_n256_s3",
                     "gemm_f16_tn_k64_s3",
                     "gemm_f16_tn_m64_k64_s3",
+                    "gemm_f16_tn_k64_s3_pf",
+                    "gemm_f16_tn_m64_k64_s3_pf",
                     "attention_mma_h64",
                     "attention_mma_h128",
                 ]
