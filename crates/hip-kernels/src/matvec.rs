@@ -113,6 +113,22 @@ pub fn matvec_q8_supports(format: GpuFormat, k: usize) -> bool {
     }
 }
 
+/// The 8-bit activation row of a mat-vec launch (`op`): `q`/`ds` hold `k`
+/// values and are aligned as the kernels load them.
+fn check_activations(
+    op: &str,
+    q: &DeviceBuffer<u32>,
+    ds: &DeviceBuffer<f32>,
+    k: usize,
+) -> Result<()> {
+    need("matvec values", q.len(), k / 4)?;
+    need("matvec scales", ds.len(), k / 16)?;
+    if !q.device_ptr().is_multiple_of(16) || !ds.device_ptr().is_multiple_of(8) {
+        return Err(invalid(format!("{op}: misaligned activations")));
+    }
+    Ok(())
+}
+
 impl Kernels {
     /// Quantize one activation row of `k` values (a multiple of 32) to 8-bit
     /// blocks: `q` receives `k` signed bytes (`k / 4` words), `ds` the pairs
@@ -206,11 +222,7 @@ impl Kernels {
         let row_bytes = format
             .row_bytes(k)
             .ok_or_else(|| invalid(format!("matvec_q8: row of {k} in {format:?}")))?;
-        need("matvec values", q.len(), k / 4)?;
-        need("matvec scales", ds.len(), k / 16)?;
-        if !q.device_ptr().is_multiple_of(16) || !ds.device_ptr().is_multiple_of(8) {
-            return Err(invalid("matvec_q8: misaligned activations".into()));
-        }
+        check_activations("matvec_q8", q, ds, k)?;
         let mut wide = !self.narrow_matvec;
         for p in parts.iter() {
             need("matvec weight", p.w.len(), p.n * row_bytes)?;
@@ -357,11 +369,7 @@ impl Kernels {
         if plan.wpr != 1 {
             return Ok(false);
         }
-        need("matvec values", q.len(), k / 4)?;
-        need("matvec scales", ds.len(), k / 16)?;
-        if !q.device_ptr().is_multiple_of(16) || !ds.device_ptr().is_multiple_of(8) {
-            return Err(invalid("matvec_q8_glu: misaligned activations".into()));
-        }
+        check_activations("matvec_q8_glu", q, ds, k)?;
         need("gate weight", gate.len(), n * row_bytes)?;
         need("up weight", up.len(), n * row_bytes)?;
         need("glu output", out.len(), n)?;
