@@ -463,11 +463,7 @@ impl Kernels {
         if threads > 1024 {
             return Ok(false);
         }
-        need("matvec values", q.len(), k / 4)?;
-        need("matvec scales", ds.len(), k / 16)?;
-        if !q.device_ptr().is_multiple_of(16) || !ds.device_ptr().is_multiple_of(8) {
-            return Err(invalid("matvec_q8_add_norm: misaligned activations".into()));
-        }
+        check_activations("matvec_q8_add_norm", q, ds, k)?;
         need("matvec weight", w.len(), n * row_bytes)?;
         need("matvec output", y.len(), n)?;
         need("residual", x.len(), n)?;
