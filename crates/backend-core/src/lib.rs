@@ -128,6 +128,13 @@ pub trait Backend: Send + Sync {
     /// output projection, its residual add and the next norm, which a
     /// backend may run as one launch. `y` receives the projection (the
     /// default needs it; a fused backend may leave it unspecified).
+    ///
+    /// `readers`: the weights whose [`Backend::matmul`]s (or
+    /// `matmul_many` / `matmul_glu`) are the only reads of `out` before it
+    /// is next written, or empty when the caller does not know them. Given
+    /// them, a backend may hand those matmuls an equivalent form of `out`
+    /// (for instance without the norm's factor applied) and leave its
+    /// values unwritten; with an empty list `out` is always written.
     #[allow(clippy::too_many_arguments)]
     fn matmul_add_rms_norm(
         &self,
@@ -138,7 +145,9 @@ pub trait Backend: Send + Sync {
         weight: Option<&Self::Weight>,
         eps: f32,
         out: &mut Self::Tensor,
+        readers: &[&Self::Weight],
     ) -> Result<()> {
+        let _ = readers;
         self.matmul(w, a, y)?;
         let (_, cols) = self.shape(x);
         self.add_rms_norm(x, y, weight, cols, eps, out)

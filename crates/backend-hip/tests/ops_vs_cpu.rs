@@ -1283,14 +1283,15 @@ fn steps_through<B: Backend>(
 /// decode step does them: `ops(fused)` runs the mat-vec with its
 /// residual-add + norm tail (`matmul_add_rms_norm`, one launch) or the two
 /// ops apart, then a mat-vec of `h` (which reads the 8-bit row the tail
-/// left). Returns (x, h, W2·h).
+/// left). Returns (x, h, W2·h); h only when `fused` is not
+/// `Fused::ReadersKnown` (then the backend may leave it unwritten).
 /// `weights`: W, W2 and the norm's weights.
 fn project_norm_case<B: Backend>(
     b: &B,
     weights: &[WeightView<'_>; 3],
     a: &[f32],
     x0: &[f32],
-    fused: bool,
+    fused: Fused,
 ) -> [Vec<f32>; 3] {
     let [w, w2, nw] = weights.each_ref().map(|v| b.load_weight(v).unwrap());
     let (w, w2, nw) = (&w, &w2, &nw);
@@ -1299,21 +1300,37 @@ fn project_norm_case<B: Backend>(
     let mut x = b.upload(x0, 1, n).unwrap();
     let mut y = b.output(1, n).unwrap();
     let mut h = b.output(1, n).unwrap();
-    if fused {
-        b.matmul_add_rms_norm(w, &at, &mut y, &mut x, Some(nw), 1e-5, &mut h)
-            .unwrap();
-    } else {
-        b.matmul(w, &at, &mut y).unwrap();
-        b.add_rms_norm(&mut x, &y, Some(nw), n, 1e-5, &mut h)
-            .unwrap();
+    match fused {
+        Fused::Apart => {
+            b.matmul(w, &at, &mut y).unwrap();
+            b.add_rms_norm(&mut x, &y, Some(nw), n, 1e-5, &mut h)
+                .unwrap();
+        }
+        Fused::ReadersUnknown => b
+            .matmul_add_rms_norm(w, &at, &mut y, &mut x, Some(nw), 1e-5, &mut h, &[])
+            .unwrap(),
+        Fused::ReadersKnown => b
+            .matmul_add_rms_norm(w, &at, &mut y, &mut x, Some(nw), 1e-5, &mut h, &[w2])
+            .unwrap(),
     }
     let mut z = b.output(1, 64).unwrap();
     b.matmul(w2, &h, &mut z).unwrap();
-    [
-        b.download(&x).unwrap(),
-        b.download(&h).unwrap(),
-        b.download(&z).unwrap(),
-    ]
+    let h = match fused {
+        Fused::ReadersKnown => Vec::new(),
+        _ => b.download(&h).unwrap(),
+    };
+    [b.download(&x).unwrap(), h, b.download(&z).unwrap()]
+}
+
+/// How [`project_norm_case`] runs the projection, residual add and norm.
+#[derive(Clone, Copy)]
+enum Fused {
+    /// `matmul`, then `add_rms_norm`.
+    Apart,
+    /// `matmul_add_rms_norm` without its readers (`h` must be written).
+    ReadersUnknown,
+    /// `matmul_add_rms_norm` told that W2's matmul is `h`'s only reader.
+    ReadersKnown,
 }
 
 /// The output projection with the residual add and the next norm in its
@@ -1350,14 +1367,14 @@ fn deferred_norm_equals_the_separate_ops() {
                     view("w2", ty2, n, 64, &b2),
                     view("n", GgmlType::F32, n, 1, &nb),
                 ];
-                let apart = project_norm_case(g, &weights, &a, &x0, false);
-                g.set_norm_fuse(true);
+                let apart = project_norm_case(g, &weights, &a, &x0, Fused::Apart);
+                g.set_norm_fuse(Some(true));
                 for rep in 0..3 {
-                    let got = project_norm_case(g, &weights, &a, &x0, true);
+                    let got = project_norm_case(g, &weights, &a, &x0, Fused::ReadersKnown);
                     assert_eq!(got[0], apart[0], "{name}: residual row, run {rep}");
                     assert_close(&format!("{name} W2·h vs apart"), &got[2], &apart[2], 1e-2);
                 }
-                g.set_norm_fuse(false);
+                g.set_norm_fuse(None);
             }
         }
     }
@@ -1392,11 +1409,11 @@ fn matmul_add_rms_norm_equals_the_separate_ops() {
                 view("w2", GgmlType::Q8_0, n, 64, &b2),
                 view("n", GgmlType::F32, n, 1, &nb),
             ];
-            let on_gpu = |fused: bool| project_norm_case(g, &weights, &a, &x0, fused);
-            let want = project_norm_case(cpu(), &weights, &a, &x0, true);
-            let apart = on_gpu(false);
+            let on_gpu = |fused| project_norm_case(g, &weights, &a, &x0, fused);
+            let want = project_norm_case(cpu(), &weights, &a, &x0, Fused::ReadersUnknown);
+            let apart = on_gpu(Fused::Apart);
             for rep in 0..3 {
-                let got = on_gpu(true);
+                let got = on_gpu(Fused::ReadersUnknown);
                 // The residual add is the same mat-vec result added the same
                 // way: equal to the bit.
                 assert_eq!(got[0], apart[0], "{name}: residual row, run {rep}");

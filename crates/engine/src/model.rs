@@ -369,6 +369,11 @@ impl<B: Backend> Model<B> {
                 be.add(&mut x, &h)?;
                 self.norm(&x, &layer.ffn_norm, &mut h)?;
             } else {
+                // The feed-forward's gate and up read `h` (a dense one).
+                let readers = match &layer.ffn {
+                    Ffn::Dense { gate, up, .. } => vec![gate, up],
+                    Ffn::Moe { .. } => Vec::new(),
+                };
                 self.project_residual_norm(
                     &layer.wo,
                     &attn,
@@ -376,14 +381,15 @@ impl<B: Backend> Model<B> {
                     &mut x,
                     &layer.ffn_norm,
                     &mut h,
+                    &readers,
                 )?;
             }
 
             // Feed-forward (its norm is already in `h`). Without a norm of
             // its own output, the down projection, the residual add and the
             // next layer's norm go together.
-            let next_norm = match (&layer.post_ffn_norm, self.weights.layers.get(il + 1)) {
-                (None, Some(next)) => Some(&next.attn_norm),
+            let next = match (&layer.post_ffn_norm, self.weights.layers.get(il + 1)) {
+                (None, Some(next)) => Some(next),
                 _ => None,
             };
             h_ready = false;
@@ -391,9 +397,19 @@ impl<B: Backend> Model<B> {
                 Ffn::Dense { gate, up, down } => {
                     let mut a = be.output(n_rows, c.n_ff)?;
                     be.matmul_glu(&h, gate, up, c.arch.activation, &mut a)?;
-                    match next_norm {
-                        Some(n) => {
-                            self.project_residual_norm(down, &a, &mut o, &mut x, n, &mut h)?;
+                    match next {
+                        Some(next) => {
+                            // The next layer's q, k and v read `h`.
+                            let readers = [&next.wq, &next.wk, &next.wv];
+                            self.project_residual_norm(
+                                down,
+                                &a,
+                                &mut o,
+                                &mut x,
+                                &next.attn_norm,
+                                &mut h,
+                                &readers,
+                            )?;
                             h_ready = true;
                             continue; // the layer is complete
                         }
@@ -455,7 +471,9 @@ impl<B: Backend> Model<B> {
 
     /// `y = a · wᵀ; x += y; out = norm(x) * n`: one backend op
     /// ([`Backend::matmul_add_rms_norm`]) for an RMS norm without bias, else
-    /// the matmul and [`Model::residual_norm`].
+    /// the matmul and [`Model::residual_norm`]. `readers`: the weights
+    /// whose matmuls are the only reads of `out` (empty if not known).
+    #[allow(clippy::too_many_arguments)]
     fn project_residual_norm(
         &self,
         w: &B::Weight,
@@ -464,11 +482,12 @@ impl<B: Backend> Model<B> {
         x: &mut B::Tensor,
         n: &NormWeights<B::Weight>,
         out: &mut B::Tensor,
+        readers: &[&B::Weight],
     ) -> Result<()> {
         let be = self.backend.as_ref();
         let c = &self.config;
         if self.plain_rms(n) {
-            be.matmul_add_rms_norm(w, a, y, x, Some(&n.weight), c.norm_eps, out)?;
+            be.matmul_add_rms_norm(w, a, y, x, Some(&n.weight), c.norm_eps, out, readers)?;
         } else {
             be.matmul(w, a, y)?;
             self.residual_norm(x, y, n, out)?;

@@ -72,12 +72,14 @@ pub struct Kernels {
     /// variant of that kernel. False with other than three stages, or
     /// where the kernels' shared memory cannot be allowed.
     gemm_k64: bool,
-    /// `ROCMFORGE_GPU_GEMM_PF=1`: where a k-step-of-64 kernel would run, its
-    /// twin with double-buffered fragments (`GEMM_K64_PF_KERNELS`: the next
-    /// k16 sub-step's `ldmatrix` issued before this one's `mma`, the next
-    /// k-step's first ones across its barrier), for measurements; not yet
-    /// run on a GPU. False unless asked, without the k64 kernels, or where
-    /// its kernels' shared memory cannot be allowed.
+    /// Where a k-step-of-64 kernel would run, its twin with double-buffered
+    /// fragments (`GEMM_K64_PF_KERNELS`: the next k16 sub-step's `ldmatrix`
+    /// issued before this one's `mma`, the next k-step's first ones across
+    /// its barrier). On by default (measured on an H200: 8b Q4_0 pp512
+    /// 14,325 / 14,146 against 12,902 / 13,075, 1b Q4_K_M 59,481 / 60,458
+    /// against 57,341 / 59,129); off with `ROCMFORGE_GPU_GEMM_PF=0`, without
+    /// the k64 kernels, or where its kernels' shared memory cannot be
+    /// allowed.
     gemm_pf: bool,
     /// `ROCMFORGE_GPU_NARROW_MATVEC=1`: the chunk-per-lane Q4_K and Q6_K
     /// mat-vecs instead of the 16-byte-load ones (for comparisons).
@@ -88,7 +90,8 @@ pub struct Kernels {
     matvec_v1: bool,
     /// `ROCMFORGE_GPU_MV_ROWS=1|2|4`: rows per wave of the Q4_K and in-place
     /// Q4_0/Q8_0 mat-vecs (2 or 4), of the staged Q4_0/Q8_0 ones (1 or 2) and
-    /// of the staged Q6_K one (1, 2 or 4) (0: the defaults, 4 and 2).
+    /// of the staged Q6_K one (1, 2 or 4) (0: the defaults, 4 and 2; the
+    /// staged Q6_K one 4 for weights of at least `Q6K_ROWS4_MIN` rows).
     matvec_rows: usize,
     /// `ROCMFORGE_GPU_LEGACY_STAGED=1`: Q4_0/Q8_0 decode mat-vecs staged
     /// through shared memory (`matvec_q4_0/q8_0_staged*`) instead of read in
@@ -395,10 +398,11 @@ impl Kernels {
         if k64_asked && !gemm_k64 {
             tracing::warn!("ROCMFORGE_GPU_GEMM_K64: the k64 GEMMs are not usable here; ignored");
         }
-        // Opt-in twins of the k64 kernels: only where those run, and both
-        // kernels' shared memory allowed.
+        // The k64 kernels' twins with double-buffered fragments, on by
+        // default (ROCMFORGE_GPU_GEMM_PF=0 turns them off): only where the
+        // k64 kernels run, and both twins' shared memory allowed.
         let pf_asked = env_flag("ROCMFORGE_GPU_GEMM_PF");
-        let gemm_pf = pf_asked
+        let gemm_pf = std::env::var("ROCMFORGE_GPU_GEMM_PF").as_deref() != Ok("0")
             && gemm_k64
             && GEMM_K64_PF_KERNELS.iter().all(|(name, bytes)| {
                 functions
