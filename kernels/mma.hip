@@ -816,6 +816,81 @@ RF_ATTENTION_MMA(128)
     }
 RF_FOR_EACH_FORMAT(RF_DEQ_F16_KERNEL)
 
+// rf_scale_min_k4 with the 12 scale bytes as three little-endian words
+// (no byte array to index at run time).
+RF_DEVICE void rf_scale_min_k4_words(int j, u32 s0, u32 s1, u32 s2, int* sc, int* mn) {
+    const int sh = 8 * (j % 4);
+    const u32 b0 = (s0 >> sh) & 0xFF, b1 = (s1 >> sh) & 0xFF, b2 = (s2 >> sh) & 0xFF;
+    if (j < 4) {
+        *sc = (int)(b0 & 63);
+        *mn = (int)(b1 & 63);
+    } else {
+        *sc = (int)((b2 & 0xF) | ((b0 >> 6) << 4));
+        *mn = (int)((b2 >> 4) | ((b1 >> 6) << 4));
+    }
+}
+
+// Q4_K rows -> f16 with whole-word loads, one thread per pair of 32-value
+// sub-blocks (the pair shares 32 bytes of quants: low nibbles the first,
+// high nibbles the second): d/dmin as one word, the 12 scale bytes as three,
+// the quants as two 16-byte loads. The same values as dequant_f16_q4_k
+// (same arithmetic). A group of 32 threads writes its 4 KiB (contiguous in
+// `out`) through shared memory, 512 contiguous bytes a store instruction.
+// Needs W 16-byte aligned (rows are: 144 bytes a super-block).
+// Launch: block = 256 threads, one per 64 values.
+extern "C" __global__ void __launch_bounds__(256)
+    dequant_f16_q4_k_pairs(const u8* __restrict__ W, int row_bytes, int K, int N,
+                           uint4* __restrict__ out) {
+    RF_GRID_SYNC();
+    __shared__ uint4 st[8][32 * 9];
+    const int pairs = K / 64;
+    const size_t total = (size_t)N * pairs;
+    const size_t id = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int lane = threadIdx.x & 31, wv = threadIdx.x >> 5;
+    uint4 h[8];
+    if (id < total) {
+        const int p = (int)(id % pairs), j = p % 4;
+        const u8* b = W + (size_t)(id / pairs) * row_bytes + (size_t)(p / 4) * 144;
+        const u32 dm = *(const u32*)b;
+        const u32 s0 = *(const u32*)(b + 4), s1 = *(const u32*)(b + 8), s2 = *(const u32*)(b + 12);
+        const uint4 q0 = *(const uint4*)(b + 16 + j * 32);
+        const uint4 q1 = *(const uint4*)(b + 32 + j * 32);
+        int sa, ma, sb, mb;
+        rf_scale_min_k4_words(2 * j, s0, s1, s2, &sa, &ma);
+        rf_scale_min_k4_words(2 * j + 1, s0, s1, s2, &sb, &mb);
+        const float d0 = rf_h2f((u16)dm), m0 = rf_h2f((u16)(dm >> 16));
+        const float da = d0 * (float)sa, mna = m0 * (float)ma;
+        const float db = d0 * (float)sb, mnb = m0 * (float)mb;
+        const u32 w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            // Words 2i and 2i + 1: values 8i .. 8i + 7 of each sub-block.
+            u32 lo[4], hi[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const u32 v = w[2 * i + e / 2] >> (16 * (e % 2));
+                lo[e] = rf_pack_h2(da * (float)(v & 0xF) - mna, da * (float)((v >> 8) & 0xF) - mna);
+                hi[e] = rf_pack_h2(db * (float)((v >> 4) & 0xF) - mnb,
+                                   db * (float)((v >> 12) & 0xF) - mnb);
+            }
+            h[i] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+            h[4 + i] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < 8; i++) h[i] = make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int i = 0; i < 8; i++) st[wv][lane * 9 + i] = h[i];
+    __syncwarp();
+    const size_t first = id - lane; // the group's first pair
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const int e = j * 32 + lane; // uint4 e of the group's 256
+        if (first + e / 8 < total) out[first * 8 + e] = st[wv][(e / 8) * 9 + e % 8];
+    }
+}
+
 #define RF_MMA_KERNEL(name, deq)                                                                 \
     struct rf_deq_##name {                                                                       \
         RF_DEVICE static void run(const u8* row, int c, int K, float* y) { deq(row, c, K, y); } \
@@ -836,6 +911,7 @@ RF_FOR_EACH_FORMAT(RF_DEQ_F16_KERNEL)
                                                  const float*, int, float*) {}    \
     extern "C" __global__ void dequant_f16_##name(const u8*, int, int, int, uint4*) {}
 extern "C" __global__ void f32_to_f16(const float*, int, u32*) {}
+extern "C" __global__ void dequant_f16_q4_k_pairs(const u8*, int, int, int, uint4*) {}
 extern "C" __global__ void gemm_f16_tn(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_m64(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_s3(const u16*, const u16*, int, int, int, float*) {}

@@ -894,10 +894,32 @@ impl Backend for HipBackend {
                     && o.rows == 1
                     && o.cols == w.rows()
             });
-        if !shared {
+        if shared {
+            return self.matvecs_q8(x, ws, outs);
+        }
+        // Many tokens: one f16 conversion of the input for every weight.
+        let prompt = x.rows > 1
+            && ws.len() == outs.len()
+            && ws
+                .iter()
+                .zip(outs.iter())
+                .all(|(w, o)| w.cols() == x.cols && o.rows == x.rows && o.cols == w.rows());
+        if !prompt {
             return backend_core::matmul_each(self, x, ws, outs);
         }
-        self.matvecs_q8(x, ws, outs)
+        let mut parts: Vec<_> = ws
+            .iter()
+            .zip(outs.iter_mut())
+            .map(|(w, o)| hip_kernels::MatmulPart {
+                format: w.format,
+                w: &w.data,
+                n: w.rows(),
+                y: &mut o.buf,
+            })
+            .collect();
+        self.kernels
+            .matmul_many(&self.stream, &mut parts, x.cols, &x.buf, x.rows)
+            .map_err(dev_err)
     }
 
     fn matmul_glu(

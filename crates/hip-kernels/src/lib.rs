@@ -98,6 +98,11 @@ pub struct Kernels {
     /// place with 16-byte loads (`matvec_q4_0/q8_0_direct*`, the default;
     /// for comparisons).
     legacy_staged: bool,
+    /// Q4_K weights of the prompt GEMM dequantized to f16 with whole-word
+    /// loads (`dequant_f16_q4_k_pairs`) where they are 16-byte aligned; on
+    /// by default, off with `ROCMFORGE_GPU_DEQ_WORDS=0` (see
+    /// [`Kernels::set_dequant_words`]).
+    dequant_words: std::sync::atomic::AtomicBool,
     /// `ROCMFORGE_GPU_MV_WPR=1|2|4`: waves per row of every 8-bit mat-vec
     /// (0: chosen per shape; for comparisons).
     matvec_wpr: usize,
@@ -212,6 +217,46 @@ const MMA_MIN_TOKENS: usize = 16;
 /// Fewest tokens for which dequantizing the whole weight to f16 once and
 /// running the f16 GEMM beats dequantizing tiles inside the matmul.
 const GEMM_MIN_TOKENS: usize = 128;
+
+/// One weight of [`Kernels::matmul_many`]: `n` rows in `format`, and the
+/// output `y` of its product (`t × n` values).
+pub struct MatmulPart<'a> {
+    /// The weight's format.
+    pub format: GpuFormat,
+    /// The weight's rows.
+    pub w: &'a DeviceBuffer<u8>,
+    /// How many rows.
+    pub n: usize,
+    /// The product.
+    pub y: &'a mut DeviceBuffer<f32>,
+}
+
+/// The checks of a matmul of `t` rows of `k` values in `x` by `n` rows of
+/// `w` in `format` into `y`: the row's byte length.
+fn matmul_checks(
+    format: GpuFormat,
+    w: &DeviceBuffer<u8>,
+    n: usize,
+    k: usize,
+    x: &DeviceBuffer<f32>,
+    t: usize,
+    y: &DeviceBuffer<f32>,
+) -> Result<usize> {
+    let row_bytes = format.row_bytes(k).ok_or_else(|| {
+        invalid(format!(
+            "matmul: row of {k} is not whole blocks of {format:?}"
+        ))
+    })?;
+    need("matmul weight", w.len(), n * row_bytes)?;
+    need("matmul input", x.len(), t * k)?;
+    need("matmul output", y.len(), t * n)?;
+    if (format == GpuFormat::F32 && !w.device_ptr().is_multiple_of(4))
+        || !w.device_ptr().is_multiple_of(2)
+    {
+        return Err(invalid("matmul: misaligned weight".into()));
+    }
+    Ok(row_bytes)
+}
 
 /// Values of k per pipeline step of the GEMM kernels (`RF_GK`).
 const GEMM_K_STEP: usize = 32;
@@ -432,6 +477,9 @@ impl Kernels {
                 _ => 0,
             },
             legacy_staged: env_flag("ROCMFORGE_GPU_LEGACY_STAGED"),
+            dequant_words: std::sync::atomic::AtomicBool::new(
+                std::env::var("ROCMFORGE_GPU_DEQ_WORDS").as_deref() != Ok("0"),
+            ),
             matvec_wpr: match std::env::var("ROCMFORGE_GPU_MV_WPR").as_deref() {
                 Ok("1") => 1,
                 Ok("2") => 2,
@@ -480,6 +528,13 @@ impl Kernels {
         self.mma
     }
 
+    /// Dequantize the prompt GEMM's Q4_K weights with whole-word loads
+    /// (`dequant_f16_q4_k_pairs`, the default) or a thread per 32-value
+    /// chunk (`dequant_f16_q4_k`); the same f16 values either way.
+    pub fn set_dequant_words(&self, on: bool) {
+        self.dequant_words.store(on, Ordering::Relaxed);
+    }
+
     fn wave(&self) -> u32 {
         self.device.props().wave_size.max(1)
     }
@@ -498,25 +553,10 @@ impl Kernels {
         t: usize,
         y: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
-        let row_bytes = format.row_bytes(k).ok_or_else(|| {
-            invalid(format!(
-                "matmul: row of {k} is not whole blocks of {format:?}"
-            ))
-        })?;
-        need("matmul weight", w.len(), n * row_bytes)?;
-        need("matmul input", x.len(), t * k)?;
-        need("matmul output", y.len(), t * n)?;
-        if (format == GpuFormat::F32 && !w.device_ptr().is_multiple_of(4))
-            || !w.device_ptr().is_multiple_of(2)
-        {
-            return Err(invalid("matmul: misaligned weight".into()));
-        }
-        if t >= GEMM_MIN_TOKENS
-            && self.gemm
-            && k.is_multiple_of(32)
-            && x.device_ptr().is_multiple_of(16)
-        {
-            return self.matmul_gemm(stream, format, w, row_bytes, n, k, x, t, y);
+        let row_bytes = matmul_checks(format, w, n, k, x, t, y)?;
+        if self.takes_gemm(k, x, t) {
+            let mut parts = [MatmulPart { format, w, n, y }];
+            return self.matmul_gemm(stream, &mut parts, k, x, t);
         }
         // `matmul_mma_<fmt>` (kernels/mma.hip) and `matmul_<fmt>`
         // (kernels/matmul.hip) take the same arguments.
@@ -556,24 +596,52 @@ impl Kernels {
         unsafe { f.launch(stream, cfg, &args) }
     }
 
-    /// [`Kernels::matmul`] for many tokens: the weight dequantized to f16 and
-    /// the activations converted to f16 (scratch kept between calls), then
-    /// one f16 GEMM on the matrix units. Lengths checked by the caller.
-    #[allow(clippy::too_many_arguments)]
-    fn matmul_gemm(
+    /// [`Kernels::matmul`] of one input by several weights (`parts`, each
+    /// `n` rows of `k` values and its output): for many tokens the input is
+    /// converted to f16 once for all of them.
+    pub fn matmul_many(
         &self,
         stream: &Stream,
-        format: GpuFormat,
-        w: &DeviceBuffer<u8>,
-        row_bytes: usize,
-        n: usize,
+        parts: &mut [MatmulPart<'_>],
         k: usize,
         x: &DeviceBuffer<f32>,
         t: usize,
-        y: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        if !self.takes_gemm(k, x, t) {
+            for p in parts.iter_mut() {
+                self.matmul(stream, p.format, p.w, p.n, k, x, t, p.y)?;
+            }
+            return Ok(());
+        }
+        for p in parts.iter() {
+            matmul_checks(p.format, p.w, p.n, k, x, t, p.y)?;
+        }
+        self.matmul_gemm(stream, parts, k, x, t)
+    }
+
+    /// Whether a matmul of `t` rows of `k` values in `x` takes the f16 GEMM.
+    fn takes_gemm(&self, k: usize, x: &DeviceBuffer<f32>, t: usize) -> bool {
+        t >= GEMM_MIN_TOKENS
+            && self.gemm
+            && k.is_multiple_of(32)
+            && x.device_ptr().is_multiple_of(16)
+    }
+
+    /// [`Kernels::matmul`] for many tokens: the activations converted to f16
+    /// once, then for each part its weight dequantized to f16 (scratch kept
+    /// between calls) and one f16 GEMM on the matrix units. Lengths checked
+    /// by the caller (`matmul_checks`).
+    fn matmul_gemm(
+        &self,
+        stream: &Stream,
+        parts: &mut [MatmulPart<'_>],
+        k: usize,
+        x: &DeviceBuffer<f32>,
+        t: usize,
     ) -> Result<()> {
         let mut scratch = self.gemm_scratch.lock().unwrap_or_else(|p| p.into_inner());
-        let (w_need, x_need) = (n * k, t * k);
+        let w_need = parts.iter().map(|p| p.n * k).max().unwrap_or(0);
+        let x_need = t * k;
         if scratch
             .as_ref()
             .is_none_or(|(wh, xh)| wh.len() < w_need || xh.len() < x_need)
@@ -592,22 +660,6 @@ impl Kernels {
         let Some((wh, xh)) = scratch.as_mut() else {
             return Err(invalid("matmul: no f16 scratch".into()));
         };
-        let chunks = n * (k / 32);
-        let cfg = LaunchConfig {
-            grid: (blocks(chunks, BLOCK_1D)?, 1, 1),
-            block: (BLOCK_1D as u32, 1, 1),
-            shared_bytes: 0,
-        };
-        let args = KernelArgs::new()
-            .ptr(w.device_ptr())
-            .i32(to_i32("row bytes", row_bytes)?)
-            .i32(to_i32("k", k)?)
-            .i32(to_i32("n", n)?)
-            .ptr(wh.device_ptr());
-        let f = self.f(&format!("dequant_f16_{}", format.kernel_suffix()))?;
-        // SAFETY: matches `dequant_f16_<fmt>`: reads n rows of row_bytes (checked
-        // by the caller), writes n·k halves (the scratch holds at least that).
-        unsafe { f.launch(stream, cfg, &args)? };
         let cfg = LaunchConfig {
             grid: (blocks(t * k / 4, BLOCK_1D)?, 1, 1),
             block: (BLOCK_1D as u32, 1, 1),
@@ -620,79 +672,115 @@ impl Kernels {
         // SAFETY: matches `f32_to_f16`: t·k floats read (checked by the caller,
         // 16-byte aligned), t·k halves written (scratch length checked above).
         unsafe { self.f("f32_to_f16")?.launch(stream, cfg, &args)? };
-        // 64-token tiles when 128-token ones would leave a quarter of the
-        // compute units idle (measured on an H200: 8x4 blocks 110 -> 84 µs
-        // with 64-token tiles, 32x4 blocks 200 -> 219 µs).
-        let cus = self.device.props().compute_units.max(1) as usize;
-        let small = 4 * n.div_ceil(GEMM_TILE) * t.div_ceil(GEMM_TILE) < 3 * cus;
-        // Opt-in 128 × 256 tiles (set only with three stages).
-        let n256 = match self.gemm_n256 {
-            1 => !small,
-            2 => true,
-            _ => false,
-        };
-        let (tile_t, tile_n) = if n256 {
-            (GEMM_TILE, 2 * GEMM_TILE)
-        } else if small {
-            (GEMM_TILE / 2, GEMM_TILE)
-        } else {
-            (GEMM_TILE, GEMM_TILE)
-        };
-        // Opt-in k-steps of 64 (set only with three stages) where K allows
-        // them, their _pf twins with ROCMFORGE_GPU_GEMM_PF=1; the 128 × 256
-        // tiles take precedence.
-        let k64 = self.gemm_k64 && !n256 && k.is_multiple_of(GEMM_K64_STEP);
-        let k_step = if k64 { GEMM_K64_STEP } else { GEMM_K_STEP };
-        let deep = if k64 && self.gemm_pf {
-            GEMM_K64_PF_KERNELS
-        } else if k64 {
-            GEMM_K64_KERNELS
-        } else {
-            gemm_deep_kernels(self.gemm_stages)
-        };
-        let (name, shared_bytes) = match (self.gemm_stages, small) {
-            _ if n256 => GEMM_N256_KERNEL,
-            (2, true) => ("gemm_f16_tn_m64", 0),
-            (2, false) => ("gemm_f16_tn", 0),
-            (_, true) => deep[1],
-            (_, false) => deep[0],
-        };
-        // Grids of fewer blocks than compute units split k in two (the deep
-        // kernels only): each half adds its sums to the zeroed output, and
-        // takes a whole number of the kernel's k-steps.
-        let grid_xy = blocks(n, tile_n)? as usize * blocks(t, tile_t)? as usize;
-        let split = self.gemm_stages > 2
-            && self.gemm_split_k
-            && grid_xy < cus
-            && (k / k_step).is_multiple_of(2);
-        if split {
-            y.fill_zero_first(stream, t * n)?;
+        for part in parts.iter_mut() {
+            let (format, w, n) = (part.format, part.w, part.n);
+            let y = &mut *part.y;
+            let row_bytes = format
+                .row_bytes(k)
+                .ok_or_else(|| invalid(format!("matmul: row of {k} in {format:?}")))?;
+            // Q4_K with whole-word loads, a thread per 64 values, where the
+            // weight is 16-byte aligned (its rows are: 144-byte super-blocks);
+            // otherwise a thread per 32-value chunk.
+            let words = format == GpuFormat::Q4K
+                && w.device_ptr().is_multiple_of(16)
+                && row_bytes.is_multiple_of(16)
+                && self.dequant_words.load(Ordering::Relaxed);
+            let (name, per_thread) = if words {
+                ("dequant_f16_q4_k_pairs".to_string(), 64)
+            } else {
+                (format!("dequant_f16_{}", format.kernel_suffix()), 32)
+            };
+            let cfg = LaunchConfig {
+                grid: (blocks(n * (k / per_thread), BLOCK_1D)?, 1, 1),
+                block: (BLOCK_1D as u32, 1, 1),
+                shared_bytes: 0,
+            };
+            let args = KernelArgs::new()
+                .ptr(w.device_ptr())
+                .i32(to_i32("row bytes", row_bytes)?)
+                .i32(to_i32("k", k)?)
+                .i32(to_i32("n", n)?)
+                .ptr(wh.device_ptr());
+            // SAFETY: matches `dequant_f16_<fmt>` and `dequant_f16_q4_k_pairs`:
+            // reads n rows of row_bytes (checked by the caller; the latter's
+            // 16-byte loads need the alignment checked above), writes n·k halves
+            // (the scratch holds at least that).
+            unsafe { self.f(&name)?.launch(stream, cfg, &args)? };
+            // 64-token tiles when 128-token ones would leave a quarter of the
+            // compute units idle (measured on an H200: 8x4 blocks 110 -> 84 µs
+            // with 64-token tiles, 32x4 blocks 200 -> 219 µs).
+            let cus = self.device.props().compute_units.max(1) as usize;
+            let small = 4 * n.div_ceil(GEMM_TILE) * t.div_ceil(GEMM_TILE) < 3 * cus;
+            // Opt-in 128 × 256 tiles (set only with three stages).
+            let n256 = match self.gemm_n256 {
+                1 => !small,
+                2 => true,
+                _ => false,
+            };
+            let (tile_t, tile_n) = if n256 {
+                (GEMM_TILE, 2 * GEMM_TILE)
+            } else if small {
+                (GEMM_TILE / 2, GEMM_TILE)
+            } else {
+                (GEMM_TILE, GEMM_TILE)
+            };
+            // Opt-in k-steps of 64 (set only with three stages) where K allows
+            // them, their _pf twins with ROCMFORGE_GPU_GEMM_PF=1; the 128 × 256
+            // tiles take precedence.
+            let k64 = self.gemm_k64 && !n256 && k.is_multiple_of(GEMM_K64_STEP);
+            let k_step = if k64 { GEMM_K64_STEP } else { GEMM_K_STEP };
+            let deep = if k64 && self.gemm_pf {
+                GEMM_K64_PF_KERNELS
+            } else if k64 {
+                GEMM_K64_KERNELS
+            } else {
+                gemm_deep_kernels(self.gemm_stages)
+            };
+            let (name, shared_bytes) = match (self.gemm_stages, small) {
+                _ if n256 => GEMM_N256_KERNEL,
+                (2, true) => ("gemm_f16_tn_m64", 0),
+                (2, false) => ("gemm_f16_tn", 0),
+                (_, true) => deep[1],
+                (_, false) => deep[0],
+            };
+            // Grids of fewer blocks than compute units split k in two (the deep
+            // kernels only): each half adds its sums to the zeroed output, and
+            // takes a whole number of the kernel's k-steps.
+            let grid_xy = blocks(n, tile_n)? as usize * blocks(t, tile_t)? as usize;
+            let split = self.gemm_stages > 2
+                && self.gemm_split_k
+                && grid_xy < cus
+                && (k / k_step).is_multiple_of(2);
+            if split {
+                y.fill_zero_first(stream, t * n)?;
+            }
+            let cfg = LaunchConfig {
+                grid: (
+                    blocks(n, tile_n)?,
+                    blocks(t, tile_t)?,
+                    if split { 2 } else { 1 },
+                ),
+                block: (256, 1, 1),
+                shared_bytes,
+            };
+            let args = KernelArgs::new()
+                .ptr(xh.device_ptr())
+                .ptr(wh.device_ptr())
+                .i32(to_i32("t", t)?)
+                .i32(to_i32("n", n)?)
+                .i32(to_i32("k", k)?)
+                .ptr(y.device_ptr());
+            // SAFETY: matches `gemm_f16_tn` (and its m64, deep-pipeline,
+            // 128 × 256, k64 and k64 _pf variants, same parameters): A = t×k and
+            // B = n×k halves (written above), C = t×n floats (checked by the
+            // caller; every variant skips rows and columns past t and n of its
+            // tiles); k a multiple of 32, and of 64 for the k64 and _pf ones
+            // (checked above); the deep ones get the dynamic shared memory they
+            // index (their limit raised when the kernels were loaded, the
+            // 128 × 256, k64 and _pf ones chosen only where that succeeded).
+            unsafe { self.f(name)?.launch(stream, cfg, &args)? };
         }
-        let cfg = LaunchConfig {
-            grid: (
-                blocks(n, tile_n)?,
-                blocks(t, tile_t)?,
-                if split { 2 } else { 1 },
-            ),
-            block: (256, 1, 1),
-            shared_bytes,
-        };
-        let args = KernelArgs::new()
-            .ptr(xh.device_ptr())
-            .ptr(wh.device_ptr())
-            .i32(to_i32("t", t)?)
-            .i32(to_i32("n", n)?)
-            .i32(to_i32("k", k)?)
-            .ptr(y.device_ptr());
-        // SAFETY: matches `gemm_f16_tn` (and its m64, deep-pipeline,
-        // 128 × 256, k64 and k64 _pf variants, same parameters): A = t×k and
-        // B = n×k halves (written above), C = t×n floats (checked by the
-        // caller; every variant skips rows and columns past t and n of its
-        // tiles); k a multiple of 32, and of 64 for the k64 and _pf ones
-        // (checked above); the deep ones get the dynamic shared memory they
-        // index (their limit raised when the kernels were loaded, the
-        // 128 × 256, k64 and _pf ones chosen only where that succeeded).
-        unsafe { self.f(name)?.launch(stream, cfg, &args) }
+        Ok(())
     }
 
     /// `out[i] = row ids[ids_range.start + i] of a table of `n_rows` rows of
@@ -1684,6 +1772,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             .chain(
                 [
                     "f32_to_f16",
+                    "dequant_f16_q4_k_pairs",
                     "gemm_f16_tn",
                     "gemm_f16_tn_m64",
                     "gemm_f16_tn_s3",
