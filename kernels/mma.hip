@@ -830,6 +830,83 @@ RF_DEVICE void rf_scale_min_k4_words(int j, u32 s0, u32 s1, u32 s2, int* sc, int
     }
 }
 
+// N little-endian words from byte address p, which is 2-byte aligned: word
+// i holds bytes p + 4i .. p + 4i + 3. Aligned 32-bit loads, two halves
+// joined where p is not 4-byte aligned (no load past the last word's bytes).
+template <int N>
+RF_DEVICE void rf_ld_words_a2(const u8* p, u32* w) {
+    const u32* a = (const u32*)((size_t)p & ~(size_t)3);
+    const bool odd = ((size_t)p & 3) != 0;
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        const u32 lo = a[i];
+        w[i] = odd ? (lo >> 16) | (a[i + 1] << 16) : lo;
+    }
+}
+
+// Q6_K rows -> f16 with 32-bit loads, one thread per half super-block (128
+// values: the half's 64 ql bytes, 32 qh bytes and 8 scales). The same
+// values as dequant_f16_q6_k (same arithmetic). A group of 32 threads
+// writes its 8 KiB (contiguous in `out`) through shared memory, 512
+// contiguous bytes a store instruction. Needs W 2-byte aligned (210-byte
+// super-blocks: every other one is not 4-byte aligned).
+// Launch: block = 128 threads, one per 128 values.
+extern "C" __global__ void __launch_bounds__(128)
+    dequant_f16_q6_k_halves(const u8* __restrict__ W, int row_bytes, int K, int N,
+                            uint4* __restrict__ out) {
+    RF_GRID_SYNC();
+    __shared__ uint4 st[4][32 * 17];
+    const int halves = K / 128;
+    const size_t total = (size_t)N * halves;
+    const size_t id = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int lane = threadIdx.x & 31, wv = threadIdx.x >> 5;
+    if (id < total) {
+        const int p = (int)(id % halves), h = p % 2;
+        const u8* b = W + (size_t)(id / halves) * row_bytes + (size_t)(p / 2) * 210;
+        u32 ql[16], qh[8], sw[2];
+        rf_ld_words_a2<16>(b + h * 64, ql);
+        rf_ld_words_a2<8>(b + 128 + h * 32, qh);
+        rf_ld_words_a2<2>(b + 192 + h * 8, sw);
+        const float d = rf_h2f(*(const u16*)(b + 208));
+        // Chunk k (32 values) of the half: nibbles of ql bytes (k & 1) * 32 ..,
+        // low for k < 2, high above; qh bits 2k, 2k + 1; scales 2k, 2k + 1.
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+#pragma unroll
+            for (int g = 0; g < 4; g++) {
+                // Values 8g .. 8g + 7 of chunk k: ql words (k & 1) * 8 + 2g, +1.
+                const float dsc = d * (float)(i8)((sw[(2 * k + g / 2) / 4] >> (8 * ((2 * k + g / 2) % 4))) & 0xFF);
+                u32 hv[4];
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int l = 8 * g + 2 * e; // first of the pair of values
+                    const u32 qlw = ql[(k & 1) * 8 + l / 4], qhw = qh[l / 4];
+                    const int sh = 8 * (l % 4);
+                    int q2[2];
+#pragma unroll
+                    for (int v = 0; v < 2; v++) {
+                        const u32 lb = (qlw >> (sh + 8 * v)) & 0xFF, hb = (qhw >> (sh + 8 * v)) & 0xFF;
+                        const u32 nib = k >= 2 ? lb >> 4 : lb & 0xF;
+                        q2[v] = (int)(nib | (((hb >> (2 * k)) & 3) << 4)) - 32;
+                    }
+                    hv[e] = rf_pack_h2(dsc * (float)q2[0], dsc * (float)q2[1]);
+                }
+                st[wv][lane * 17 + k * 4 + g] = make_uint4(hv[0], hv[1], hv[2], hv[3]);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < 16; i++) st[wv][lane * 17 + i] = make_uint4(0, 0, 0, 0);
+    }
+    __syncwarp();
+    const size_t first = id - lane; // the group's first half super-block
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        const int e = j * 32 + lane; // uint4 e of the group's 512
+        if (first + e / 16 < total) out[first * 16 + e] = st[wv][(e / 16) * 17 + e % 16];
+    }
+}
+
 // Q4_K rows -> f16 with whole-word loads, one thread per pair of 32-value
 // sub-blocks (the pair shares 32 bytes of quants: low nibbles the first,
 // high nibbles the second): d/dmin as one word, the 12 scale bytes as three,
@@ -912,6 +989,7 @@ extern "C" __global__ void __launch_bounds__(256)
     extern "C" __global__ void dequant_f16_##name(const u8*, int, int, int, uint4*) {}
 extern "C" __global__ void f32_to_f16(const float*, int, u32*) {}
 extern "C" __global__ void dequant_f16_q4_k_pairs(const u8*, int, int, int, uint4*) {}
+extern "C" __global__ void dequant_f16_q6_k_halves(const u8*, int, int, int, uint4*) {}
 extern "C" __global__ void gemm_f16_tn(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_m64(const u16*, const u16*, int, int, int, float*) {}
 extern "C" __global__ void gemm_f16_tn_s3(const u16*, const u16*, int, int, int, float*) {}

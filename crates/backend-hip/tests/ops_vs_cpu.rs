@@ -272,30 +272,40 @@ fn prompt_gemm_large_grid() {
     }
 }
 
-/// The prompt GEMM's Q4_K weights dequantized with whole-word loads, a
-/// thread per 64 values (`dequant_f16_q4_k_pairs`), give the same f16
-/// values as a thread per 32-value chunk: the products are equal to the
-/// bit. Row counts whose pair count is not a whole number of blocks (the
-/// last group's stores cut short), and the exact product.
+/// The prompt GEMM's Q4_K and Q6_K weights dequantized with whole-word
+/// loads (a thread per 64 values, `dequant_f16_q4_k_pairs`; per 128,
+/// `dequant_f16_q6_k_halves`) give the same f16 values as a thread per
+/// 32-value chunk: the products are equal to the bit. Row counts whose
+/// thread count is not a whole number of blocks (the last group's stores
+/// cut short), Q6_K rows of an odd number of super-blocks (every other
+/// row's blocks start 2 bytes past a word), and the exact product.
 #[test]
-fn prompt_gemm_q4_k_word_dequant_equals_chunk_dequant() {
+fn prompt_gemm_word_dequant_equals_chunk_dequant() {
     let Some(g) = gpu_with_mma() else { return };
     let mut rng = Rng(0x4c0d);
-    for (t, n, k) in [
-        (300usize, 301usize, 512usize),
-        (130, 4224, 256),
-        (200, 7, 1024),
-    ] {
-        let w = rng.vec(n * k, 1.0);
-        let x = rng.vec(t * k, 1.0);
-        let bytes = quantized(GgmlType::Q4_K, &w).expect("Q4_K quantizes");
-        let v = view("w", GgmlType::Q4_K, k, n, &bytes);
-        g.kernels().set_dequant_words(false);
-        let chunks = run_matmul(g, &v, &x, t);
-        g.kernels().set_dequant_words(true);
-        let words = run_matmul(g, &v, &x, t);
-        assert_eq!(words, chunks, "Q4_K {t}x{n}x{k}: word vs chunk dequant");
-        prompt_gemm_case(g, GgmlType::Q4_K, &w, &x, (t, n, k));
+    for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        for (t, n, k) in [
+            (300usize, 301usize, 512usize),
+            (130, 4224, 256),
+            (200, 7, 1024),
+            (140, 33, 768),
+        ] {
+            let w = rng.vec(n * k, 1.0);
+            let x = rng.vec(t * k, 1.0);
+            let bytes = quantized(ty, &w).expect("quant quantizes Q4_K and Q6_K");
+            let v = view("w", ty, k, n, &bytes);
+            g.kernels().set_dequant_words(false);
+            let chunks = run_matmul(g, &v, &x, t);
+            g.kernels().set_dequant_words(true);
+            let words = run_matmul(g, &v, &x, t);
+            assert_eq!(
+                words,
+                chunks,
+                "{} {t}x{n}x{k}: word vs chunk dequant",
+                ty.name()
+            );
+            prompt_gemm_case(g, ty, &w, &x, (t, n, k));
+        }
     }
 }
 

@@ -98,9 +98,11 @@ pub struct Kernels {
     /// place with 16-byte loads (`matvec_q4_0/q8_0_direct*`, the default;
     /// for comparisons).
     legacy_staged: bool,
-    /// Q4_K weights of the prompt GEMM dequantized to f16 with whole-word
-    /// loads (`dequant_f16_q4_k_pairs`) where they are 16-byte aligned; on
-    /// by default, off with `ROCMFORGE_GPU_DEQ_WORDS=0` (see
+    /// Q4_K and Q6_K weights of the prompt GEMM dequantized to f16 with
+    /// whole-word loads (`dequant_f16_q4_k_pairs` where they are 16-byte
+    /// aligned, `dequant_f16_q6_k_halves`); on by default (8b Q4_K_M pp512
+    /// 14,555 / 14,339 against 13,805 / 13,699 t/s with the Q4_K one on an
+    /// H200), off with `ROCMFORGE_GPU_DEQ_WORDS=0` (see
     /// [`Kernels::set_dequant_words`]).
     dequant_words: std::sync::atomic::AtomicBool,
     /// `ROCMFORGE_GPU_MV_WPR=1|2|4`: waves per row of every 8-bit mat-vec
@@ -528,9 +530,10 @@ impl Kernels {
         self.mma
     }
 
-    /// Dequantize the prompt GEMM's Q4_K weights with whole-word loads
-    /// (`dequant_f16_q4_k_pairs`, the default) or a thread per 32-value
-    /// chunk (`dequant_f16_q4_k`); the same f16 values either way.
+    /// Dequantize the prompt GEMM's Q4_K and Q6_K weights with whole-word
+    /// loads (`dequant_f16_q4_k_pairs`, `dequant_f16_q6_k_halves`: the
+    /// default) or a thread per 32-value chunk (`dequant_f16_<fmt>`); the
+    /// same f16 values either way.
     pub fn set_dequant_words(&self, on: bool) {
         self.dequant_words.store(on, Ordering::Relaxed);
     }
@@ -681,18 +684,29 @@ impl Kernels {
             // Q4_K with whole-word loads, a thread per 64 values, where the
             // weight is 16-byte aligned (its rows are: 144-byte super-blocks);
             // otherwise a thread per 32-value chunk.
-            let words = format == GpuFormat::Q4K
-                && w.device_ptr().is_multiple_of(16)
-                && row_bytes.is_multiple_of(16)
-                && self.dequant_words.load(Ordering::Relaxed);
-            let (name, per_thread) = if words {
-                ("dequant_f16_q4_k_pairs".to_string(), 64)
-            } else {
-                (format!("dequant_f16_{}", format.kernel_suffix()), 32)
+            // Q6_K with 32-bit loads, a thread per 128 values (its blocks
+            // are 2-byte aligned).
+            let words = self.dequant_words.load(Ordering::Relaxed);
+            let (name, per_thread, threads) = match format {
+                GpuFormat::Q4K
+                    if words
+                        && w.device_ptr().is_multiple_of(16)
+                        && row_bytes.is_multiple_of(16) =>
+                {
+                    ("dequant_f16_q4_k_pairs".to_string(), 64, BLOCK_1D)
+                }
+                GpuFormat::Q6K if words && row_bytes.is_multiple_of(2) => {
+                    ("dequant_f16_q6_k_halves".to_string(), 128, 128)
+                }
+                _ => (
+                    format!("dequant_f16_{}", format.kernel_suffix()),
+                    32,
+                    BLOCK_1D,
+                ),
             };
             let cfg = LaunchConfig {
-                grid: (blocks(n * (k / per_thread), BLOCK_1D)?, 1, 1),
-                block: (BLOCK_1D as u32, 1, 1),
+                grid: (blocks(n * (k / per_thread), threads)?, 1, 1),
+                block: (threads as u32, 1, 1),
                 shared_bytes: 0,
             };
             let args = KernelArgs::new()
@@ -701,10 +715,12 @@ impl Kernels {
                 .i32(to_i32("k", k)?)
                 .i32(to_i32("n", n)?)
                 .ptr(wh.device_ptr());
-            // SAFETY: matches `dequant_f16_<fmt>` and `dequant_f16_q4_k_pairs`:
-            // reads n rows of row_bytes (checked by the caller; the latter's
-            // 16-byte loads need the alignment checked above), writes n·k halves
-            // (the scratch holds at least that).
+            // SAFETY: matches `dequant_f16_<fmt>`, `dequant_f16_q4_k_pairs` and
+            // `dequant_f16_q6_k_halves`: reads n rows of row_bytes (checked by
+            // the caller; the 16-byte loads of the second need the alignment
+            // checked above, the third's 32-bit loads stay within its blocks'
+            // aligned words), writes n·k halves (the scratch holds at least
+            // that).
             unsafe { self.f(&name)?.launch(stream, cfg, &args)? };
             // 64-token tiles when 128-token ones would leave a quarter of the
             // compute units idle (measured on an H200: 8x4 blocks 110 -> 84 µs
@@ -1773,6 +1789,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                 [
                     "f32_to_f16",
                     "dequant_f16_q4_k_pairs",
+                    "dequant_f16_q6_k_halves",
                     "gemm_f16_tn",
                     "gemm_f16_tn_m64",
                     "gemm_f16_tn_s3",
