@@ -1172,6 +1172,12 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfEpi gl) {
     RF_GRID_SYNC();  // the activations come from the kernel before
     const float xs = RF_MV_XSCALE();
     for (int grp = g_first; grp < ngrp; grp += step) {
+#if RF_MV_PF
+        // The next pass's weights are requested before this pass's math
+        // (RF_MV_PF=1 through ROCMFORGE_GPU_KERNEL_DEFINES, for measurements).
+        uint4 nw[R][N16];
+        if (grp + step < ngrp) rf_legacy_direct_load<BB, R>(rows, grp + step, s16, nw);
+#endif
         const int c = grp * 8 + p;
         const int4 xa = *(const int4*)(xq + c * 8), xb = *(const int4*)(xq + c * 8 + 4);
         const float2 dx = ds[c];
@@ -1190,7 +1196,14 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfEpi gl) {
             const float d = rf_legacy_direct_block<BB>(u, p, q);
             acc[e] += rf_legacy_direct_dot<BB>(q, d, xa, xb, dx);
         }
+#if RF_MV_PF
+#pragma unroll
+        for (int e = 0; e < R; e++)
+#pragma unroll
+            for (int i = 0; i < N16; i++) w[e][i] = nw[e][i];
+#else
         if (grp + step < ngrp) rf_legacy_direct_load<BB, R>(rows, grp + step, s16, w);
+#endif
     }
     rf_mv_store_mode<R, M>(acc, rs, ns, ys, sub, wpr, xs, Y0, gl);
 }

@@ -796,6 +796,44 @@ fn elementwise_ops() {
     assert_eq!(got[1], 100);
 }
 
+/// Argmax on rows whose width is a multiple of 4 (16-byte loads) and not
+/// (rows after the first start misaligned: 4-byte loads): ties inside one
+/// 16-byte load, across threads and across loads go to the lowest index, a
+/// NaN never wins, equal to the CPU backend.
+#[test]
+fn argmax_ties_nan_and_widths() {
+    let Some(g) = gpu() else { return };
+    let c = cpu();
+    let mut rng = Rng(0xa4a4);
+    for cols in [49152usize, 4100, 1003, 1000, 6] {
+        let rows = 4;
+        let mut v = rng.vec(rows * cols, 10.0);
+        let at = |r: usize, i: usize| r * cols + i.min(cols - 1);
+        // Row 0: a tie inside one 16-byte load (and later ones).
+        for i in [cols / 2 + 1, cols / 2 + 2, cols - 1] {
+            v[at(0, i)] = 60.0;
+        }
+        // Row 1: a NaN first, then the largest value.
+        v[at(1, 0)] = f32::NAN;
+        v[at(1, cols / 3)] = 55.0;
+        // Row 2: ties a thread and a load apart.
+        for i in [cols / 4, cols / 4 + 1024, cols / 4 + 4096] {
+            v[at(2, i)] = 70.0;
+        }
+        let gt = g.upload(&v, rows, cols).unwrap();
+        let ct = c.upload(&v, rows, cols).unwrap();
+        let got = g.argmax(&gt).unwrap();
+        assert_eq!(got, c.argmax(&ct).unwrap(), "argmax of rows of {cols}");
+        assert_eq!(
+            got[0] as usize,
+            (cols / 2 + 1).min(cols - 1),
+            "row 0 of {cols}"
+        );
+        assert_eq!(got[1] as usize, cols / 3, "row 1 of {cols}");
+        assert_eq!(got[2] as usize, cols / 4, "row 2 of {cols}");
+    }
+}
+
 #[test]
 fn shape_errors_are_errors() {
     let Some(g) = gpu() else { return };
