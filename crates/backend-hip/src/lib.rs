@@ -334,6 +334,24 @@ impl HipBackend {
         self.stream.synchronize().map_err(dev_err)
     }
 
+    /// Quantize the `k` values of `x` into the 8-bit row `q`/`ds` unless
+    /// they already hold it (`ready`).
+    fn quantize_unless(
+        &self,
+        ready: bool,
+        x: &DeviceBuffer<f32>,
+        k: usize,
+        q: &mut DeviceBuffer<u32>,
+        ds: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        if ready {
+            return Ok(());
+        }
+        self.kernels
+            .quantize_q8(&self.stream, x, k, q, ds)
+            .map_err(dev_err)
+    }
+
     /// One token through the 8-bit-activation mat-vec (shapes checked by
     /// the caller).
     fn matvec_q8(&self, w: &HipWeight, x: &HipTensor, out: &mut HipTensor) -> Result<()> {
@@ -362,11 +380,7 @@ impl HipBackend {
             let (q, ds) = scratch.buffers(&self.device, k)?;
             (q, ds, None)
         };
-        if !ready {
-            self.kernels
-                .quantize_q8(&self.stream, &x.buf, k, q, ds)
-                .map_err(dev_err)?;
-        }
+        self.quantize_unless(ready, &x.buf, k, q, ds)?;
         // Weights of one format share a launch (up to MATVEC_MAX_PARTS).
         let mut pending: Vec<(hip_kernels::GpuFormat, Vec<MatvecPart<'_>>)> = Vec::new();
         for (w, out) in ws.iter().zip(outs.iter_mut()) {
@@ -416,11 +430,7 @@ impl HipBackend {
         }
         let ready = scratch.holds(&x.buf, k);
         let ((q, ds), spare) = scratch.main_and_spare(&self.device, k, n)?;
-        if !ready {
-            self.kernels
-                .quantize_q8(&self.stream, &x.buf, k, q, ds)
-                .map_err(dev_err)?;
-        }
+        self.quantize_unless(ready, &x.buf, k, q, ds)?;
         let fused = self
             .kernels
             .matvec_q8_glu(
@@ -476,11 +486,7 @@ impl HipBackend {
         }
         let ready = scratch.holds(&a.buf, k);
         let ((q, ds), spare, partials) = scratch.main_spare_partials(&self.device, k, n)?;
-        if !ready {
-            self.kernels
-                .quantize_q8(&self.stream, &a.buf, k, q, ds)
-                .map_err(dev_err)?;
-        }
+        self.quantize_unless(ready, &a.buf, k, q, ds)?;
         let fused = self
             .kernels
             .matvec_q8_add_norm(
@@ -1045,11 +1051,7 @@ impl Backend for HipBackend {
         scratch.buffers(&self.device, k.max(n))?;
         let ready = scratch.holds(&a.buf, k);
         let (q, ds) = scratch.buffers(&self.device, k.max(n))?;
-        if !ready {
-            self.kernels
-                .quantize_q8(&self.stream, &a.buf, k, q, ds)
-                .map_err(dev_err)?;
-        }
+        self.quantize_unless(ready, &a.buf, k, q, ds)?;
         let tail = hip_kernels::NormTail {
             x: &mut x.buf,
             weight: norm_w,

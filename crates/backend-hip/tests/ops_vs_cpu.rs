@@ -1397,6 +1397,21 @@ fn project_norm_case<B: Backend>(
     [b.download(&x).unwrap(), h, b.download(&z).unwrap()]
 }
 
+/// Random inputs of [`project_norm_case`] for W of `n` rows of `k`: the
+/// projection's input a, the residual row x0, W2's values (64 rows of `n`)
+/// and the norm's weights as bytes.
+fn project_norm_inputs(
+    rng: &mut Rng,
+    k: usize,
+    n: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<u8>) {
+    let a = rng.vec(k, 1.0);
+    let x0 = rng.vec(n, 2.0);
+    let norm_w = rng.vec(n, 1.0);
+    let w2v = rng.vec(64 * n, 1.0);
+    (a, x0, w2v, f32_bytes(&norm_w))
+}
+
 /// How [`project_norm_case`] runs the projection, residual add and norm.
 #[derive(Clone, Copy)]
 enum Fused {
@@ -1420,11 +1435,7 @@ fn deferred_norm_equals_the_separate_ops() {
     let Some(g) = gpu() else { return };
     let mut rng = Rng(0xdef0);
     for (k, n) in [(512usize, 96usize), (4096, 4096)] {
-        let a = rng.vec(k, 1.0);
-        let x0 = rng.vec(n, 2.0);
-        let norm_w = rng.vec(n, 1.0);
-        let w2v = rng.vec(64 * n, 1.0);
-        let nb = f32_bytes(&norm_w);
+        let (a, x0, w2v, nb) = project_norm_inputs(&mut rng, k, n);
         for ty in MATVEC_Q8_TYPES {
             let Some(bytes) = quantized(ty, &rng.vec(n * k, 1.0)) else {
                 continue;
@@ -1466,11 +1477,7 @@ fn matmul_add_rms_norm_equals_the_separate_ops() {
     g.set_norm_tail(true);
     let mut rng = Rng(0x7a11);
     for (k, n) in [(512usize, 96usize), (1024, 4096)] {
-        let a = rng.vec(k, 1.0);
-        let x0 = rng.vec(n, 2.0);
-        let norm_w = rng.vec(n, 1.0);
-        let w2v = rng.vec(64 * n, 1.0);
-        let nb = f32_bytes(&norm_w);
+        let (a, x0, w2v, nb) = project_norm_inputs(&mut rng, k, n);
         for ty in MATVEC_Q8_TYPES {
             let (Some(bytes), Some(b2)) = (
                 quantized(ty, &rng.vec(n * k, 1.0)),

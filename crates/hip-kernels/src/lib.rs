@@ -169,6 +169,22 @@ fn env_flag(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| v == "1")
 }
 
+/// Whether the environment variable `name` is `0` (a default-on feature
+/// turned off).
+fn env_off(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v == "0")
+}
+
+/// Whether every kernel of `set` (name, dynamic shared bytes) is loaded and
+/// may have that much dynamic shared memory.
+fn all_allowed(functions: &HashMap<String, Function>, set: &[(&str, u32)]) -> bool {
+    set.iter().all(|(name, bytes)| {
+        functions
+            .get(*name)
+            .is_some_and(|f| f.allow_dynamic_shared(*bytes).is_ok())
+    })
+}
+
 fn invalid(msg: String) -> RuntimeError {
     RuntimeError::Invalid(msg)
 }
@@ -433,15 +449,11 @@ impl Kernels {
         // stages only, and both kernels' shared memory allowed (the launcher
         // picks either); otherwise the k-step-of-32 kernels, with a warning
         // only when the variable asked for them.
-        let k64_asked = std::env::var("ROCMFORGE_GPU_GEMM_K64").as_deref() == Ok("1");
-        let gemm_k64 = std::env::var("ROCMFORGE_GPU_GEMM_K64").as_deref() != Ok("0")
+        let k64_asked = env_flag("ROCMFORGE_GPU_GEMM_K64");
+        let gemm_k64 = !env_off("ROCMFORGE_GPU_GEMM_K64")
             && gemm
             && gemm_stages == 3
-            && GEMM_K64_KERNELS.iter().all(|(name, bytes)| {
-                functions
-                    .get(*name)
-                    .is_some_and(|f| f.allow_dynamic_shared(*bytes).is_ok())
-            });
+            && all_allowed(&functions, &GEMM_K64_KERNELS);
         if k64_asked && !gemm_k64 {
             tracing::warn!("ROCMFORGE_GPU_GEMM_K64: the k64 GEMMs are not usable here; ignored");
         }
@@ -449,13 +461,9 @@ impl Kernels {
         // default (ROCMFORGE_GPU_GEMM_PF=0 turns them off): only where the
         // k64 kernels run, and both twins' shared memory allowed.
         let pf_asked = env_flag("ROCMFORGE_GPU_GEMM_PF");
-        let gemm_pf = std::env::var("ROCMFORGE_GPU_GEMM_PF").as_deref() != Ok("0")
+        let gemm_pf = !env_off("ROCMFORGE_GPU_GEMM_PF")
             && gemm_k64
-            && GEMM_K64_PF_KERNELS.iter().all(|(name, bytes)| {
-                functions
-                    .get(*name)
-                    .is_some_and(|f| f.allow_dynamic_shared(*bytes).is_ok())
-            });
+            && all_allowed(&functions, &GEMM_K64_PF_KERNELS);
         if pf_asked && !gemm_pf {
             tracing::warn!("ROCMFORGE_GPU_GEMM_PF: the k64 _pf GEMMs are not usable here; ignored");
         }
@@ -479,9 +487,7 @@ impl Kernels {
                 _ => 0,
             },
             legacy_staged: env_flag("ROCMFORGE_GPU_LEGACY_STAGED"),
-            dequant_words: std::sync::atomic::AtomicBool::new(
-                std::env::var("ROCMFORGE_GPU_DEQ_WORDS").as_deref() != Ok("0"),
-            ),
+            dequant_words: std::sync::atomic::AtomicBool::new(!env_off("ROCMFORGE_GPU_DEQ_WORDS")),
             matvec_wpr: match std::env::var("ROCMFORGE_GPU_MV_WPR").as_deref() {
                 Ok("1") => 1,
                 Ok("2") => 2,
