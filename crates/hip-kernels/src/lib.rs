@@ -682,126 +682,140 @@ impl Kernels {
         // 16-byte aligned), t·k halves written (scratch length checked above).
         unsafe { self.f("f32_to_f16")?.launch(stream, cfg, &args)? };
         for part in parts.iter_mut() {
-            let (format, w, n) = (part.format, part.w, part.n);
-            let y = &mut *part.y;
-            let row_bytes = format
-                .row_bytes(k)
-                .ok_or_else(|| invalid(format!("matmul: row of {k} in {format:?}")))?;
-            // Q4_K with whole-word loads, a thread per 64 values, where the
-            // weight is 16-byte aligned (its rows are: 144-byte super-blocks);
-            // otherwise a thread per 32-value chunk.
-            // Q6_K with 32-bit loads, a thread per 128 values (its blocks
-            // are 2-byte aligned).
-            let words = self.dequant_words.load(Ordering::Relaxed);
-            let (name, per_thread, threads) = match format {
-                GpuFormat::Q4K
-                    if words
-                        && w.device_ptr().is_multiple_of(16)
-                        && row_bytes.is_multiple_of(16) =>
-                {
-                    ("dequant_f16_q4_k_pairs".to_string(), 64, BLOCK_1D)
-                }
-                GpuFormat::Q6K if words && row_bytes.is_multiple_of(2) => {
-                    ("dequant_f16_q6_k_halves".to_string(), 128, 128)
-                }
-                _ => (
-                    format!("dequant_f16_{}", format.kernel_suffix()),
-                    32,
-                    BLOCK_1D,
-                ),
-            };
-            let cfg = LaunchConfig {
-                grid: (blocks(n * (k / per_thread), threads)?, 1, 1),
-                block: (threads as u32, 1, 1),
-                shared_bytes: 0,
-            };
-            let args = KernelArgs::new()
-                .ptr(w.device_ptr())
-                .i32(to_i32("row bytes", row_bytes)?)
-                .i32(to_i32("k", k)?)
-                .i32(to_i32("n", n)?)
-                .ptr(wh.device_ptr());
-            // SAFETY: matches `dequant_f16_<fmt>`, `dequant_f16_q4_k_pairs` and
-            // `dequant_f16_q6_k_halves`: reads n rows of row_bytes (checked by
-            // the caller; the 16-byte loads of the second need the alignment
-            // checked above, the third's 32-bit loads stay within its blocks'
-            // aligned words), writes n·k halves (the scratch holds at least
-            // that).
-            unsafe { self.f(&name)?.launch(stream, cfg, &args)? };
-            // 64-token tiles when 128-token ones would leave a quarter of the
-            // compute units idle (measured on an H200: 8x4 blocks 110 -> 84 µs
-            // with 64-token tiles, 32x4 blocks 200 -> 219 µs).
-            let cus = self.device.props().compute_units.max(1) as usize;
-            let small = 4 * n.div_ceil(GEMM_TILE) * t.div_ceil(GEMM_TILE) < 3 * cus;
-            // Opt-in 128 × 256 tiles (set only with three stages).
-            let n256 = match self.gemm_n256 {
-                1 => !small,
-                2 => true,
-                _ => false,
-            };
-            let (tile_t, tile_n) = if n256 {
-                (GEMM_TILE, 2 * GEMM_TILE)
-            } else if small {
-                (GEMM_TILE / 2, GEMM_TILE)
-            } else {
-                (GEMM_TILE, GEMM_TILE)
-            };
-            // Opt-in k-steps of 64 (set only with three stages) where K allows
-            // them, their _pf twins with ROCMFORGE_GPU_GEMM_PF=1; the 128 × 256
-            // tiles take precedence.
-            let k64 = self.gemm_k64 && !n256 && k.is_multiple_of(GEMM_K64_STEP);
-            let k_step = if k64 { GEMM_K64_STEP } else { GEMM_K_STEP };
-            let deep = if k64 && self.gemm_pf {
-                GEMM_K64_PF_KERNELS
-            } else if k64 {
-                GEMM_K64_KERNELS
-            } else {
-                gemm_deep_kernels(self.gemm_stages)
-            };
-            let (name, shared_bytes) = match (self.gemm_stages, small) {
-                _ if n256 => GEMM_N256_KERNEL,
-                (2, true) => ("gemm_f16_tn_m64", 0),
-                (2, false) => ("gemm_f16_tn", 0),
-                (_, true) => deep[1],
-                (_, false) => deep[0],
-            };
-            // Grids of fewer blocks than compute units split k in two (the deep
-            // kernels only): each half adds its sums to the zeroed output, and
-            // takes a whole number of the kernel's k-steps.
-            let grid_xy = blocks(n, tile_n)? as usize * blocks(t, tile_t)? as usize;
-            let split = self.gemm_stages > 2
-                && self.gemm_split_k
-                && grid_xy < cus
-                && (k / k_step).is_multiple_of(2);
-            if split {
-                y.fill_zero_first(stream, t * n)?;
-            }
-            let cfg = LaunchConfig {
-                grid: (
-                    blocks(n, tile_n)?,
-                    blocks(t, tile_t)?,
-                    if split { 2 } else { 1 },
-                ),
-                block: (256, 1, 1),
-                shared_bytes,
-            };
-            let args = KernelArgs::new()
-                .ptr(xh.device_ptr())
-                .ptr(wh.device_ptr())
-                .i32(to_i32("t", t)?)
-                .i32(to_i32("n", n)?)
-                .i32(to_i32("k", k)?)
-                .ptr(y.device_ptr());
-            // SAFETY: matches `gemm_f16_tn` (and its m64, deep-pipeline,
-            // 128 × 256, k64 and k64 _pf variants, same parameters): A = t×k and
-            // B = n×k halves (written above), C = t×n floats (checked by the
-            // caller; every variant skips rows and columns past t and n of its
-            // tiles); k a multiple of 32, and of 64 for the k64 and _pf ones
-            // (checked above); the deep ones get the dynamic shared memory they
-            // index (their limit raised when the kernels were loaded, the
-            // 128 × 256, k64 and _pf ones chosen only where that succeeded).
-            unsafe { self.f(name)?.launch(stream, cfg, &args)? };
+            self.gemm_part(stream, part, k, t, wh, xh)?;
         }
+        Ok(())
+    }
+
+    /// One weight of [`Kernels::matmul_gemm`]: dequantized to f16 into `wh`
+    /// (which holds at least its values), then one f16 GEMM against the
+    /// converted activations `xh` (`t` rows of `k`) into the part's output.
+    fn gemm_part(
+        &self,
+        stream: &Stream,
+        part: &mut MatmulPart<'_>,
+        k: usize,
+        t: usize,
+        wh: &DeviceBuffer<u16>,
+        xh: &DeviceBuffer<u16>,
+    ) -> Result<()> {
+        let (format, w, n) = (part.format, part.w, part.n);
+        let y = &mut *part.y;
+        let row_bytes = format
+            .row_bytes(k)
+            .ok_or_else(|| invalid(format!("matmul: row of {k} in {format:?}")))?;
+        // Q4_K with whole-word loads, a thread per 64 values, where the
+        // weight is 16-byte aligned (its rows are: 144-byte super-blocks);
+        // otherwise a thread per 32-value chunk.
+        // Q6_K with 32-bit loads, a thread per 128 values (its blocks
+        // are 2-byte aligned).
+        let words = self.dequant_words.load(Ordering::Relaxed);
+        let (name, per_thread, threads) = match format {
+            GpuFormat::Q4K
+                if words && w.device_ptr().is_multiple_of(16) && row_bytes.is_multiple_of(16) =>
+            {
+                ("dequant_f16_q4_k_pairs".to_string(), 64, BLOCK_1D)
+            }
+            GpuFormat::Q6K if words && row_bytes.is_multiple_of(2) => {
+                ("dequant_f16_q6_k_halves".to_string(), 128, 128)
+            }
+            _ => (
+                format!("dequant_f16_{}", format.kernel_suffix()),
+                32,
+                BLOCK_1D,
+            ),
+        };
+        let cfg = LaunchConfig {
+            grid: (blocks(n * (k / per_thread), threads)?, 1, 1),
+            block: (threads as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(w.device_ptr())
+            .i32(to_i32("row bytes", row_bytes)?)
+            .i32(to_i32("k", k)?)
+            .i32(to_i32("n", n)?)
+            .ptr(wh.device_ptr());
+        // SAFETY: matches `dequant_f16_<fmt>`, `dequant_f16_q4_k_pairs` and
+        // `dequant_f16_q6_k_halves`: reads n rows of row_bytes (checked by
+        // the caller; the 16-byte loads of the second need the alignment
+        // checked above, the third's 32-bit loads stay within its blocks'
+        // aligned words), writes n·k halves (the scratch holds at least
+        // that).
+        unsafe { self.f(&name)?.launch(stream, cfg, &args)? };
+        // 64-token tiles when 128-token ones would leave a quarter of the
+        // compute units idle (measured on an H200: 8x4 blocks 110 -> 84 µs
+        // with 64-token tiles, 32x4 blocks 200 -> 219 µs).
+        let cus = self.device.props().compute_units.max(1) as usize;
+        let small = 4 * n.div_ceil(GEMM_TILE) * t.div_ceil(GEMM_TILE) < 3 * cus;
+        // Opt-in 128 × 256 tiles (set only with three stages).
+        let n256 = match self.gemm_n256 {
+            1 => !small,
+            2 => true,
+            _ => false,
+        };
+        let (tile_t, tile_n) = if n256 {
+            (GEMM_TILE, 2 * GEMM_TILE)
+        } else if small {
+            (GEMM_TILE / 2, GEMM_TILE)
+        } else {
+            (GEMM_TILE, GEMM_TILE)
+        };
+        // Opt-in k-steps of 64 (set only with three stages) where K allows
+        // them, their _pf twins with ROCMFORGE_GPU_GEMM_PF=1; the 128 × 256
+        // tiles take precedence.
+        let k64 = self.gemm_k64 && !n256 && k.is_multiple_of(GEMM_K64_STEP);
+        let k_step = if k64 { GEMM_K64_STEP } else { GEMM_K_STEP };
+        let deep = if k64 && self.gemm_pf {
+            GEMM_K64_PF_KERNELS
+        } else if k64 {
+            GEMM_K64_KERNELS
+        } else {
+            gemm_deep_kernels(self.gemm_stages)
+        };
+        let (name, shared_bytes) = match (self.gemm_stages, small) {
+            _ if n256 => GEMM_N256_KERNEL,
+            (2, true) => ("gemm_f16_tn_m64", 0),
+            (2, false) => ("gemm_f16_tn", 0),
+            (_, true) => deep[1],
+            (_, false) => deep[0],
+        };
+        // Grids of fewer blocks than compute units split k in two (the deep
+        // kernels only): each half adds its sums to the zeroed output, and
+        // takes a whole number of the kernel's k-steps.
+        let grid_xy = blocks(n, tile_n)? as usize * blocks(t, tile_t)? as usize;
+        let split = self.gemm_stages > 2
+            && self.gemm_split_k
+            && grid_xy < cus
+            && (k / k_step).is_multiple_of(2);
+        if split {
+            y.fill_zero_first(stream, t * n)?;
+        }
+        let cfg = LaunchConfig {
+            grid: (
+                blocks(n, tile_n)?,
+                blocks(t, tile_t)?,
+                if split { 2 } else { 1 },
+            ),
+            block: (256, 1, 1),
+            shared_bytes,
+        };
+        let args = KernelArgs::new()
+            .ptr(xh.device_ptr())
+            .ptr(wh.device_ptr())
+            .i32(to_i32("t", t)?)
+            .i32(to_i32("n", n)?)
+            .i32(to_i32("k", k)?)
+            .ptr(y.device_ptr());
+        // SAFETY: matches `gemm_f16_tn` (and its m64, deep-pipeline,
+        // 128 × 256, k64 and k64 _pf variants, same parameters): A = t×k and
+        // B = n×k halves (written above), C = t×n floats (checked by the
+        // caller; every variant skips rows and columns past t and n of its
+        // tiles); k a multiple of 32, and of 64 for the k64 and _pf ones
+        // (checked above); the deep ones get the dynamic shared memory they
+        // index (their limit raised when the kernels were loaded, the
+        // 128 × 256, k64 and _pf ones chosen only where that succeeded).
+        unsafe { self.f(name)?.launch(stream, cfg, &args)? };
         Ok(())
     }
 
