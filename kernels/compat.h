@@ -16,6 +16,7 @@
 //                        hint M (see below)
 //   u8 i8 u16 i16 u32 i32  fixed-width integers (no <stdint.h> under the
 //                        runtime compilers)
+//   RF_PREFETCH_L2(p)    hint: the line of p into L2 (NVIDIA; elsewhere nothing)
 //   RF_GRID_SYNC()       first statement of every kernel: waits for the
 //                        previous kernel of the stream where launches may
 //                        overlap it (see the end of this file)
@@ -126,5 +127,17 @@ RF_DEVICE int rf_dp4a_bytes(int a, int b, int c) {
 #else
 #define RF_GRID_SYNC() \
     do {               \
+    } while (0)
+#endif
+
+// A hint that the 128-byte line holding p will be read soon: fetched into
+// L2 without a register (RF_PREFETCH_L2). On NVIDIA a `prefetch` to L2;
+// elsewhere nothing. The mat-vecs issue these before their grid wait
+// (RF_MV_L2PF), while the kernel before them still runs.
+#if defined(RF_CUDA)
+#define RF_PREFETCH_L2(p) asm volatile("prefetch.global.L2 [%0];" ::"l"(p))
+#else
+#define RF_PREFETCH_L2(p) \
+    do {                  \
     } while (0)
 #endif

@@ -877,6 +877,26 @@ RF_MV_ENTRIES(q4_k_pair4, rf_q4_k_pair<4>)
 #define RF_MV_PF 0
 #endif
 
+// RF_MV_L2PF = P > 0 (opt-in, through ROCMFORGE_GPU_KERNEL_DEFINES): before
+// its grid wait a rows kernel asks L2 for the lines of its next P passes
+// (the first one is already loaded into registers there), so that while
+// the launch before it still runs (attention before the output projection,
+// the GLU before the down one) more of its weights stream in, and the
+// passes after the wait find them in L2. `span` bytes a row per pass from
+// byte `first` of each row, whose rows are `row_len` bytes; lanes take one
+// 128-byte line each. No registers held; never past a row's end.
+#ifndef RF_MV_L2PF
+#define RF_MV_L2PF 0
+#endif
+template <int R>
+RF_DEVICE void rf_mv_prefetch_pass(const uint4* const* rows, size_t first, int span, size_t row_len,
+                                   int lane) {
+    const size_t off = first + (size_t)lane * 128;
+    if (lane * 128 >= span + 128 || off >= row_len) return;
+#pragma unroll
+    for (int e = 0; e < R; e++) RF_PREFETCH_L2((const u8*)rows[e] + off);
+}
+
 // Super-block sb's header and this lane's pair of nibble words, of R rows.
 template <int R>
 RF_DEVICE void rf_q4_k_rows_load(const uint4* const* rows, int sb, int p, uint4* hdr, uint4* w0,
@@ -908,6 +928,12 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS, RfEpi gl) {
     uint4 hdr[R], w0[R], w1[R];
     const int sb_first = sub * (RF_WAVE / 4) + (lane >> 2);
     if (sb_first < nsb) rf_q4_k_rows_load<R>(rows, sb_first, p, hdr, w0, w1);
+#if RF_MV_L2PF > 0
+#pragma unroll
+    for (int a = 1; a <= RF_MV_L2PF; a++)
+        rf_mv_prefetch_pass<R>(rows, (size_t)(sub * (RF_WAVE / 4) + a * step) * 144,
+                               (RF_WAVE / 4) * 144, (size_t)nsb * 144, lane);
+#endif
     RF_GRID_SYNC();  // the activations come from the kernel before
     const float xs = RF_MV_XSCALE();
     for (int sb = sb_first; sb < nsb; sb += step) {
@@ -1169,6 +1195,13 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfEpi gl) {
     uint4 w[R][N16];
     const int g_first = sub * (RF_WAVE / 8) + (lane >> 3);
     if (g_first < ngrp) rf_legacy_direct_load<BB, R>(rows, g_first, s16, w);
+#if RF_MV_L2PF > 0
+    constexpr int GB = RfLegacyDirect<BB>::GW * 16;  // bytes of a group of 8 blocks
+#pragma unroll
+    for (int a = 1; a <= RF_MV_L2PF; a++)
+        rf_mv_prefetch_pass<R>(rows, (size_t)(sub * (RF_WAVE / 8) + a * step) * GB,
+                               (RF_WAVE / 8) * GB, (size_t)ngrp * GB, lane);
+#endif
     RF_GRID_SYNC();  // the activations come from the kernel before
     const float xs = RF_MV_XSCALE();
     for (int grp = g_first; grp < ngrp; grp += step) {
