@@ -734,6 +734,26 @@ RF_DEVICE float rf_q6_slice(const u32* st, int j, int slice, const RfQ6X& x) {
     return rf_h2f((u16)(dw[0] & 0xFFFF)) * s;
 }
 
+// RF_MV_L2PF = P > 0 (opt-in, through ROCMFORGE_GPU_KERNEL_DEFINES): before
+// its grid wait a rows kernel asks L2 for the lines of its next P passes
+// (the first one is already loaded into registers there), so that while
+// the launch before it still runs (attention before the output projection,
+// the GLU before the down one) more of its weights stream in, and the
+// passes after the wait find them in L2. `span` bytes a row per pass from
+// byte `first` of each row, whose rows are `row_len` bytes; lanes take one
+// 128-byte line each. No registers held; never past a row's end.
+#ifndef RF_MV_L2PF
+#define RF_MV_L2PF 0
+#endif
+template <int R>
+RF_DEVICE void rf_mv_prefetch_pass(const uint4* const* rows, size_t first, int span, size_t row_len,
+                                   int lane) {
+    const size_t off = first + (size_t)lane * 128;
+    if (lane * 128 >= span + 128 || off >= row_len) return;
+#pragma unroll
+    for (int e = 0; e < R; e++) RF_PREFETCH_L2((const u8*)rows[e] + off);
+}
+
 // R rows per wave (group): the lanes take the same slices of every row's
 // tile, so each activation load serves R rows.
 template <int R>
@@ -756,6 +776,12 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
     constexpr int TW = RF_Q6_TILE_WORDS;
     int t = sub;
     if (t < n_tiles) rf_tile_load<R, LW, 3>(rows, (size_t)t * TW, TW, lane, pre);
+#if RF_MV_L2PF > 0
+#pragma unroll
+    for (int a = 1; a <= RF_MV_L2PF; a++)
+        rf_mv_prefetch_pass<R>(rows, (size_t)(sub + a * wpr) * TW * 16, TW * 16,
+                               (size_t)n_tiles * TW * 16, lane);
+#endif
     RF_GRID_SYNC();  // the activations come from the kernel before
     const float xs = RF_MV_XSCALE();
     for (; t < n_tiles; t += wpr) {
@@ -876,26 +902,6 @@ RF_MV_ENTRIES(q4_k_pair4, rf_q4_k_pair<4>)
 #ifndef RF_MV_PF
 #define RF_MV_PF 0
 #endif
-
-// RF_MV_L2PF = P > 0 (opt-in, through ROCMFORGE_GPU_KERNEL_DEFINES): before
-// its grid wait a rows kernel asks L2 for the lines of its next P passes
-// (the first one is already loaded into registers there), so that while
-// the launch before it still runs (attention before the output projection,
-// the GLU before the down one) more of its weights stream in, and the
-// passes after the wait find them in L2. `span` bytes a row per pass from
-// byte `first` of each row, whose rows are `row_len` bytes; lanes take one
-// 128-byte line each. No registers held; never past a row's end.
-#ifndef RF_MV_L2PF
-#define RF_MV_L2PF 0
-#endif
-template <int R>
-RF_DEVICE void rf_mv_prefetch_pass(const uint4* const* rows, size_t first, int span, size_t row_len,
-                                   int lane) {
-    const size_t off = first + (size_t)lane * 128;
-    if (lane * 128 >= span + 128 || off >= row_len) return;
-#pragma unroll
-    for (int e = 0; e < R; e++) RF_PREFETCH_L2((const u8*)rows[e] + off);
-}
 
 // Super-block sb's header and this lane's pair of nibble words, of R rows.
 template <int R>
