@@ -1101,12 +1101,44 @@ RF_LEGACY_STAGED(q8_0_staged2, 34, 64, 2)
 // amounts made of compile-time steps (no arrays indexed at run time, which
 // would live in local memory). R rows per wave share each activation load;
 // the first group's weights are requested before the grid-dependency wait.
+//
+// BB = 36 is a pair of Q4_0 blocks (64 values) per lane: a group of eight
+// lanes takes sixteen blocks (288 bytes, 18 words), lane p the pair at byte
+// 36p, which starts 4 * (p & 3) bytes into its first word and ends within
+// its third, so a lane loads three words as for Q8_0 and gets twice the
+// bytes of the single Q4_0 block per pass (half the passes; rows of K =
+// 512 * n values).
 template <int BB>
 struct RfLegacyDirect {
     static constexpr int NU = BB == 18 ? 8 : 12;  // 32-bit words a lane loads
-    static constexpr int NQ = (BB - 2) / 4;       // quant words of a block
+    static constexpr int NQ = BB == 36 ? 4 : (BB - 2) / 4;  // quant words of a block
     static constexpr int GW = BB / 2;             // 16-byte words of a group
+    static constexpr int U = BB == 36 ? 2 : 1;    // 32-value blocks per lane
 };
+
+// The two Q4_0 blocks of lane p (0..7) of a pair group from the words
+// u[0..12) that start at the 16-byte word holding the pair's first byte:
+// the pair starts at word p & 3 (rotated down to word 0 here by
+// compile-time steps), block 0 as d0 = bytes 0-1 and its quants at bytes
+// 2-17 (16 bits into word 0), block 1 as d1 = bytes 18-19 (the upper half
+// of word 4) and its quants in words 5-8.
+RF_DEVICE void rf_legacy_pair_blocks(u32* u, int p, int* q0, int* q1, float* d0, float* d1) {
+    const int o = p & 3;
+#pragma unroll
+    for (int b = 2; b >= 1; b >>= 1) {
+        if (o & b) {
+#pragma unroll
+            for (int i = 0; i < 12; i++) u[i] = i + b < 12 ? u[i + b] : 0u;
+        }
+    }
+    *d0 = rf_h2f((u16)(u[0] & 0xFFFF));
+    *d1 = rf_h2f((u16)(u[4] >> 16));
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        q0[j] = (int)rf_funnel(u[j], u[j + 1], 16);
+        q1[j] = (int)u[5 + j];
+    }
+}
 
 // The scale and quant words of block p (0..7) from the words u[0..NU) that
 // start at the 16-byte word holding its first byte (u[NU] must be 0).
@@ -1192,7 +1224,7 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfEpi gl) {
     int ns[R], rs[R];
     const bool any = rf_mv_pick_group<R, M == RF_MV_GLU>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2,
                                                          row_bytes, rows, ys, ns, rs);
-    const int ngrp = any ? K / 256 : 0;
+    const int ngrp = any ? K / (256 * RfLegacyDirect<BB>::U) : 0;
     const int p = lane & 7, step = wpr * (RF_WAVE / 8);
     const int s16 = (BB * p) >> 4;
     float acc[R];
@@ -1217,23 +1249,46 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfEpi gl) {
         uint4 nw[R][N16];
         if (grp + step < ngrp) rf_legacy_direct_load<BB, R>(rows, grp + step, s16, nw);
 #endif
-        const int c = grp * 8 + p;
-        const int4 xa = *(const int4*)(xq + c * 8), xb = *(const int4*)(xq + c * 8 + 4);
-        const float2 dx = ds[c];
+        if constexpr (BB == 36) {
+            const int c = (grp * 8 + p) * 2;
+            const int4 xa = *(const int4*)(xq + c * 8), xb = *(const int4*)(xq + c * 8 + 4);
+            const int4 ya = *(const int4*)(xq + c * 8 + 8), yb = *(const int4*)(xq + c * 8 + 12);
+            const float2 dx = ds[c], dy = ds[c + 1];
 #pragma unroll
-        for (int e = 0; e < R; e++) {
-            u32 u[NU + 1];
+            for (int e = 0; e < R; e++) {
+                u32 u[NU];
 #pragma unroll
-            for (int i = 0; i < N16; i++) {
-                u[4 * i] = w[e][i].x;
-                u[4 * i + 1] = w[e][i].y;
-                u[4 * i + 2] = w[e][i].z;
-                u[4 * i + 3] = w[e][i].w;
+                for (int i = 0; i < N16; i++) {
+                    u[4 * i] = w[e][i].x;
+                    u[4 * i + 1] = w[e][i].y;
+                    u[4 * i + 2] = w[e][i].z;
+                    u[4 * i + 3] = w[e][i].w;
+                }
+                int q0[4], q1[4];
+                float d0, d1;
+                rf_legacy_pair_blocks(u, p, q0, q1, &d0, &d1);
+                acc[e] += rf_legacy_direct_dot<18>(q0, d0, xa, xb, dx) +
+                          rf_legacy_direct_dot<18>(q1, d1, ya, yb, dy);
             }
-            u[NU] = 0u;
-            int q[RfLegacyDirect<BB>::NQ];
-            const float d = rf_legacy_direct_block<BB>(u, p, q);
-            acc[e] += rf_legacy_direct_dot<BB>(q, d, xa, xb, dx);
+        } else {
+            const int c = grp * 8 + p;
+            const int4 xa = *(const int4*)(xq + c * 8), xb = *(const int4*)(xq + c * 8 + 4);
+            const float2 dx = ds[c];
+#pragma unroll
+            for (int e = 0; e < R; e++) {
+                u32 u[NU + 1];
+#pragma unroll
+                for (int i = 0; i < N16; i++) {
+                    u[4 * i] = w[e][i].x;
+                    u[4 * i + 1] = w[e][i].y;
+                    u[4 * i + 2] = w[e][i].z;
+                    u[4 * i + 3] = w[e][i].w;
+                }
+                u[NU] = 0u;
+                int q[RfLegacyDirect<BB>::NQ];
+                const float d = rf_legacy_direct_block<BB>(u, p, q);
+                acc[e] += rf_legacy_direct_dot<BB>(q, d, xa, xb, dx);
+            }
         }
 #if RF_MV_PF
 #pragma unroll
@@ -1261,5 +1316,6 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfEpi gl) {
     RF_MV_ROWS_ENTRIES(name, rf_##name)
 RF_LEGACY_DIRECT(q4_0_direct2, 18, 2)
 RF_LEGACY_DIRECT_GLU(q4_0_direct4, 18)
+RF_LEGACY_DIRECT_GLU(q4_0_pair4, 36)
 RF_LEGACY_DIRECT(q8_0_direct2, 34, 2)
 RF_LEGACY_DIRECT_GLU(q8_0_direct4, 34)

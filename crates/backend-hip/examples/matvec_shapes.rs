@@ -2,7 +2,8 @@
 //! models (not a test; for tuning reports). Weights are random bytes (the
 //! time does not depend on the values), several copies per shape so that
 //! the round robin over them streams from device memory, not from L2.
-//! `cargo run --release -p backend-hip --example matvec_shapes [ITERS]`;
+//! `cargo run --release -p backend-hip --example matvec_shapes [ITERS [TYPES]]`
+//! (TYPES: comma-separated format names such as `q4_0,q8_0`; all by default);
 //! under `ncu -k regex:matvec` the per-kernel times are the exact ones.
 
 use std::time::Instant;
@@ -38,6 +39,14 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200);
+    let types: Vec<String> = std::env::args()
+        .nth(2)
+        .map(|t| {
+            t.split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
     let g = match HipBackend::try_new(0) {
         Ok(g) => g,
         Err(e) => {
@@ -53,6 +62,9 @@ fn main() {
         seed
     };
     for &(n, k, ty, what) in SHAPES {
+        if !types.is_empty() && !types.iter().any(|t| t == &ty.name().to_ascii_lowercase()) {
+            continue;
+        }
         let bytes_per = quant::bytes_for(ty, n * k).expect("whole blocks");
         // At least 256 MB over all copies: far past the L2 cache.
         let copies = (256usize << 20).div_ceil(bytes_per).clamp(2, 64);

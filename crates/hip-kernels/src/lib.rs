@@ -15,6 +15,7 @@
 
 mod format;
 mod matvec;
+use matvec::MATVEC_SPLIT_WAVES;
 mod sample;
 pub mod sources;
 
@@ -108,6 +109,17 @@ pub struct Kernels {
     /// `ROCMFORGE_GPU_MV_WPR=1|2|4`: waves per row of every 8-bit mat-vec
     /// (0: chosen per shape; for comparisons).
     matvec_wpr: usize,
+    /// `ROCMFORGE_GPU_MV_WAVES=N`: a row is split over several waves only
+    /// while a launch has fewer than N waves (default 2048); for comparisons.
+    matvec_waves: usize,
+    /// `ROCMFORGE_GPU_MV_WAVES_LEGACY=N`: the same cap for the in-place
+    /// Q4_0/Q8_0 mat-vecs (default: `matvec_waves`).
+    matvec_waves_legacy: usize,
+    /// Q4_0 rows of K = 512 * n values as pairs of blocks per lane
+    /// (`matvec_q4_0_pair4`: three 16-byte loads a lane and row, half the
+    /// passes of `matvec_q4_0_direct4`); on by default, off with
+    /// `ROCMFORGE_GPU_Q4_0_PAIRS=0`.
+    q4_0_pairs: bool,
     /// `ROCMFORGE_GPU_SKIP_MATVECS=NxK,…`: decode mat-vec launches of N rows
     /// (all parts together) of K values that return at once (a timing
     /// experiment like `ROCMFORGE_GPU_SKIP_KERNELS`, by shape: what each
@@ -167,6 +179,14 @@ fn kernel_defines() -> Vec<String> {
 /// the kernels are loaded).
 fn env_flag(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| v == "1")
+}
+
+/// The environment variable `name` as a positive count, if it is one.
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
 }
 
 /// Whether the environment variable `name` is `0` (a default-on feature
@@ -494,6 +514,11 @@ impl Kernels {
                 Ok("4") => 4,
                 _ => 0,
             },
+            matvec_waves: env_usize("ROCMFORGE_GPU_MV_WAVES").unwrap_or(MATVEC_SPLIT_WAVES),
+            matvec_waves_legacy: env_usize("ROCMFORGE_GPU_MV_WAVES_LEGACY")
+                .or_else(|| env_usize("ROCMFORGE_GPU_MV_WAVES"))
+                .unwrap_or(MATVEC_SPLIT_WAVES),
+            q4_0_pairs: !env_off("ROCMFORGE_GPU_Q4_0_PAIRS"),
             skip_matvecs: std::env::var("ROCMFORGE_GPU_SKIP_MATVECS")
                 .map(|v| parse_shapes(&v))
                 .unwrap_or_default(),
@@ -1874,6 +1899,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                     "matvec_q8_0_staged2",
                     "matvec_q4_0_direct2",
                     "matvec_q4_0_direct4",
+                    "matvec_q4_0_pair4",
                     "matvec_q8_0_direct2",
                     "matvec_q8_0_direct4",
                     "matvec_q6_k",
@@ -1891,9 +1917,11 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                 [
                     "matvec_q4_k_rows4_glu",
                     "matvec_q4_0_direct4_glu",
+                    "matvec_q4_0_pair4_glu",
                     "matvec_q8_0_direct4_glu",
                     "matvec_q4_k_rows4_addnorm",
                     "matvec_q4_0_direct4_addnorm",
+                    "matvec_q4_0_pair4_addnorm",
                     "matvec_q8_0_direct4_addnorm",
                 ]
                 .iter()

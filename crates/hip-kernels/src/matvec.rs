@@ -6,6 +6,11 @@ use gpu_runtime::{DeviceBuffer, KernelArgs, LaunchConfig, Stream};
 /// Waves per block of the `matvec_*` kernels.
 const MATVEC_WAVES: u32 = 4;
 
+/// A mat-vec row is split over several waves only while the launch has
+/// fewer waves than this (about 16 per compute unit of an H200); see
+/// [`Kernels`]'s `matvec_waves`.
+pub(crate) const MATVEC_SPLIT_WAVES: usize = 2048;
+
 /// Waves per block of the fused gate/up/GLU kernels (`matvec_*_glu`): 16
 /// waves of two outputs each make one 8-bit block of 32.
 const GLU_WAVES: usize = 16;
@@ -367,6 +372,7 @@ impl Kernels {
         let glu_kernel = match plan.kernel {
             "matvec_q4_k_rows4" => "matvec_q4_k_rows4_glu",
             "matvec_q4_0_direct4" => "matvec_q4_0_direct4_glu",
+            "matvec_q4_0_pair4" => "matvec_q4_0_pair4_glu",
             "matvec_q8_0_direct4" => "matvec_q8_0_direct4_glu",
             _ => return Ok(false),
         };
@@ -457,6 +463,7 @@ impl Kernels {
         let kernel = match plan.kernel {
             "matvec_q4_k_rows4" => "matvec_q4_k_rows4_addnorm",
             "matvec_q4_0_direct4" => "matvec_q4_0_direct4_addnorm",
+            "matvec_q4_0_pair4" => "matvec_q4_0_pair4_addnorm",
             "matvec_q8_0_direct4" => "matvec_q8_0_direct4_addnorm",
             _ => return Ok(false),
         };
@@ -529,7 +536,9 @@ impl Kernels {
         // unit). Measured on an H200 (`matvec_shapes` example; the cap was
         // 16384 waves): 8b q+k+v 6.5 -> 5.2 µs, o 5.3 -> 4.6, Q6_K down
         // 19.7 -> 16.1, 1b down 5.5 -> 4.9.
-        let by_rows = |rows: usize| (2048 / n.div_ceil(rows).max(1)).max(1);
+        let by_rows = |rows: usize| (self.matvec_waves / n.div_ceil(rows).max(1)).max(1);
+        let by_rows_legacy =
+            |rows: usize| (self.matvec_waves_legacy / n.div_ceil(rows).max(1)).max(1);
         let v2 = wide && !self.matvec_v1;
         let staged = v2 && k.is_multiple_of(256) && row_bytes.is_multiple_of(16);
         // Rows per wave of the staged kernels (one or two; Q6_K four with
@@ -567,16 +576,23 @@ impl Kernels {
             // Q4_0 512 -> 578 t/s, Q8_0 396 -> 416.
             GpuFormat::Q4_0 | GpuFormat::Q8_0 if staged && !self.legacy_staged => {
                 let rows = if self.matvec_rows == 2 { 2 } else { 4 };
+                // Q4_0 pairs: sixteen blocks (512 values) per eight lanes.
+                let pairs = format == GpuFormat::Q4_0
+                    && rows == 4
+                    && self.q4_0_pairs
+                    && k.is_multiple_of(512);
                 let kernel = match (format, rows) {
                     (GpuFormat::Q4_0, 2) => "matvec_q4_0_direct2",
+                    (GpuFormat::Q4_0, _) if pairs => "matvec_q4_0_pair4",
                     (GpuFormat::Q4_0, _) => "matvec_q4_0_direct4",
                     (_, 2) => "matvec_q8_0_direct2",
                     _ => "matvec_q8_0_direct4",
                 };
-                let passes = (k / 256).div_ceil(wave / 8);
+                let group_values = if pairs { 512 } else { 256 };
+                let passes = (k / group_values).div_ceil(wave / 8);
                 MatvecPlan {
                     kernel,
-                    wpr: waves_per_row(passes, by_rows(rows)),
+                    wpr: waves_per_row(passes, by_rows_legacy(rows)),
                     rows,
                 }
             }
