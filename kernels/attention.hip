@@ -295,6 +295,39 @@ RF_DEVICE void rf_kg_load_pair(const float4* k4, const float4* v4, size_t kv4, i
     }
 }
 
+// The groups' online-softmax results merged by the first wave (all of its
+// lanes; the caller's other waves have returned): lane t < head_dim / 4
+// writes float4 t of the head's output row `o_row` and every lane takes
+// part in its 8-bit blocks (float4 index f0 + t of the row of all heads).
+// The groups' maxima come from one wave reduction; the scales, the sum and
+// the output then run over the groups in order, unrolled without branches
+// (a group without keys has weight 0), so every shared-memory load is
+// issued up front instead of one after the other; results equal, to the
+// bit, those of a loop that skips keyless groups (adding 0 changes
+// nothing).
+RF_DEVICE void rf_kg_merge(const float4 (*gacc)[RF_KG_MAX_DIM / 4], const float* gm,
+                           const float* gl, int head_dim, float* o_row, int f0,
+                           i8* __restrict__ oq, float2* __restrict__ ds) {
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const int t = threadIdx.x;
+    const float mx = rf_wave_max(t < RF_KG_GROUPS ? gm[t] : RF_NEG_INF);
+    const bool has = t < (head_dim >> 2);
+    const int tt = has ? t : 0;
+    float L = 0.0f;
+    float4 o = zero;
+#pragma unroll
+    for (int i = 0; i < RF_KG_GROUPS; i++) {
+        const float m = gm[i];
+        const float w = m == RF_NEG_INF ? 0.0f : expf(m - mx);
+        L += w * gl[i];
+        o = rf_f4_axpy(w, gacc[i][tt], o);
+    }
+    const float inv = 1.0f / L;
+    const float4 r = has ? make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv) : zero;
+    if (has) ((float4*)o_row)[t] = r;
+    if (oq) rf_q8_emit4(r, f0 + t, has, oq, ds);
+}
+
 extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
     attention_keygroups_f32(const float* __restrict__ q, const float* __restrict__ k,
                             const float* __restrict__ v, float* __restrict__ out, int start_pos,
@@ -371,25 +404,9 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
         gl[g] = l;
     }
     __syncthreads();
-    // Thread t < head_dim / 4 merges float4 t of the output; the first wave
-    // (all of its lanes) writes the 8-bit blocks.
-    const int t = threadIdx.x;
-    if (t >= RF_WAVE) return;
-    float mx = RF_NEG_INF;
-    for (int i = 0; i < RF_KG_GROUPS; i++) mx = fmaxf(mx, gm[i]);
-    const bool has = t < (head_dim >> 2);
-    float L = 0.0f;
-    float4 o = zero;
-    for (int i = 0; i < RF_KG_GROUPS; i++) {
-        if (gm[i] == RF_NEG_INF) continue;  // a group without keys
-        const float w = expf(gm[i] - mx);
-        L += w * gl[i];
-        if (has) o = rf_f4_axpy(w, gacc[i][t], o);
-    }
-    const float inv = 1.0f / L;
-    const float4 r = has ? make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv) : zero;
-    if (has) ((float4*)(out + row * q_stride + (size_t)h * head_dim))[t] = r;
-    if (oq) rf_q8_emit4(r, (h * head_dim >> 2) + t, has, oq, ds);
+    if (threadIdx.x >= RF_WAVE) return;
+    rf_kg_merge(gacc, gm, gl, head_dim, out + row * q_stride + (size_t)h * head_dim,
+                h * head_dim >> 2, oq, ds);
 }
 
 // RoPE of a head held in the key-group layout (this lane's float4s c * 8 +
@@ -546,23 +563,8 @@ extern "C" __global__ void __launch_bounds__(RF_KG_THREADS)
         gl[g] = l;
     }
     __syncthreads();
-    const int t = threadIdx.x;
-    if (t >= RF_WAVE) return;
-    float mx = RF_NEG_INF;
-    for (int i = 0; i < RF_KG_GROUPS; i++) mx = fmaxf(mx, gm[i]);
-    const bool has = t < (head_dim >> 2);
-    float L = 0.0f;
-    float4 o = zero;
-    for (int i = 0; i < RF_KG_GROUPS; i++) {
-        if (gm[i] == RF_NEG_INF) continue;
-        const float w = expf(gm[i] - mx);
-        L += w * gl[i];
-        if (has) o = rf_f4_axpy(w, gacc[i][t], o);
-    }
-    const float inv = 1.0f / L;
-    const float4 r = has ? make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv) : zero;
-    if (has) ((float4*)(out + (size_t)h * head_dim))[t] = r;
-    if (oq) rf_q8_emit4(r, (h * head_dim >> 2) + t, has, oq, ds);
+    if (threadIdx.x >= RF_WAVE) return;
+    rf_kg_merge(gacc, gm, gl, head_dim, out + (size_t)h * head_dim, h * head_dim >> 2, oq, ds);
 }
 
 // One query row at position pos[0] whose query q and key k_new are not yet

@@ -120,6 +120,11 @@ pub struct Kernels {
     /// passes of `matvec_q4_0_direct4`); on by default, off with
     /// `ROCMFORGE_GPU_Q4_0_PAIRS=0`.
     q4_0_pairs: bool,
+    /// `ROCMFORGE_GPU_ADDNORM_WPR=1|2`: waves per row of the residual-add +
+    /// norm mat-vecs (`matvec_*_addnorm`) whose rows have at most
+    /// `ROCMFORGE_GPU_ADDNORM_WPR_K` values (default 4096); 0: as planned.
+    /// For comparisons.
+    addnorm_wpr: (usize, usize),
     /// `ROCMFORGE_GPU_SKIP_MATVECS=NxK,…`: decode mat-vec launches of N rows
     /// (all parts together) of K values that return at once (a timing
     /// experiment like `ROCMFORGE_GPU_SKIP_KERNELS`, by shape: what each
@@ -519,6 +524,10 @@ impl Kernels {
                 .or_else(|| env_usize("ROCMFORGE_GPU_MV_WAVES"))
                 .unwrap_or(MATVEC_SPLIT_WAVES),
             q4_0_pairs: !env_off("ROCMFORGE_GPU_Q4_0_PAIRS"),
+            addnorm_wpr: (
+                env_usize("ROCMFORGE_GPU_ADDNORM_WPR").unwrap_or(0).min(2),
+                env_usize("ROCMFORGE_GPU_ADDNORM_WPR_K").unwrap_or(4096),
+            ),
             skip_matvecs: std::env::var("ROCMFORGE_GPU_SKIP_MATVECS")
                 .map(|v| parse_shapes(&v))
                 .unwrap_or_default(),

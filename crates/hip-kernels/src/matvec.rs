@@ -469,7 +469,10 @@ impl Kernels {
         };
         // 32 rows a block: 8 row groups of four, each of wpr waves (at most
         // two: 512 threads of up to 128 registers).
-        let wpr = plan.wpr.clamp(1, 2);
+        let wpr = match self.addnorm_wpr {
+            (w, max_k) if w > 0 && k <= max_k => w,
+            _ => plan.wpr.clamp(1, 2),
+        };
         let threads = 8 * wpr * wave;
         if threads > 1024 {
             return Ok(false);
