@@ -485,9 +485,9 @@ RF_DEVICE void rf_mv_store_mode(float* acc, const int* rs, const int* ns, float*
                                 int sub, int wpr, float xs, float* Y0, RfEpi ep) {
 #pragma unroll
     for (int e = 0; e < R; e++) acc[e] *= xs;
-    if (M == RF_MV_GLU)
+    if constexpr (M == RF_MV_GLU)
         rf_mv_store_glu<R>(acc, rs[0], ns[0], Y0, ep);
-    else if (M == RF_MV_ADDNORM)
+    else if constexpr (M == RF_MV_ADDNORM)
         rf_mv_store_addnorm<R>(acc, sub, wpr, Y0, ep);
     else
         rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
@@ -755,12 +755,25 @@ RF_DEVICE void rf_mv_prefetch_pass(const uint4* const* rows, size_t first, int s
 }
 
 // R rows per wave (group): the lanes take the same slices of every row's
-// tile, so each activation load serves R rows.
-template <int R>
-RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
+// tile, so each activation load serves R rows. Mode M as the rows kernels'
+// (rf_mv_store_mode). The plain kernels (blocks of four waves) stage their
+// tiles in static shared memory; the residual-add + norm twin's blocks of
+// 32 rows (32 / R row groups of wpr waves) need more than the 48 KiB a
+// block may hold statically (16 waves of two 1,696-byte tiles: 54 KiB), so
+// it stages them in dynamic shared memory, R tiles a wave.
+template <int R, int M>
+RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS, RfEpi ep) {
     constexpr int LW = (RF_Q6_TILE_WORDS + RF_WAVE - 1) / RF_WAVE;
-    __shared__ uint4 stage[4][R][RF_Q6_TILE_WORDS + 1];
+    constexpr int SW = RF_Q6_TILE_WORDS + 1;
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
+    uint4 (*st)[SW];  // this wave's R tiles
+    if constexpr (M == RF_MV_ADDNORM) {
+        extern __shared__ uint4 rf_q6_dyn[];
+        st = (uint4 (*)[SW])(rf_q6_dyn + (size_t)wave * R * SW);
+    } else {
+        __shared__ uint4 stage[4][R][SW];
+        st = stage[wave];
+    }
     const int sub = wave % wpr;
     const int rg0 = (blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * R;
     const uint4* rows[R];
@@ -786,23 +799,32 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS) {
     const float xs = RF_MV_XSCALE();
     for (; t < n_tiles; t += wpr) {
         RF_WAVE_SYNC();
-        rf_tile_store<R, LW, TW + 1>(stage[wave], TW, lane, pre);
+        rf_tile_store<R, LW, SW>(st, TW, lane, pre);
         RF_WAVE_SYNC();
         if (t + wpr < n_tiles) rf_tile_load<R, LW, 3>(rows, (size_t)(t + wpr) * TW, TW, lane, pre);
         const int j = lane / RF_Q6_LP, slice = lane % RF_Q6_LP;
         const RfQ6X x = rf_q6_x(slice, t * 8 + j, xq, ds);
 #pragma unroll
         for (int e = 0; e < R; e++)
-            acc[e] += rf_q6_slice((const u32*)stage[wave][e], j, slice, x);
+            acc[e] += rf_q6_slice((const u32*)st[e], j, slice, x);
     }
-#pragma unroll
-    for (int e = 0; e < R; e++) acc[e] *= xs;
-    rf_matvec_store_n<R>(acc, rs, ns, ys, sub, wpr);
+    rf_mv_store_mode<R, M>(acc, rs, ns, ys, sub, wpr, xs, Y0, ep);
 }
 
-RF_MV_ENTRIES_SYNCED(q6_k_staged, rf_q6_k_staged<1>)
-RF_MV_ENTRIES_SYNCED(q6_k_staged2, rf_q6_k_staged<2>)
-RF_MV_ENTRIES_SYNCED(q6_k_staged4, rf_q6_k_staged<4>)
+#define RF_Q6_STAGED(name, R)                                                                    \
+    RF_DEVICE void rf_mv_##name(RF_MV_ARGS) {                                                    \
+        rf_q6_k_staged<R, RF_MV_PLAIN>(RF_MV_PASS, RfEpi{});                                     \
+    }                                                                                            \
+    RF_MV_ENTRIES_SYNCED(name, rf_mv_##name)
+RF_Q6_STAGED(q6_k_staged, 1)
+RF_Q6_STAGED(q6_k_staged2, 2)
+RF_Q6_STAGED(q6_k_staged4, 4)
+// The residual-add + norm twin of the two-row kernel (dynamic shared memory:
+// waves per block * 2 * (RF_Q6_TILE_WORDS + 1) * 16 bytes).
+extern "C" __global__ void matvec_q6_k_staged2_addnorm(RF_MV_ARGS RF_MV_ADDNORM_ARGS) {
+    RF_MV_PRE_SYNC();
+    rf_q6_k_staged<2, RF_MV_ADDNORM>(RF_MV_PASS RF_MV_ADDNORM_PASS);
+}
 
 // Q4_K, one sub-block pair per lane: the four lanes of a super-block each
 // take pair p = lane % 4 (the 32 nibble bytes at 16 + 32p: low nibbles are

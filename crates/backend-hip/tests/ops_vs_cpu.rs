@@ -1427,9 +1427,10 @@ enum Fused {
 /// store, the norm's factor deferred to the mat-vec that reads the row
 /// (`HipBackend::set_norm_fuse`), against the separate ops: the residual
 /// row equal to the bit, the next mat-vec within rounding, for the formats
-/// with such a store (Q4_0, Q8_0, Q4_K; Q6_K falls back) and readers in
-/// every 8-bit format whose kernels apply the factor; one and two waves per
-/// row (K 512 / 4096); run repeatedly.
+/// with such a store (Q4_0, Q8_0, Q4_K; Q6_K where the two-row staged
+/// kernel serves it, K = 4096 here, and falling back at K = 512) and
+/// readers in every 8-bit format whose kernels apply the factor; one and
+/// two waves per row (K 512 / 4096); run repeatedly.
 #[test]
 fn deferred_norm_equals_the_separate_ops() {
     let Some(g) = gpu() else { return };

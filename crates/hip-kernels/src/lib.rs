@@ -15,7 +15,7 @@
 
 mod format;
 mod matvec;
-use matvec::MATVEC_SPLIT_WAVES;
+use matvec::{MATVEC_SPLIT_WAVES, Q6K_ADDNORM_SHARED};
 mod sample;
 pub mod sources;
 
@@ -120,6 +120,10 @@ pub struct Kernels {
     /// passes of `matvec_q4_0_direct4`); on by default, off with
     /// `ROCMFORGE_GPU_Q4_0_PAIRS=0`.
     q4_0_pairs: bool,
+    /// The residual-add + norm twin of the two-row staged Q6_K mat-vec
+    /// (`matvec_q6_k_staged2_addnorm`, 54 KiB of dynamic shared memory):
+    /// on where that much is allowed, off with `ROCMFORGE_GPU_Q6K_ADDNORM=0`.
+    q6k_addnorm: bool,
     /// `ROCMFORGE_GPU_ADDNORM_WPR=1|2`: waves per row of the residual-add +
     /// norm mat-vecs (`matvec_*_addnorm`) whose rows have at most
     /// `ROCMFORGE_GPU_ADDNORM_WPR_K` values (default 4096); 0: as planned.
@@ -492,6 +496,11 @@ impl Kernels {
         if pf_asked && !gemm_pf {
             tracing::warn!("ROCMFORGE_GPU_GEMM_PF: the k64 _pf GEMMs are not usable here; ignored");
         }
+        let q6k_addnorm = !env_off("ROCMFORGE_GPU_Q6K_ADDNORM")
+            && all_allowed(
+                &functions,
+                &[("matvec_q6_k_staged2_addnorm", Q6K_ADDNORM_SHARED)],
+            );
         Ok(Kernels {
             device: device.clone(),
             functions,
@@ -524,6 +533,7 @@ impl Kernels {
                 .or_else(|| env_usize("ROCMFORGE_GPU_MV_WAVES"))
                 .unwrap_or(MATVEC_SPLIT_WAVES),
             q4_0_pairs: !env_off("ROCMFORGE_GPU_Q4_0_PAIRS"),
+            q6k_addnorm,
             addnorm_wpr: (
                 env_usize("ROCMFORGE_GPU_ADDNORM_WPR").unwrap_or(0).min(2),
                 env_usize("ROCMFORGE_GPU_ADDNORM_WPR_K").unwrap_or(4096),
@@ -1932,6 +1942,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                     "matvec_q4_0_direct4_addnorm",
                     "matvec_q4_0_pair4_addnorm",
                     "matvec_q8_0_direct4_addnorm",
+                    "matvec_q6_k_staged2_addnorm",
                 ]
                 .iter()
                 .map(|s| s.to_string()),

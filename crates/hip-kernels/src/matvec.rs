@@ -11,6 +11,10 @@ const MATVEC_WAVES: u32 = 4;
 /// [`Kernels`]'s `matvec_waves`.
 pub(crate) const MATVEC_SPLIT_WAVES: usize = 2048;
 
+/// Dynamic shared memory of `matvec_q6_k_staged2_addnorm`: 16 waves of two
+/// staged tiles (`RF_Q6_TILE_WORDS + 1` = 106 16-byte words each).
+pub(crate) const Q6K_ADDNORM_SHARED: u32 = 16 * 2 * 106 * 16;
+
 /// Waves per block of the fused gate/up/GLU kernels (`matvec_*_glu`): 16
 /// waves of two outputs each make one 8-bit block of 32.
 const GLU_WAVES: usize = 16;
@@ -431,7 +435,8 @@ impl Kernels {
     /// partial sum of x² per 32 rows into `partials` (the mat-vecs that
     /// read the row take [`ActScale`] over them). The normalized f32 row is
     /// not written. Blocks of 32 rows (`matvec_*_addnorm`, the four-row
-    /// kernels: Q4_K, Q4_0, Q8_0); returns `Ok(false)`, launching nothing,
+    /// kernels: Q4_K, Q4_0, Q8_0; the two-row staged Q6_K one); returns
+    /// `Ok(false)`, launching nothing,
     /// for other formats and shapes (`n` not a multiple of 32, blocks over
     /// 1024 threads).
     #[allow(clippy::too_many_arguments)]
@@ -460,20 +465,26 @@ impl Kernels {
             .ok_or_else(|| invalid(format!("matvec_q8_add_norm: row of {k} in {format:?}")))?;
         let wide = !self.narrow_matvec && w.device_ptr().is_multiple_of(16);
         let plan = self.matvec_plan(format, k, n, row_bytes, wave, wide, ds.device_ptr());
-        let kernel = match plan.kernel {
-            "matvec_q4_k_rows4" => "matvec_q4_k_rows4_addnorm",
-            "matvec_q4_0_direct4" => "matvec_q4_0_direct4_addnorm",
-            "matvec_q4_0_pair4" => "matvec_q4_0_pair4_addnorm",
-            "matvec_q8_0_direct4" => "matvec_q8_0_direct4_addnorm",
+        // (kernel, dynamic shared bytes)
+        let (kernel, shared_bytes) = match plan.kernel {
+            "matvec_q4_k_rows4" => ("matvec_q4_k_rows4_addnorm", 0),
+            "matvec_q4_0_direct4" => ("matvec_q4_0_direct4_addnorm", 0),
+            "matvec_q4_0_pair4" => ("matvec_q4_0_pair4_addnorm", 0),
+            "matvec_q8_0_direct4" => ("matvec_q8_0_direct4_addnorm", 0),
+            "matvec_q6_k_staged2" if self.q6k_addnorm => {
+                ("matvec_q6_k_staged2_addnorm", Q6K_ADDNORM_SHARED)
+            }
             _ => return Ok(false),
         };
-        // 32 rows a block: 8 row groups of four, each of wpr waves (at most
-        // two: 512 threads of up to 128 registers).
+        // 32 rows a block: 32 / rows row groups, each of wpr waves (at most
+        // two for four rows: 512 threads of up to 128 registers; one for the
+        // two-row Q6_K kernel, whose shared tiles are sized for 16 waves).
         let wpr = match self.addnorm_wpr {
+            _ if plan.rows == 2 => 1,
             (w, max_k) if w > 0 && k <= max_k => w,
             _ => plan.wpr.clamp(1, 2),
         };
-        let threads = 8 * wpr * wave;
+        let threads = 32 / plan.rows * wpr * wave;
         if threads > 1024 {
             return Ok(false);
         }
@@ -487,7 +498,7 @@ impl Kernels {
         let cfg = LaunchConfig {
             grid: (blocks(n, 32)?, 1, 1),
             block: (threads as u32, 1, 1),
-            shared_bytes: 0,
+            shared_bytes,
         };
         let rows = to_i32("rows", n)?;
         let args = KernelArgs::new()
