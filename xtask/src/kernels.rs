@@ -103,9 +103,11 @@ pub fn run(args: &[String]) -> Result<()> {
             let dst = out.join(format!("{family}.{arch}.{hash}.{ext}"));
             let mut cmd = Command::new(&tool);
             if ext == "hsaco" {
+                // C++17 for `if constexpr` (older hipcc default to C++14).
                 cmd.arg("--genco")
                     .arg(format!("--offload-arch={arch}"))
-                    .arg("-O3");
+                    .arg("-O3")
+                    .arg("-std=c++17");
             } else {
                 cmd.arg("-cubin")
                     .arg(format!("-arch={arch}"))

@@ -404,9 +404,10 @@ impl Kernels {
                     }
                     let c = compiler.as_ref().expect("set above");
                     let src = sources::expanded(family).expect("family from FAMILIES");
-                    // NVRTC optimises by default and rejects -O flags.
+                    // NVRTC optimises by default and rejects -O flags; the
+                    // kernels need C++17 (`if constexpr`), NVRTC's default.
                     let mut options: Vec<&str> = if vendor == Vendor::Hip {
-                        vec!["-O3"]
+                        vec!["-O3", "-std=c++17"]
                     } else {
                         vec![]
                     };
