@@ -282,6 +282,14 @@ fn recorded_decode_steps_equal_op_by_op() {
             replayed, op_by_op,
             "replayed and op-by-op decode differ for {opts:?}"
         );
+        // Replayed steps without launching the next one ahead.
+        gpu.set_decode_ahead(false);
+        let not_ahead = generate(true);
+        gpu.set_decode_ahead(true);
+        assert_eq!(
+            not_ahead, op_by_op,
+            "replayed decode without steps launched ahead differs for {opts:?}"
+        );
         let (recorded, replays) = (recorded - before.0, replays - before.1);
         // The first step runs op by op, the second is recorded; each change
         // of the attention plan records again.
@@ -299,5 +307,35 @@ fn recorded_decode_steps_equal_op_by_op() {
         );
     }
     gpu.set_decode_graphs(true);
+    // Two sequences stepped in turn, each launching its next step ahead:
+    // neither disturbs the other (they share the step buffer and scratch).
+    let other = engine
+        .tokenize("The capital of France", true, false)
+        .unwrap();
+    let greedy = SamplingOptions {
+        ignore_eos: true,
+        ..SamplingOptions::greedy(300)
+    };
+    let alone = |p: &[u32]| -> Vec<u32> {
+        engine
+            .generate(p, greedy.clone())
+            .unwrap()
+            .map(|t| t.unwrap().id)
+            .collect()
+    };
+    let (want_a, want_b) = (alone(&prompt), alone(&other));
+    let mut a = engine.generate(&prompt, greedy.clone()).unwrap();
+    let mut b = engine.generate(&other, greedy.clone()).unwrap();
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    loop {
+        let (na, nb) = (a.next(), b.next());
+        if na.is_none() && nb.is_none() {
+            break;
+        }
+        got_a.extend(na.map(|t| t.unwrap().id));
+        got_b.extend(nb.map(|t| t.unwrap().id));
+    }
+    assert_eq!(got_a, want_a, "first of two interleaved sequences");
+    assert_eq!(got_b, want_b, "second of two interleaved sequences");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -153,7 +153,15 @@ pub struct HipBackend {
     step_host: std::sync::Mutex<Box<[u32; 2]>>,
     /// Device buffers for the picked ids of `select_tokens`: sampled rows,
     /// greedy rows (grown to the most rows seen).
-    id_scratch: std::sync::Mutex<Option<(DeviceBuffer<u32>, DeviceBuffer<u32>)>>,
+    id_scratch: std::sync::Mutex<Option<select::IdBuffers>>,
+    /// Whether a replayed decode step launches the sequence's next step
+    /// right after its token selection, with the picked id taken on the
+    /// device, before that id is read back (see `replay`; on unless
+    /// `ROCMFORGE_GPU_DECODE_AHEAD=0`).
+    decode_ahead: std::sync::atomic::AtomicBool,
+    /// A second stream, for reading a picked id back while the step
+    /// launched ahead runs on `stream`.
+    copy_stream: Stream,
     /// Decode steps recorded and replayed so far (for tests and logs).
     graph_counts: replay::GraphCounts,
 }
@@ -172,6 +180,7 @@ impl HipBackend {
     pub fn try_new(ordinal: usize) -> std::result::Result<HipBackend, GpuUnavailable> {
         let device = gpu_runtime::probe(ordinal).map_err(|e| GpuUnavailable(e.to_string()))?;
         let stream = Stream::new(&device).map_err(|e| GpuUnavailable(e.to_string()))?;
+        let copy_stream = Stream::new(&device).map_err(|e| GpuUnavailable(e.to_string()))?;
         let kernels =
             Kernels::load(&device).map_err(|e| GpuUnavailable(format!("GPU kernels: {e}")))?;
         tracing::info!(
@@ -224,6 +233,10 @@ impl HipBackend {
             step: std::sync::Mutex::new(step),
             step_host: std::sync::Mutex::new(Box::new([0; 2])),
             id_scratch: std::sync::Mutex::new(None),
+            decode_ahead: std::sync::atomic::AtomicBool::new(
+                std::env::var_os("ROCMFORGE_GPU_DECODE_AHEAD").is_none_or(|v| v != "0"),
+            ),
+            copy_stream,
             graph_counts: replay::GraphCounts::default(),
         })
     }
@@ -253,6 +266,14 @@ impl HipBackend {
     /// stop using it at their next step.
     pub fn set_decode_graphs(&self, on: bool) {
         self.decode_graphs
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Turn on or off launching a sequence's next recorded decode step
+    /// before the current step's id is read back (on unless
+    /// `ROCMFORGE_GPU_DECODE_AHEAD=0`; see `replay`).
+    pub fn set_decode_ahead(&self, on: bool) {
+        self.decode_ahead
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 

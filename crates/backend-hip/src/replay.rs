@@ -18,6 +18,19 @@
 //! partly rotated keys, anything with host values other than the step's)
 //! refuse while capturing; the sequence then runs its steps op by op.
 //!
+//! Launched ahead: once a replayed step's token selection is on the stream,
+//! the sequence's next step (the same recording at the next position, if
+//! it is still valid there) is launched right away, its `[position,
+//! token]` written on the device (the position by a 32-bit memset, the
+//! token copied from the selection's id buffer), and only then is the
+//! picked id read back (after an event that follows the selection, on a
+//! second stream). So the GPU does not wait for the host between steps.
+//! When the engine then asks for that position with that token, the step
+//! has already run; with anything else (another token, another position)
+//! the step runs again as usual: it writes the same cache row and logits,
+//! so the extra run only cost time. `ROCMFORGE_GPU_DECODE_AHEAD=0` (or
+//! `HipBackend::set_decode_ahead(false)`) turns this off.
+//!
 //! Capturing records whatever is submitted to the backend's stream, so no
 //! other thread may use the same backend while a step is recorded (one
 //! step in a sequence's life, and again when its attention plan changes).
@@ -28,7 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use backend_core::{BackendError, Result, TokenSelect};
-use gpu_runtime::{DeviceBuffer, Graph, RuntimeError};
+use gpu_runtime::{DeviceBuffer, Event, Graph, RuntimeError};
 use hip_kernels::AttnParams;
 
 use crate::pool::BufferPool;
@@ -101,6 +114,14 @@ enum State {
 
 /// An instantiated graph and what it points into.
 struct Recorded {
+    /// The step launched ahead (position, token), if any: it has run or is
+    /// running on the stream.
+    ahead: Option<(usize, u32)>,
+    /// Recorded after a replay's token selection (the picked id is ready).
+    picked: Event,
+    /// Recorded after a step launched ahead (waited for before the
+    /// recording is dropped).
+    launched: Event,
     graph: Graph,
     /// The logits row the graph writes (its buffer is the arena's).
     logits: HipTensor,
@@ -110,6 +131,15 @@ struct Recorded {
     plans: Vec<(AttnParams, usize)>,
     /// The kernels' and the 8-bit row's scratch generations at capture.
     generation: (u64, u64),
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        // A step launched ahead may still run on the recording's buffers.
+        if self.ahead.is_some() {
+            let _ = self.launched.synchronize();
+        }
+    }
 }
 
 impl HipBackend {
@@ -171,7 +201,8 @@ impl HipBackend {
         **host = [pos, token];
         // SAFETY: the source is the backend's own `step_host`, changed only
         // here and at the next step, after the token of this one was read
-        // back (a synchronisation of the stream, which has then run the copy).
+        // back (after a synchronisation of the stream or of an event
+        // recorded after the token selection, which follows this copy).
         unsafe { step.copy_from_host_async(&self.stream, 0, &host[..]) }.map_err(dev_err)
     }
 
@@ -247,7 +278,8 @@ impl HipBackend {
         }
     }
 
-    /// Run `rec` for `token` at `pos` and pick the next token.
+    /// Run `rec` for `token` at `pos` (unless that step was launched ahead)
+    /// and pick the next token; launch the step after it ahead where it may.
     fn launch_recorded(
         &self,
         rec: &mut Recorded,
@@ -255,9 +287,47 @@ impl HipBackend {
         token: u32,
         select: &TokenSelect,
     ) -> Result<u32> {
-        self.write_step(pos, token)?;
-        rec.graph.launch(&self.stream).map_err(dev_err)?;
-        self.pick(&mut rec.logits, select)
+        if rec.ahead.take() != Some((pos, token)) {
+            // Nothing ahead, or a step for another position or token: its
+            // cache row and logits are written again here.
+            self.write_step(pos, token)?;
+            rec.graph.launch(&self.stream).map_err(dev_err)?;
+        }
+        // The replay wrote the 8-bit scratch behind the host's records.
+        self.forget_q8();
+        if !self.decode_ahead.load(Ordering::Relaxed) {
+            return self.pick(&mut rec.logits, select);
+        }
+        let mut ids = self.id_buffers(1)?;
+        let Some((out, arg)) = ids.as_mut() else {
+            return Err(BackendError::Device("id scratch missing".into()));
+        };
+        let greedy = self.launch_select(&mut rec.logits, std::slice::from_ref(select), out, arg)?;
+        let picked: &DeviceBuffer<u32> = if greedy.is_empty() { out } else { arg };
+        rec.picked.record(&self.stream).map_err(dev_err)?;
+        let next = pos + 1;
+        let ahead = self.replays_at(rec, next) && u32::try_from(next).is_ok();
+        if ahead {
+            let mut step = self.step_buffer();
+            step.set_async(&self.stream, 0, next as u32)
+                .map_err(dev_err)?;
+            step.copy_from_device(&self.stream, 1, picked, 0, 1)
+                .map_err(dev_err)?;
+            drop(step);
+            rec.graph.launch(&self.stream).map_err(dev_err)?;
+            rec.launched.record(&self.stream).map_err(dev_err)?;
+            self.forget_q8();
+        }
+        rec.picked.synchronize().map_err(dev_err)?;
+        // On the second stream: the main one runs the step launched ahead.
+        let mut id = [0u32];
+        picked
+            .copy_prefix_to_host(&self.copy_stream, &mut id)
+            .map_err(dev_err)?;
+        if ahead {
+            rec.ahead = Some((next, id[0]));
+        }
+        Ok(id[0])
     }
 
     /// Capture `pass` at `pos` with `token` (nothing runs on the device).
@@ -317,6 +387,15 @@ impl HipBackend {
             // point into freed memory.
             Some(_) if self.generations() != before => Recording::Retry,
             Some(logits) if pos < cap.pos_limit => Recording::Made(Box::new(Recorded {
+                ahead: None,
+                picked: match Event::new(&self.device) {
+                    Ok(e) => e,
+                    Err(_) => return Recording::Off,
+                },
+                launched: match Event::new(&self.device) {
+                    Ok(e) => e,
+                    Err(_) => return Recording::Off,
+                },
                 graph,
                 logits,
                 _arena: cap.arena,
