@@ -273,6 +273,8 @@ fn recorded_decode_steps_equal_op_by_op() {
                 .collect()
         };
         let before = gpu.decode_graph_counts();
+        // Replayed steps, each launching the next one ahead.
+        gpu.set_decode_ahead(true);
         let replayed = generate(true);
         let (recorded, replays) = gpu.decode_graph_counts();
         let op_by_op = generate(false);
@@ -285,7 +287,6 @@ fn recorded_decode_steps_equal_op_by_op() {
         // Replayed steps without launching the next one ahead.
         gpu.set_decode_ahead(false);
         let not_ahead = generate(true);
-        gpu.set_decode_ahead(true);
         assert_eq!(
             not_ahead, op_by_op,
             "replayed decode without steps launched ahead differs for {opts:?}"
@@ -324,6 +325,7 @@ fn recorded_decode_steps_equal_op_by_op() {
             .collect()
     };
     let (want_a, want_b) = (alone(&prompt), alone(&other));
+    gpu.set_decode_ahead(true);
     let mut a = engine.generate(&prompt, greedy.clone()).unwrap();
     let mut b = engine.generate(&other, greedy.clone()).unwrap();
     let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
@@ -337,5 +339,6 @@ fn recorded_decode_steps_equal_op_by_op() {
     }
     assert_eq!(got_a, want_a, "first of two interleaved sequences");
     assert_eq!(got_b, want_b, "second of two interleaved sequences");
+    gpu.set_decode_ahead(false);
     let _ = std::fs::remove_dir_all(&dir);
 }

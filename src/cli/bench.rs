@@ -1,7 +1,9 @@
 //! `rocmforge bench`: prompt processing (pp) and token generation (tg) speed,
 //! measured like llama-bench: random token ids, `-p` tokens evaluated as one
 //! prompt, `-n` tokens generated one at a time, each test repeated `-r` times
-//! after a warm-up, the mean reported.
+//! after a warm-up, the mean reported. With `--tg-feed picked` each
+//! generated step is given the id the step before picked (greedy), as
+//! generation does.
 
 use crate::cli::device::{self, DeviceChoice, EngineTask};
 use anyhow::Result;
@@ -34,6 +36,20 @@ pub struct BenchArgs {
     /// Where to run: `auto`, `cpu` or `gpu` (as `rocmforge generate`).
     #[arg(long = "device", value_enum, default_value = "auto")]
     device: DeviceChoice,
+    /// What each tg step is given: `random` ids (as llama-bench) or the id
+    /// the step before picked (greedy, as generation does; where the
+    /// backend picks tokens itself).
+    #[arg(long = "tg-feed", value_enum, default_value = "random")]
+    tg_feed: TgFeed,
+}
+
+/// The ids a tg test feeds its steps.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TgFeed {
+    /// Random ids, fixed in advance (llama-bench's way).
+    Random,
+    /// Each step's greedy pick, fed to the next step (generation's way).
+    Picked,
 }
 
 /// Run `rocmforge bench`.
@@ -90,9 +106,14 @@ fn bench<B: Backend>(engine: &Engine<B>, args: &BenchArgs) -> Result<()> {
         for _ in 0..reps {
             let mut s = engine.session()?;
             let t = Instant::now();
+            let mut picked = ids[0];
             for id in &ids {
                 if on_device {
-                    s.eval_select(std::slice::from_ref(id), &greedy)?;
+                    let feed = match args.tg_feed {
+                        TgFeed::Random => *id,
+                        TgFeed::Picked => picked,
+                    };
+                    picked = s.eval_select(std::slice::from_ref(&feed), &greedy)?;
                 } else {
                     s.eval(std::slice::from_ref(id))?;
                 }

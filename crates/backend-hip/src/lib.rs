@@ -156,8 +156,9 @@ pub struct HipBackend {
     id_scratch: std::sync::Mutex<Option<select::IdBuffers>>,
     /// Whether a replayed decode step launches the sequence's next step
     /// right after its token selection, with the picked id taken on the
-    /// device, before that id is read back (see `replay`; on unless
-    /// `ROCMFORGE_GPU_DECODE_AHEAD=0`).
+    /// device, before that id is read back (see `replay`; off unless
+    /// `ROCMFORGE_GPU_DECODE_AHEAD=1`: not yet measured where the caller
+    /// feeds the picked ids back).
     decode_ahead: std::sync::atomic::AtomicBool,
     /// A second stream, for reading a picked id back while the step
     /// launched ahead runs on `stream`.
@@ -234,7 +235,7 @@ impl HipBackend {
             step_host: std::sync::Mutex::new(Box::new([0; 2])),
             id_scratch: std::sync::Mutex::new(None),
             decode_ahead: std::sync::atomic::AtomicBool::new(
-                std::env::var_os("ROCMFORGE_GPU_DECODE_AHEAD").is_none_or(|v| v != "0"),
+                std::env::var_os("ROCMFORGE_GPU_DECODE_AHEAD").is_some_and(|v| v == "1"),
             ),
             copy_stream,
             graph_counts: replay::GraphCounts::default(),
@@ -270,8 +271,8 @@ impl HipBackend {
     }
 
     /// Turn on or off launching a sequence's next recorded decode step
-    /// before the current step's id is read back (on unless
-    /// `ROCMFORGE_GPU_DECODE_AHEAD=0`; see `replay`).
+    /// before the current step's id is read back (off unless
+    /// `ROCMFORGE_GPU_DECODE_AHEAD=1`; see `replay`).
     pub fn set_decode_ahead(&self, on: bool) {
         self.decode_ahead
             .store(on, std::sync::atomic::Ordering::Relaxed);

@@ -28,8 +28,11 @@
 //! When the engine then asks for that position with that token, the step
 //! has already run; with anything else (another token, another position)
 //! the step runs again as usual: it writes the same cache row and logits,
-//! so the extra run only cost time. `ROCMFORGE_GPU_DECODE_AHEAD=0` (or
-//! `HipBackend::set_decode_ahead(false)`) turns this off.
+//! so the extra run only cost time, and the recording launches nothing
+//! ahead any more (a caller that does not feed the picked ids back, such
+//! as a benchmark of random ids, would otherwise run every step twice).
+//! Off unless `ROCMFORGE_GPU_DECODE_AHEAD=1` (or
+//! `HipBackend::set_decode_ahead(true)`).
 //!
 //! Capturing records whatever is submitted to the backend's stream, so no
 //! other thread may use the same backend while a step is recorded (one
@@ -117,6 +120,9 @@ struct Recorded {
     /// The step launched ahead (position, token), if any: it has run or is
     /// running on the stream.
     ahead: Option<(usize, u32)>,
+    /// A step launched ahead was not the one asked for next: launch none
+    /// ahead any more.
+    ahead_missed: bool,
     /// Recorded after a replay's token selection (the picked id is ready).
     picked: Event,
     /// Recorded after a step launched ahead (waited for before the
@@ -287,9 +293,11 @@ impl HipBackend {
         token: u32,
         select: &TokenSelect,
     ) -> Result<u32> {
-        if rec.ahead.take() != Some((pos, token)) {
+        let ahead = rec.ahead.take();
+        if ahead != Some((pos, token)) {
             // Nothing ahead, or a step for another position or token: its
             // cache row and logits are written again here.
+            rec.ahead_missed |= ahead.is_some();
             self.write_step(pos, token)?;
             rec.graph.launch(&self.stream).map_err(dev_err)?;
         }
@@ -306,7 +314,7 @@ impl HipBackend {
         let picked: &DeviceBuffer<u32> = if greedy.is_empty() { out } else { arg };
         rec.picked.record(&self.stream).map_err(dev_err)?;
         let next = pos + 1;
-        let ahead = self.replays_at(rec, next) && u32::try_from(next).is_ok();
+        let ahead = !rec.ahead_missed && self.replays_at(rec, next) && u32::try_from(next).is_ok();
         if ahead {
             let mut step = self.step_buffer();
             step.set_async(&self.stream, 0, next as u32)
@@ -388,6 +396,7 @@ impl HipBackend {
             Some(_) if self.generations() != before => Recording::Retry,
             Some(logits) if pos < cap.pos_limit => Recording::Made(Box::new(Recorded {
                 ahead: None,
+                ahead_missed: false,
                 picked: match Event::new(&self.device) {
                     Ok(e) => e,
                     Err(_) => return Recording::Off,
