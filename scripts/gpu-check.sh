@@ -11,7 +11,7 @@
 #                 Nsight Compute per-kernel summary of pp512 + tg4, and
 #                 (steptime) tg128 next to the per-kernel device time of one
 #                 decode step (ncu, clocks left alone); (ab) tg128 (pp512 too
-#                 with PP=512) of the default and of each ALSO="VAR=value[+VAR=value] …"
+#                 with PP=512) of the default and of each ALSO="VAR=value[+VAR=value|+--bench-flag=value] …"
 #                 variant, interleaved, two rounds (with
 #                 ROCMFORGE_GPU_SKIP_KERNELS / _SKIP_MATVECS: what a kernel
 #                 costs inside a step); logs in $OUT.
@@ -56,8 +56,12 @@ run)
           echo "== $preset $ty"
           for round in 1 2; do
             for v in DEFAULT=1 ${ALSO:-}; do
-              # shellcheck disable=SC2046 # a variant may join several VAR=value with '+'
-              r=$(timeout 120 env $(echo "$v" | tr '+' ' ') "$D/rocmforge" bench -m "$f" -p "${PP:-0}" -n 128 -r 3 --device gpu 2>&1 |
+              # A variant joins VAR=value and --bench-flag=value items with '+'.
+              vars=(); flags=()
+              for item in $(echo "$v" | tr '+' ' '); do
+                case "$item" in --*) flags+=("$item") ;; *) vars+=("$item") ;; esac
+              done
+              r=$(timeout 120 env "${vars[@]}" "$D/rocmforge" bench -m "$f" -p "${PP:-0}" -n 128 -r 3 --device gpu "${flags[@]}" 2>&1 |
                 grep -E "pp512|tg128" | tr '\n' ' ')
               echo "$v $r"
             done
