@@ -5,7 +5,7 @@
 #                 binaries, stripped, into .device-carry/; run after
 #                 scripts/gpu-side-by-side.sh prepare made the tokenizer GGUF)
 #   GPU machine:  scripts/gpu-check.sh run [tests] [bench PRESET:TYPE...] [ncu PRESET:TYPE]
-#                 [steptime PRESET:TYPE...] [ab PRESET:TYPE...]
+#                 [steptime PRESET:TYPE...] [ab PRESET:TYPE...] [timeline PRESET:TYPE...]
 #                 (carry .device-carry) runs the GPU tests, `rocmforge bench
 #                 -p 512 -n 128 -r 2 --device gpu` on synthetic models, an
 #                 Nsight Compute per-kernel summary of pp512 + tg4, and
@@ -14,7 +14,9 @@
 #                 with PP=512) of the default and of each ALSO="VAR=value[+VAR=value|+--bench-flag=value] …"
 #                 variant, interleaved, two rounds (with
 #                 ROCMFORGE_GPU_SKIP_KERNELS / _SKIP_MATVECS: what a kernel
-#                 costs inside a step); logs in $OUT.
+#                 costs inside a step); (timeline) one replayed decode step's
+#                 kernels with what each adds to the step (Nsight Systems,
+#                 scripts/nsys_step.py); logs in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=$PWD/.device-carry
@@ -48,7 +50,7 @@ run)
           timeout "${TEST_TIMEOUT:-240}" "$t" --test-threads=1 > "$OUT/$(basename "$t").log" 2>&1 && grep "test result" "$OUT/$(basename "$t").log" | tail -n 1 ||
             { echo FAILED; grep -E "panicked|error|FAILED|relative" "$OUT/$(basename "$t").log" | head -20; }
         done ;;
-      bench|ncu|steptime|ab) mode=$a ;;
+      bench|ncu|steptime|ab|timeline) mode=$a ;;
       *:*)
         preset=${a%%:*}; ty=${a#*:}; f=/tmp/$preset-$ty.gguf
         [ -f "$f" ] || "$D/xtask" synth-model --preset "$preset" --type "$ty" --tokenizer "$D/tokenizer.gguf" --out "$f" > /dev/null
@@ -66,6 +68,19 @@ run)
               echo "$v $r"
             done
           done
+        elif [ "$mode" = timeline ]; then
+          # One decode step's kernels on the GPU's timeline (Nsight Systems,
+          # every node of the replayed graph traced): scripts/nsys_step.py.
+          echo "== $preset $ty"
+          if command -v nsys > /dev/null; then
+            nsys profile --cuda-graph-trace=node --force-overwrite true -o "$OUT/nsys-$preset-$ty" \
+              "$D/rocmforge" bench -m "$f" -p 0 -n 16 -r 1 --device gpu > /dev/null 2>&1 || true
+            nsys stats --report cuda_gpu_trace --format csv "$OUT/nsys-$preset-$ty.nsys-rep" \
+              > "$OUT/trace-$preset-$ty.csv" 2> /dev/null || true
+            python3 scripts/nsys_step.py "$OUT/trace-$preset-$ty.csv" || true
+          else
+            echo "no nsys on this machine"
+          fi
         elif [ "$mode" = steptime ]; then
           echo "== $preset $ty"
           "$D/rocmforge" bench -m "$f" -p 0 -n 128 -r 2 --device gpu 2>&1 | grep tg128 || true
