@@ -374,6 +374,10 @@ RF_DEVICE bool rf_mv_pick_rows(int rg0, const u8* W0, const u8* W1, const u8* W2
 #define RF_MV_PLAIN 0
 #define RF_MV_GLU 1
 #define RF_MV_ADDNORM 2
+// 3 (RF_MV_GLUC): the GLU of RF_MV_GLU from independent 4-wave blocks; the
+// last block to finish each group of 32 outputs writes its 8-bit block
+// (rf_mv_store_gluc below).
+#define RF_MV_GLUC 3
 struct RfEpi {
     int gelu;           // GLU: 0 SiLU, 1 GELU (tanh approximation), as glu_f32
     i8* q;              // the output's 8-bit values (N0)
@@ -381,13 +385,17 @@ struct RfEpi {
     float* x;           // ADDNORM: the residual row (N0), updated
     const float* nw;    // ADDNORM: the norm's weights (N0)
     float* part;        // ADDNORM: partial sums of x^2, one per block (N0 / 32)
+    u32* cnt;           // GLUC: finished blocks per group of 32 outputs (N0 / 32), left at 0
 };
 #define RF_MV_GLU_ARGS , int glu_gelu, i8 *__restrict__ GQ, float2 *__restrict__ GDS
-#define RF_MV_GLU_PASS , RfEpi{glu_gelu, GQ, GDS, nullptr, nullptr, nullptr}
+#define RF_MV_GLU_PASS , RfEpi{glu_gelu, GQ, GDS, nullptr, nullptr, nullptr, nullptr}
 #define RF_MV_ADDNORM_ARGS                                                                       \
     , float *__restrict__ AX, const float *__restrict__ ANW, i8 *__restrict__ GQ,                \
         float2 *__restrict__ GDS, float *__restrict__ APART
-#define RF_MV_ADDNORM_PASS , RfEpi{0, GQ, GDS, AX, ANW, APART}
+#define RF_MV_ADDNORM_PASS , RfEpi{0, GQ, GDS, AX, ANW, APART, nullptr}
+#define RF_MV_GLUC_ARGS                                                                          \
+    , int glu_gelu, i8 *__restrict__ GQ, float2 *__restrict__ GDS, u32 *__restrict__ GCNT
+#define RF_MV_GLUC_PASS , RfEpi{glu_gelu, GQ, GDS, nullptr, nullptr, nullptr, GCNT}
 
 // The R rows of wave group wg: rf_mv_pick_rows's consecutive grid rows, or
 // with G the gate/up pairing above.
@@ -441,6 +449,43 @@ RF_DEVICE void rf_mv_store_glu(float* acc, int i0, int n, float* Y, RfEpi gl) {
     }
 }
 
+// The GLUC store: as the G store, the wave's R/2 outputs a = act(gate) * up
+// (first row i0, of n) into Y; then the block counts itself done in its
+// group of 32 outputs (a fence first, so that its outputs are visible to
+// every block), and the group's last block reads the 32 values back
+// (bypassing L1) and writes their 8-bit block, then sets the count back to
+// 0 for the next launch. Blocks of independent waves: none waits for
+// another block. Blocks of B waves hold B * R / 2 outputs, a divisor of 32.
+template <int R>
+RF_DEVICE void rf_mv_store_gluc(float* acc, int i0, int n, float* Y, RfEpi gl) {
+    constexpr int H = R / 2;
+    __shared__ int last;
+    const int lane = threadIdx.x % RF_WAVE;
+#pragma unroll
+    for (int e = 0; e < R; e++) acc[e] = rf_wave_sum(acc[e]);
+    if (lane == 0) {
+#pragma unroll
+        for (int e = 0; e < H; e++)
+            if (i0 + e < n) Y[i0 + e] = rf_glu_act(acc[e], gl.gelu) * acc[e + H];
+    }
+    __syncthreads();
+    const int per_block = (int)(blockDim.x / RF_WAVE) * H;
+    const int g = blockIdx.x * per_block / 32;
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last = atomicAdd(&gl.cnt[g], 1u) == (u32)(32 / per_block - 1);
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (threadIdx.x < 32) {
+        const int i = g * 32 + threadIdx.x;
+        const float v = i < n ? *(volatile const float*)(Y + i) : 0.0f;
+        rf_q8_emit1(v, i, i < n, gl.q, gl.ds);
+        if (threadIdx.x == 0) gl.cnt[g] = 0u;
+    }
+}
+
 // The ADDNORM store: the decode step's output (or down) projection, the
 // residual add and the next RMS norm without a launch of their own. A
 // block holds 32 consecutive rows (32 / R row groups of wpr waves; rows a
@@ -487,6 +532,8 @@ RF_DEVICE void rf_mv_store_mode(float* acc, const int* rs, const int* ns, float*
     for (int e = 0; e < R; e++) acc[e] *= xs;
     if constexpr (M == RF_MV_GLU)
         rf_mv_store_glu<R>(acc, rs[0], ns[0], Y0, ep);
+    else if constexpr (M == RF_MV_GLUC)
+        rf_mv_store_gluc<R>(acc, rs[0], ns[0], Y0, ep);
     else if constexpr (M == RF_MV_ADDNORM)
         rf_mv_store_addnorm<R>(acc, sub, wpr, Y0, ep);
     else
@@ -946,7 +993,7 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS, RfEpi gl) {
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
-    const bool any = rf_mv_pick_group<R, M == RF_MV_GLU>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2,
+    const bool any = rf_mv_pick_group<R, M == RF_MV_GLU || M == RF_MV_GLUC>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2,
                                                          row_bytes, rows, ys, ns, rs);
     const int nsb = any ? K / 256 : 0;
     const int p = lane & 3, step = wpr * (RF_WAVE / 4);
@@ -996,6 +1043,10 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS, RfEpi gl) {
     extern "C" __global__ void matvec_##name##_addnorm(RF_MV_ARGS RF_MV_ADDNORM_ARGS) {          \
         RF_MV_PRE_SYNC();                                                                        \
         body<RF_MV_ADDNORM>(RF_MV_PASS RF_MV_ADDNORM_PASS);                                      \
+    }                                                                                            \
+    extern "C" __global__ void matvec_##name##_gluc(RF_MV_ARGS RF_MV_GLUC_ARGS) {                \
+        RF_MV_PRE_SYNC();                                                                        \
+        body<RF_MV_GLUC>(RF_MV_PASS RF_MV_GLUC_PASS);                                            \
     }
 RF_DEVICE void rf_mv_q4_k_rows2_plain(RF_MV_ARGS) {
     rf_q4_k_rows<2, RF_MV_PLAIN>(RF_MV_PASS, RfEpi{});
@@ -1244,7 +1295,7 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfEpi gl) {
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
-    const bool any = rf_mv_pick_group<R, M == RF_MV_GLU>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2,
+    const bool any = rf_mv_pick_group<R, M == RF_MV_GLU || M == RF_MV_GLUC>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2,
                                                          row_bytes, rows, ys, ns, rs);
     const int ngrp = any ? K / (256 * RfLegacyDirect<BB>::U) : 0;
     const int p = lane & 7, step = wpr * (RF_WAVE / 8);

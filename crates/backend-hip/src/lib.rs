@@ -101,6 +101,10 @@ const NORM_FUSE_ON: u8 = 1;
 /// Where its blocks fill the device (the default).
 const NORM_FUSE_AUTO: u8 = 2;
 
+/// Group counters of the grouped GLU launches (`HipBackend::set_glu_group`):
+/// feed-forwards of up to 32 × this many values.
+const GLU_COUNTERS: usize = 8192;
+
 /// The GPU backend: one device, one stream, the loaded kernels.
 pub struct HipBackend {
     device: Arc<Device>,
@@ -154,6 +158,14 @@ pub struct HipBackend {
     /// Device buffers for the picked ids of `select_tokens`: sampled rows,
     /// greedy rows (grown to the most rows seen).
     id_scratch: std::sync::Mutex<Option<select::IdBuffers>>,
+    /// Whether `matmul_glu` runs as one launch of independent four-wave
+    /// blocks whose last one per 32 outputs writes the 8-bit block
+    /// (`matvec_*_gluc`, counting in `glu_counters`); off unless
+    /// `ROCMFORGE_GPU_GLU_GROUP=1`.
+    glu_group: std::sync::atomic::AtomicBool,
+    /// Finished blocks per group of 32 outputs of those launches (all 0
+    /// between launches): enough for rows of `GLU_COUNTERS * 32` outputs.
+    glu_counters: DeviceBuffer<u32>,
     /// Whether a replayed decode step launches the sequence's next step
     /// right after its token selection, with the picked id taken on the
     /// device, before that id is read back (see `replay`; off unless
@@ -196,6 +208,8 @@ impl HipBackend {
         let step = DeviceBuffer::alloc(&device, 2).map_err(|e| GpuUnavailable(e.to_string()))?;
         let tail_counter =
             DeviceBuffer::from_host(&stream, &[0u32]).map_err(|e| GpuUnavailable(e.to_string()))?;
+        let glu_counters = DeviceBuffer::from_host(&stream, &vec![0u32; GLU_COUNTERS])
+            .map_err(|e| GpuUnavailable(e.to_string()))?;
         Ok(HipBackend {
             device,
             stream,
@@ -234,6 +248,10 @@ impl HipBackend {
             step: std::sync::Mutex::new(step),
             step_host: std::sync::Mutex::new(Box::new([0; 2])),
             id_scratch: std::sync::Mutex::new(None),
+            glu_group: std::sync::atomic::AtomicBool::new(
+                std::env::var_os("ROCMFORGE_GPU_GLU_GROUP").is_some_and(|v| v == "1"),
+            ),
+            glu_counters,
             decode_ahead: std::sync::atomic::AtomicBool::new(
                 std::env::var_os("ROCMFORGE_GPU_DECODE_AHEAD").is_some_and(|v| v == "1"),
             ),
@@ -267,6 +285,15 @@ impl HipBackend {
     /// stop using it at their next step.
     pub fn set_decode_graphs(&self, on: bool) {
         self.decode_graphs
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Run `matmul_glu` as one launch of four-wave blocks, the last of each
+    /// 32 outputs writing their 8-bit block (off unless
+    /// `ROCMFORGE_GPU_GLU_GROUP=1`); also where the input's norm factor is
+    /// deferred, which the 16-wave form (`set_glu_fuse`) does not take.
+    pub fn set_glu_group(&self, on: bool) {
+        self.glu_group
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -444,11 +471,43 @@ impl HipBackend {
         out: &mut HipTensor,
     ) -> Result<bool> {
         let (k, n) = (x.cols, out.cols);
+        let counters = self
+            .glu_group
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then_some(&self.glu_counters);
         let mut scratch = self.q8();
         scratch.forget_if_written(&out.buf);
+        let gelu = kind == GluKind::GeluTanh;
         if scratch.spare_holds(&x.buf, k) {
-            // The input is in the spare slot, where the output would go.
-            return Ok(false);
+            // The input is in the spare slot (with its deferred norm factor,
+            // if any): the output goes to the main one. Only the grouped
+            // kernels take it so.
+            let Some(counters) = counters else {
+                return Ok(false);
+            };
+            let ((q, ds, scale), main) = scratch.spare_in_main_out(&self.device, n)?;
+            let fused = self
+                .kernels
+                .matvec_q8_glu(
+                    &self.stream,
+                    gate.format,
+                    &gate.data,
+                    &up.data,
+                    n,
+                    k,
+                    q,
+                    ds,
+                    gelu,
+                    &mut out.buf,
+                    main,
+                    scale,
+                    Some(counters),
+                )
+                .map_err(dev_err)?;
+            if fused {
+                scratch.set_holder(&out.buf, n);
+            }
+            return Ok(fused);
         }
         let ready = scratch.holds(&x.buf, k);
         let ((q, ds), spare) = scratch.main_and_spare(&self.device, k, n)?;
@@ -464,10 +523,11 @@ impl HipBackend {
                 k,
                 q,
                 ds,
-                kind == GluKind::GeluTanh,
+                gelu,
                 &mut out.buf,
                 spare,
                 None,
+                counters,
             )
             .map_err(dev_err)?;
         scratch.set_holder(&x.buf, k);
@@ -958,7 +1018,8 @@ impl Backend for HipBackend {
         kind: GluKind,
         out: &mut HipTensor,
     ) -> Result<()> {
-        let fusable = self.glu_fuse.load(std::sync::atomic::Ordering::Relaxed)
+        let fusable = (self.glu_fuse.load(std::sync::atomic::Ordering::Relaxed)
+            || self.glu_group.load(std::sync::atomic::Ordering::Relaxed))
             && gate.format == up.format
             && gate.dims == up.dims
             && self.takes_matvec_q8(gate, x)

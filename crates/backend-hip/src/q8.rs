@@ -163,6 +163,38 @@ impl Q8Scratch {
         Ok((q, ds, scale))
     }
 
+    /// The spare buffers as a kernel's input (they must hold a row, with its
+    /// deferred norm factor if it has one) and the main ones, grown first,
+    /// as its 8-bit output for a row of `n` values.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn spare_in_main_out(
+        &mut self,
+        device: &std::sync::Arc<Device>,
+        n: usize,
+    ) -> Result<(
+        (
+            &mut DeviceBuffer<u32>,
+            &mut DeviceBuffer<f32>,
+            Option<ActScale<'_>>,
+        ),
+        Q8Out<'_>,
+    )> {
+        if self.main.grow(device, n)? {
+            self.generation += 1;
+        }
+        let scale = match (self.spare_deferred, self.partials.as_ref()) {
+            (Some((k, eps)), Some(partials)) => Some(ActScale {
+                partials,
+                n: k,
+                eps,
+            }),
+            _ => None,
+        };
+        let (q, ds) = self.spare.buffers()?;
+        let (oq, ods) = self.main.buffers()?;
+        Ok(((q, ds, scale), Q8Out { q: oq, ds: ods }))
+    }
+
     /// Whether the spare slot's row lacks its norm's factor.
     pub(crate) fn spare_is_deferred(&self) -> bool {
         self.spare_deferred.is_some()

@@ -1047,13 +1047,21 @@ fn matmul_glu_equals_the_separate_ops() {
                     g.matmul(&dw, &a, &mut o).unwrap();
                     (g.download(&a).unwrap(), g.download(&o).unwrap())
                 };
-                let fused = |x: &HipTensorOf, gw: &WeightOf, uw: &WeightOf, a: &mut HipTensorOf| {
-                    g.set_glu_fuse(true);
-                    let r = g.matmul_glu(x, gw, uw, kind, a);
-                    g.set_glu_fuse(
-                        std::env::var_os("ROCMFORGE_GPU_GLU_FUSE").is_some_and(|v| v == "1"),
-                    );
-                    r.unwrap()
+                // The 16-wave blocks (`set_glu_fuse`), or the four-wave ones
+                // with group counters (`set_glu_group`).
+                let fused_as = |group: bool| {
+                    move |x: &HipTensorOf, gw: &WeightOf, uw: &WeightOf, a: &mut HipTensorOf| {
+                        g.set_glu_fuse(!group);
+                        g.set_glu_group(group);
+                        let r = g.matmul_glu(x, gw, uw, kind, a);
+                        g.set_glu_fuse(
+                            std::env::var_os("ROCMFORGE_GPU_GLU_FUSE").is_some_and(|v| v == "1"),
+                        );
+                        g.set_glu_group(
+                            std::env::var_os("ROCMFORGE_GPU_GLU_GROUP").is_some_and(|v| v == "1"),
+                        );
+                        r.unwrap()
+                    }
                 };
                 let apart = |x: &HipTensorOf, gw: &WeightOf, uw: &WeightOf, a: &mut HipTensorOf| {
                     backend_core::matmul_glu_separate(g, x, gw, uw, kind, a).unwrap()
@@ -1061,10 +1069,27 @@ fn matmul_glu_equals_the_separate_ops() {
                 let what = format!("{} {kind:?} {n}x{k}", ty.name());
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 let (a_sep, o_sep) = run(&apart, false);
-                for between in [false, true] {
-                    let (a_f, o_f) = run(&fused, between);
-                    assert_eq!(bits(&a_f), bits(&a_sep), "{what}: GLU output differs");
-                    assert_eq!(bits(&o_f), bits(&o_sep), "{what}: down projection differs");
+                for group in [false, true] {
+                    let fused = fused_as(group);
+                    // Twice in a row with counters: they must be back at 0.
+                    for between in [false, true, false] {
+                        let (a_f, o_f) = run(&fused, between);
+                        let how = if group {
+                            "group counters"
+                        } else {
+                            "16-wave blocks"
+                        };
+                        assert_eq!(
+                            bits(&a_f),
+                            bits(&a_sep),
+                            "{what} ({how}): GLU output differs"
+                        );
+                        assert_eq!(
+                            bits(&o_f),
+                            bits(&o_sep),
+                            "{what} ({how}): down projection differs"
+                        );
+                    }
                 }
                 // The CPU: the same ops (its own 8-bit activations).
                 let c = cpu();
@@ -1463,6 +1488,74 @@ fn deferred_norm_equals_the_separate_ops() {
                 }
                 g.set_norm_fuse(None);
             }
+        }
+    }
+}
+
+/// The grouped gate/up/GLU launch (`set_glu_group`) reading a row whose
+/// norm factor was deferred (the output projection's residual add + norm
+/// store, `set_norm_fuse`), against the same ops with the norm written out
+/// and the GLU run apart: the GLU output within the rounding of the factor
+/// applied after the dot products instead of before, and so the down
+/// projection that reads the launch's 8-bit output; every 8-bit format,
+/// run repeatedly.
+#[test]
+fn grouped_glu_takes_a_deferred_row() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(0x61c);
+    let (k, n, ff) = (1024usize, 1024usize, 2048usize);
+    let (a, x0, _, nb) = project_norm_inputs(&mut rng, k, n);
+    for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K] {
+        let Some([wb, gb, ub, db]) = [n * k, ff * n, ff * n, n * ff]
+            .map(|len| quantized(ty, &rng.vec(len, 1.0)))
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .and_then(|v| <[Vec<u8>; 4]>::try_from(v).ok())
+        else {
+            continue;
+        };
+        let run = |deferred: bool| -> (Vec<f32>, Vec<f32>) {
+            let w = g.load_weight(&view("w", ty, k, n, &wb)).unwrap();
+            let gw = g.load_weight(&view("gate", ty, n, ff, &gb)).unwrap();
+            let uw = g.load_weight(&view("up", ty, n, ff, &ub)).unwrap();
+            let dw = g.load_weight(&view("down", ty, ff, n, &db)).unwrap();
+            let nw = g.load_weight(&view("n", GgmlType::F32, n, 1, &nb)).unwrap();
+            let at = g.upload(&a, 1, k).unwrap();
+            let mut x = g.upload(&x0, 1, n).unwrap();
+            let mut y = g.output(1, n).unwrap();
+            let mut h = g.output(1, n).unwrap();
+            g.set_norm_fuse(Some(deferred));
+            g.matmul_add_rms_norm(
+                &w,
+                &at,
+                &mut y,
+                &mut x,
+                Some(&nw),
+                1e-5,
+                &mut h,
+                &[&gw, &uw],
+            )
+            .unwrap();
+            g.set_norm_fuse(None);
+            let mut glu = g.output(1, ff).unwrap();
+            if deferred {
+                g.set_glu_group(true);
+                g.matmul_glu(&h, &gw, &uw, GluKind::Silu, &mut glu).unwrap();
+                g.set_glu_group(false);
+            } else {
+                backend_core::matmul_glu_separate(g, &h, &gw, &uw, GluKind::Silu, &mut glu)
+                    .unwrap();
+            }
+            let mut o = g.output(1, n).unwrap();
+            g.matmul(&dw, &glu, &mut o).unwrap();
+            (g.download(&glu).unwrap(), g.download(&o).unwrap())
+        };
+        let (glu_apart, o_apart) = run(false);
+        for rep in 0..3 {
+            let (glu, o) = run(true);
+            let what = format!("{} grouped GLU of a deferred row, run {rep}", ty.name());
+            assert_close(&format!("{what}: GLU"), &glu, &glu_apart, 2e-2);
+            assert_close(&format!("{what}: down"), &o, &o_apart, 2e-2);
         }
     }
 }

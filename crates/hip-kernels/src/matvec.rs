@@ -340,7 +340,11 @@ impl Kernels {
     /// the format and shape (the caller then runs the two mat-vecs and
     /// [`Kernels::glu`]): the four-row kernels (Q4_K, Q4_0, Q8_0) with one
     /// wave per row group, `n` a multiple of 32, 16 waves a block at most
-    /// 1024 threads.
+    /// 1024 threads. With `counters` (at least `n / 32` of them, all 0, and
+    /// left at 0) the blocks are the usual independent four-wave ones and
+    /// the last block of each group of 32 outputs writes its 8-bit block
+    /// (`matvec_*_gluc`); without, blocks of 16 waves write theirs
+    /// (`matvec_*_glu`).
     #[allow(clippy::too_many_arguments)]
     pub fn matvec_q8_glu(
         &self,
@@ -356,6 +360,7 @@ impl Kernels {
         out: &mut DeviceBuffer<f32>,
         q8: Q8Out<'_>,
         scale: Option<ActScale<'_>>,
+        counters: Option<&DeviceBuffer<u32>>,
     ) -> Result<bool> {
         let wave = self.device().props().wave_size.max(1) as usize;
         if self.matvec_wpr > 1
@@ -374,10 +379,16 @@ impl Kernels {
             && up.device_ptr().is_multiple_of(16);
         let plan = self.matvec_plan(format, k, 2 * n, row_bytes, wave, wide, ds.device_ptr());
         let glu_kernel = match plan.kernel {
-            "matvec_q4_k_rows4" => "matvec_q4_k_rows4_glu",
-            "matvec_q4_0_direct4" => "matvec_q4_0_direct4_glu",
-            "matvec_q4_0_pair4" => "matvec_q4_0_pair4_glu",
-            "matvec_q8_0_direct4" => "matvec_q8_0_direct4_glu",
+            "matvec_q4_k_rows4"
+            | "matvec_q4_0_direct4"
+            | "matvec_q4_0_pair4"
+            | "matvec_q8_0_direct4" => {
+                format!(
+                    "{}_{}",
+                    plan.kernel,
+                    if counters.is_some() { "gluc" } else { "glu" }
+                )
+            }
             _ => return Ok(false),
         };
         if plan.wpr != 1 {
@@ -391,11 +402,18 @@ impl Kernels {
         if self.skip_matvecs.contains(&(2 * n, k)) {
             return Ok(true);
         }
-        // 16 waves of 4 rows (2 gate + 2 up) each: 32 outputs, one 8-bit
-        // block, per block of threads (kernels/matvec.hip, rf_mv_store_glu).
+        // Waves of 4 rows (2 gate + 2 up) each: 16 a block, 32 outputs (one
+        // 8-bit block, rf_mv_store_glu); or with counters 4 a block, 8
+        // outputs, four blocks to a group of 32 (rf_mv_store_gluc).
+        let waves = if let Some(c) = counters {
+            need("glu group counters", c.len(), n / 32)?;
+            MATVEC_WAVES as usize
+        } else {
+            GLU_WAVES
+        };
         let cfg = LaunchConfig {
-            grid: (blocks(n, 32)?, 1, 1),
-            block: ((GLU_WAVES * wave) as u32, 1, 1),
+            grid: (blocks(n, 2 * waves)?, 1, 1),
+            block: ((waves * wave) as u32, 1, 1),
             shared_bytes: 0,
         };
         let rows = to_i32("rows", n)?;
@@ -414,16 +432,20 @@ impl Kernels {
             .ptr(q.device_ptr())
             .ptr(ds.device_ptr())
             .i32(1);
-        let args = ActScale::args(scale.as_ref(), k, args)?
+        let mut args = ActScale::args(scale.as_ref(), k, args)?
             .i32(i32::from(gelu))
             .ptr(oq)
             .ptr(ods);
-        // SAFETY: matches RF_MV_ARGS + RF_MV_GLU_ARGS of the `_glu` kernels:
-        // both weights hold n rows of row_bytes, the activations k values,
-        // `out` n values and the 8-bit output n values (all checked above);
-        // one wave per row group (wpr = 1) and 32 outputs per block, as the
+        if let Some(c) = counters {
+            args = args.ptr(c.device_ptr());
+        }
+        // SAFETY: matches RF_MV_ARGS + RF_MV_GLU_ARGS of the `_glu` kernels
+        // (+ RF_MV_GLUC_ARGS' counters for `_gluc`): both weights hold n rows
+        // of row_bytes, the activations k values, `out` n values, the 8-bit
+        // output n values and the counters n / 32 (all checked above); one
+        // wave per row group (wpr = 1) and 32 or 8 outputs per block, as the
         // kernel's store assumes (n a multiple of 32).
-        unsafe { self.f(glu_kernel)?.launch(stream, cfg, &args)? };
+        unsafe { self.f(&glu_kernel)?.launch(stream, cfg, &args)? };
         Ok(true)
     }
 
