@@ -386,6 +386,7 @@ struct RfEpi {
     const float* nw;    // ADDNORM: the norm's weights (N0)
     float* part;        // ADDNORM: partial sums of x^2, one per block (N0 / 32)
     u32* cnt;           // GLUC: finished blocks per group of 32 outputs (N0 / 32), left at 0
+    int boff;           // the body's first block of the grid (a launch of two bodies)
 };
 #define RF_MV_GLU_ARGS , int glu_gelu, i8 *__restrict__ GQ, float2 *__restrict__ GDS
 #define RF_MV_GLU_PASS , RfEpi{glu_gelu, GQ, GDS, nullptr, nullptr, nullptr, nullptr}
@@ -822,7 +823,7 @@ RF_DEVICE void rf_q6_k_staged(RF_MV_ARGS, RfEpi ep) {
         st = stage[wave];
     }
     const int sub = wave % wpr;
-    const int rg0 = (blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * R;
+    const int rg0 = (((int)blockIdx.x - ep.boff) * (blockDim.x / RF_WAVE / wpr) + wave / wpr) * R;
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
@@ -989,12 +990,13 @@ template <int R, int M>
 RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS, RfEpi gl) {
     const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE;
     const int sub = wave % wpr;
-    const int wg = blockIdx.x * (blockDim.x / RF_WAVE / wpr) + wave / wpr;
+    const int wg = ((int)blockIdx.x - gl.boff) * (blockDim.x / RF_WAVE / wpr) + wave / wpr;
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
-    const bool any = rf_mv_pick_group<R, M == RF_MV_GLU || M == RF_MV_GLUC>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2,
-                                                         row_bytes, rows, ys, ns, rs);
+    constexpr bool G = M == RF_MV_GLU || M == RF_MV_GLUC;
+    const bool any = rf_mv_pick_group<R, G>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes,
+                                            rows, ys, ns, rs);
     const int nsb = any ? K / 256 : 0;
     const int p = lane & 3, step = wpr * (RF_WAVE / 4);
     float acc[R];
@@ -1057,6 +1059,25 @@ RF_DEVICE void rf_q4_k_rows4(RF_MV_ARGS, RfEpi gl) {
 }
 RF_MV_ENTRIES_SYNCED(q4_k_rows2, rf_mv_q4_k_rows2_plain)
 RF_MV_ROWS_ENTRIES(q4_k_rows4, rf_q4_k_rows4)
+
+// Two formats in one launch (a decode step's q and k in Q4_K with a Q6_K v,
+// as in Q4_K_M files): blocks below B0 run the four-row Q4_K body over W0
+// and W1 (N0, N1 rows of row_bytes, wpr waves a row), the others the
+// two-row staged Q6_K body over W2 (N2 rows of row_bytes2, wpr2 waves a
+// row), both against the same activations. One launch instead of two.
+extern "C" __global__ void matvec_q4_k_rows4_q6_k_staged2(RF_MV_ARGS, int row_bytes2, int wpr2,
+                                                          int B0) {
+    RF_MV_PRE_SYNC();
+    if ((int)blockIdx.x < B0) {
+        rf_q4_k_rows<4, RF_MV_PLAIN>(W0, W1, W1, N0, N1, 0, Y0, Y1, Y1, row_bytes, K, xq, ds, wpr,
+                                     XSC, XSC_N, XSC_EPS, RfEpi{});
+    } else {
+        RfEpi ep{};
+        ep.boff = B0;
+        rf_q6_k_staged<2, RF_MV_PLAIN>(W2, W2, W2, N2, 0, 0, Y2, Y2, Y2, row_bytes2, K, xq, ds, wpr2,
+                                       XSC, XSC_N, XSC_EPS, ep);
+    }
+}
 
 // Q4_0 and Q8_0 rows staged through shared memory. Their blocks (18 and 34
 // bytes) are only 2-byte aligned, and loading them in place takes a 32-bit
@@ -1295,8 +1316,9 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfEpi gl) {
     const uint4* rows[R];
     float* ys[R];
     int ns[R], rs[R];
-    const bool any = rf_mv_pick_group<R, M == RF_MV_GLU || M == RF_MV_GLUC>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2,
-                                                         row_bytes, rows, ys, ns, rs);
+    constexpr bool G = M == RF_MV_GLU || M == RF_MV_GLUC;
+    const bool any = rf_mv_pick_group<R, G>(wg, W0, W1, W2, N0, N1, N2, Y0, Y1, Y2, row_bytes,
+                                            rows, ys, ns, rs);
     const int ngrp = any ? K / (256 * RfLegacyDirect<BB>::U) : 0;
     const int p = lane & 7, step = wpr * (RF_WAVE / 8);
     const int s16 = (BB * p) >> 4;

@@ -158,6 +158,9 @@ pub struct HipBackend {
     /// Device buffers for the picked ids of `select_tokens`: sampled rows,
     /// greedy rows (grown to the most rows seen).
     id_scratch: std::sync::Mutex<Option<select::IdBuffers>>,
+    /// Whether one token's Q4_K q/k and Q6_K v mat-vecs share a launch
+    /// (`Kernels::matvec_q8_q4k_q6k`); off unless `ROCMFORGE_GPU_MV_MIXED=1`.
+    mixed_matvec: std::sync::atomic::AtomicBool,
     /// Whether `matmul_glu` runs as one launch of independent four-wave
     /// blocks whose last one per 32 outputs writes the 8-bit block
     /// (`matvec_*_gluc`, counting in `glu_counters`); off unless
@@ -248,6 +251,9 @@ impl HipBackend {
             step: std::sync::Mutex::new(step),
             step_host: std::sync::Mutex::new(Box::new([0; 2])),
             id_scratch: std::sync::Mutex::new(None),
+            mixed_matvec: std::sync::atomic::AtomicBool::new(
+                std::env::var_os("ROCMFORGE_GPU_MV_MIXED").is_some_and(|v| v == "1"),
+            ),
             glu_group: std::sync::atomic::AtomicBool::new(
                 std::env::var_os("ROCMFORGE_GPU_GLU_GROUP").is_some_and(|v| v == "1"),
             ),
@@ -285,6 +291,13 @@ impl HipBackend {
     /// stop using it at their next step.
     pub fn set_decode_graphs(&self, on: bool) {
         self.decode_graphs
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Run one token's Q4_K q/k and Q6_K v mat-vecs as one launch where the
+    /// kernels allow (off unless `ROCMFORGE_GPU_MV_MIXED=1`).
+    pub fn set_mixed_matvec(&self, on: bool) {
+        self.mixed_matvec
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -444,6 +457,24 @@ impl HipBackend {
             {
                 Some((_, parts)) => parts.push(part),
                 None => pending.push((w.format, vec![part])),
+            }
+        }
+        // Q4_K q/k with a Q6_K v (Q4_K_M files): one launch where it may.
+        if self.mixed_matvec.load(std::sync::atomic::Ordering::Relaxed) && pending.len() == 2 {
+            use hip_kernels::GpuFormat::{Q4K, Q6K};
+            let (first, second) = pending.split_at_mut(1);
+            let (a, b) = match (first[0].0, second[0].0) {
+                (Q4K, Q6K) => (&mut first[0].1, &mut second[0].1),
+                (Q6K, Q4K) => (&mut second[0].1, &mut first[0].1),
+                _ => (&mut Vec::new(), &mut Vec::new()),
+            };
+            if b.len() == 1
+                && self
+                    .kernels
+                    .matvec_q8_q4k_q6k(&self.stream, a, &mut b[0], k, q, ds, scale)
+                    .map_err(dev_err)?
+            {
+                pending.clear();
             }
         }
         for (format, mut parts) in pending {

@@ -1492,6 +1492,117 @@ fn deferred_norm_equals_the_separate_ops() {
     }
 }
 
+/// One token's Q4_K q and k with a Q6_K v in one launch
+/// (`set_mixed_matvec`: the two formats' kernel bodies in one grid) equals,
+/// to the bit, the two launches; with and without a deferred norm factor on
+/// the input (the output projection's residual add + norm store); and the
+/// CPU within the 8-bit rounding.
+#[test]
+fn mixed_q4k_q6k_launch_equals_two_launches() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng(0x3a7);
+    for (k, nq, nkv) in [(2048usize, 512usize, 128usize), (4096, 4096, 1024)] {
+        let (Some(qb), Some(kb), Some(vb)) = (
+            quantized(GgmlType::Q4_K, &rng.vec(nq * k, 1.0)),
+            quantized(GgmlType::Q4_K, &rng.vec(nkv * k, 1.0)),
+            quantized(GgmlType::Q6_K, &rng.vec(nkv * k, 1.0)),
+        ) else {
+            continue;
+        };
+        let (a, x0, _, nb) = project_norm_inputs(&mut rng, k, k);
+        let ob = quantized(GgmlType::Q4_K, &rng.vec(k * k, 1.0)).unwrap();
+        let views = [
+            view("q", GgmlType::Q4_K, k, nq, &qb),
+            view("k", GgmlType::Q4_K, k, nkv, &kb),
+            view("v", GgmlType::Q6_K, k, nkv, &vb),
+        ];
+        let run = |mixed: bool, deferred: bool| -> Vec<Vec<f32>> {
+            let [wq, wk, wv] = views.each_ref().map(|v| g.load_weight(v).unwrap());
+            let wo = g
+                .load_weight(&view("o", GgmlType::Q4_K, k, k, &ob))
+                .unwrap();
+            let nw = g.load_weight(&view("n", GgmlType::F32, k, 1, &nb)).unwrap();
+            let at = g.upload(&a, 1, k).unwrap();
+            let mut x = g.upload(&x0, 1, k).unwrap();
+            let mut y = g.output(1, k).unwrap();
+            let mut h = g.output(1, k).unwrap();
+            g.set_norm_fuse(Some(deferred));
+            g.matmul_add_rms_norm(
+                &wo,
+                &at,
+                &mut y,
+                &mut x,
+                Some(&nw),
+                1e-5,
+                &mut h,
+                &[&wq, &wk, &wv],
+            )
+            .unwrap();
+            g.set_norm_fuse(None);
+            let mut outs = [
+                g.output(1, nq).unwrap(),
+                g.output(1, nkv).unwrap(),
+                g.output(1, nkv).unwrap(),
+            ];
+            g.set_mixed_matvec(mixed);
+            {
+                let [o0, o1, o2] = &mut outs;
+                g.matmul_many(&h, &[&wq, &wk, &wv], &mut [o0, o1, o2])
+                    .unwrap();
+            }
+            g.set_mixed_matvec(false);
+            outs.iter().map(|o| g.download(o).unwrap()).collect()
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for deferred in [false, true] {
+            let apart = run(false, deferred);
+            for rep in 0..2 {
+                let mixed = run(true, deferred);
+                for (i, name) in ["q", "k", "v"].iter().enumerate() {
+                    assert_eq!(
+                        bits(&mixed[i]),
+                        bits(&apart[i]),
+                        "{name} {k} (deferred {deferred}, run {rep}): one launch differs from two"
+                    );
+                }
+            }
+        }
+        // Against the CPU: the same ops with the norm written out.
+        let want = {
+            let c = cpu();
+            let [wq, wk, wv] = views.each_ref().map(|v| c.load_weight(v).unwrap());
+            let wo = c
+                .load_weight(&view("o", GgmlType::Q4_K, k, k, &ob))
+                .unwrap();
+            let nw = c.load_weight(&view("n", GgmlType::F32, k, 1, &nb)).unwrap();
+            let at = c.upload(&a, 1, k).unwrap();
+            let mut x = c.upload(&x0, 1, k).unwrap();
+            let mut y = c.output(1, k).unwrap();
+            let mut h = c.output(1, k).unwrap();
+            c.matmul(&wo, &at, &mut y).unwrap();
+            c.add_rms_norm(&mut x, &y, Some(&nw), k, 1e-5, &mut h)
+                .unwrap();
+            [&wq, &wk, &wv]
+                .iter()
+                .map(|w| {
+                    let mut o = c.output(1, w.rows()).unwrap();
+                    c.matmul(w, &h, &mut o).unwrap();
+                    c.download(&o).unwrap()
+                })
+                .collect::<Vec<_>>()
+        };
+        let got = run(true, true);
+        for (i, name) in ["q", "k", "v"].iter().enumerate() {
+            assert_close(
+                &format!("{name} {k} one launch vs cpu"),
+                &got[i],
+                &want[i],
+                3e-2,
+            );
+        }
+    }
+}
+
 /// The grouped gate/up/GLU launch (`set_glu_group`) reading a row whose
 /// norm factor was deferred (the output projection's residual add + norm
 /// store, `set_norm_fuse`), against the same ops with the norm written out

@@ -1948,6 +1948,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
                     "matvec_q4_0_pair4_addnorm",
                     "matvec_q8_0_direct4_addnorm",
                     "matvec_q6_k_staged2_addnorm",
+                    "matvec_q4_k_rows4_q6_k_staged2",
                 ]
                 .iter()
                 .map(|s| s.to_string()),

@@ -330,6 +330,91 @@ impl Kernels {
         unsafe { kernel.launch(stream, cfg, &args) }
     }
 
+    /// One token through Q4_K weights `a` (one or two: a decode step's q and
+    /// k) and a Q6_K weight `b` (its v) in one launch
+    /// (`matvec_q4_k_rows4_q6_k_staged2`: the first blocks run the four-row
+    /// Q4_K kernel's body, the others the two-row staged Q6_K one's, each
+    /// planned as its own launch would be), against the same 8-bit
+    /// activations `q`/`ds` (with `scale`, their deferred norm factor, if
+    /// any). Returns `Ok(false)`, launching nothing, where either weight
+    /// would take another kernel (then launch them apart).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matvec_q8_q4k_q6k(
+        &self,
+        stream: &Stream,
+        a: &mut [MatvecPart<'_>],
+        b: &mut MatvecPart<'_>,
+        k: usize,
+        q: &DeviceBuffer<u32>,
+        ds: &DeviceBuffer<f32>,
+        scale: Option<ActScale<'_>>,
+    ) -> Result<bool> {
+        if a.is_empty() || a.len() > 2 || self.matvec_wpr != 0 || self.matvec_rows != 0 {
+            return Ok(false);
+        }
+        if !matvec_q8_supports(GpuFormat::Q4K, k) || !matvec_q8_supports(GpuFormat::Q6K, k) {
+            return Ok(false);
+        }
+        let (Some(rb_a), Some(rb_b)) = (GpuFormat::Q4K.row_bytes(k), GpuFormat::Q6K.row_bytes(k))
+        else {
+            return Ok(false);
+        };
+        check_activations("matvec_q8_q4k_q6k", q, ds, k)?;
+        let mut wide = !self.narrow_matvec;
+        for (p, rb) in a.iter().map(|p| (p, rb_a)).chain([(&*b, rb_b)]) {
+            need("matvec weight", p.w.len(), p.n * rb)?;
+            need("matvec output", p.y.len(), p.n)?;
+            wide &= p.w.device_ptr().is_multiple_of(16);
+        }
+        let n_a: usize = a.iter().map(|p| p.n).sum();
+        let wave = self.device().props().wave_size.max(1) as usize;
+        let plan_a = self.matvec_plan(GpuFormat::Q4K, k, n_a, rb_a, wave, wide, ds.device_ptr());
+        let plan_b = self.matvec_plan(GpuFormat::Q6K, k, b.n, rb_b, wave, wide, ds.device_ptr());
+        if plan_a.kernel != "matvec_q4_k_rows4" || plan_b.kernel != "matvec_q6_k_staged2" {
+            return Ok(false);
+        }
+        let blocks_a = blocks(n_a, MATVEC_WAVES as usize / plan_a.wpr * plan_a.rows)?;
+        let blocks_b = blocks(b.n, MATVEC_WAVES as usize / plan_b.wpr * plan_b.rows)?;
+        let cfg = LaunchConfig {
+            grid: (blocks_a + blocks_b, 1, 1),
+            block: (MATVEC_WAVES * wave as u32, 1, 1),
+            shared_bytes: 0,
+        };
+        let (w1, n1, y1) = match a.get(1) {
+            Some(p) => (p.w.device_ptr(), p.n, p.y.device_ptr()),
+            None => (a[0].w.device_ptr(), 0, a[0].y.device_ptr()),
+        };
+        let args = KernelArgs::new()
+            .ptr(a[0].w.device_ptr())
+            .ptr(w1)
+            .ptr(b.w.device_ptr())
+            .i32(to_i32("rows", a[0].n)?)
+            .i32(to_i32("rows", n1)?)
+            .i32(to_i32("rows", b.n)?)
+            .ptr(a[0].y.device_ptr())
+            .ptr(y1)
+            .ptr(b.y.device_ptr())
+            .i32(to_i32("row bytes", rb_a)?)
+            .i32(to_i32("k", k)?)
+            .ptr(q.device_ptr())
+            .ptr(ds.device_ptr())
+            .i32(plan_a.wpr as i32);
+        let args = ActScale::args(scale.as_ref(), k, args)?
+            .i32(to_i32("row bytes", rb_b)?)
+            .i32(plan_b.wpr as i32)
+            .i32(to_i32("blocks", blocks_a as usize)?);
+        // SAFETY: matches RF_MV_ARGS + (row_bytes2, wpr2, B0) of
+        // `matvec_q4_k_rows4_q6_k_staged2`: every weight holds its rows
+        // (checked above: rb_a bytes a row for W0/W1, rb_b for W2), every
+        // output its values, the activations k values; the grid is the two
+        // bodies' own grids one after the other, B0 = the first one's blocks.
+        unsafe {
+            self.f("matvec_q4_k_rows4_q6_k_staged2")?
+                .launch(stream, cfg, &args)?
+        };
+        Ok(true)
+    }
+
     /// A feed-forward's gate and up projections and its GLU for one token, in
     /// one launch: `out[i] = act(gate[i] · x) · (up[i] · x)` (SiLU, or GELU
     /// with the tanh approximation when `gelu`), exactly as
