@@ -460,22 +460,10 @@ impl HipBackend {
             }
         }
         // Q4_K q/k with a Q6_K v (Q4_K_M files): one launch where it may.
-        if self.mixed_matvec.load(std::sync::atomic::Ordering::Relaxed) && pending.len() == 2 {
-            use hip_kernels::GpuFormat::{Q4K, Q6K};
-            let (first, second) = pending.split_at_mut(1);
-            let (a, b) = match (first[0].0, second[0].0) {
-                (Q4K, Q6K) => (&mut first[0].1, &mut second[0].1),
-                (Q6K, Q4K) => (&mut second[0].1, &mut first[0].1),
-                _ => (&mut Vec::new(), &mut Vec::new()),
-            };
-            if b.len() == 1
-                && self
-                    .kernels
-                    .matvec_q8_q4k_q6k(&self.stream, a, &mut b[0], k, q, ds, scale)
-                    .map_err(dev_err)?
-            {
-                pending.clear();
-            }
+        if self.mixed_matvec.load(std::sync::atomic::Ordering::Relaxed)
+            && self.matvec_q4k_q6k(&mut pending, k, q, ds, scale)?
+        {
+            pending.clear();
         }
         for (format, mut parts) in pending {
             self.kernels
@@ -486,6 +474,34 @@ impl HipBackend {
             scratch.set_holder(&x.buf, k);
         }
         Ok(())
+    }
+
+    /// One launch for `pending` where it is exactly one or two Q4_K weights
+    /// and one Q6_K weight (`Kernels::matvec_q8_q4k_q6k`); Ok(false),
+    /// launching nothing, otherwise.
+    fn matvec_q4k_q6k(
+        &self,
+        pending: &mut [(hip_kernels::GpuFormat, Vec<MatvecPart<'_>>)],
+        k: usize,
+        q: &DeviceBuffer<u32>,
+        ds: &DeviceBuffer<f32>,
+        scale: Option<hip_kernels::ActScale<'_>>,
+    ) -> Result<bool> {
+        use hip_kernels::GpuFormat::{Q4K, Q6K};
+        let [(fa, a), (fb, b)] = pending else {
+            return Ok(false);
+        };
+        let (a, b) = match (*fa, *fb) {
+            (Q4K, Q6K) => (a, b),
+            (Q6K, Q4K) => (b, a),
+            _ => return Ok(false),
+        };
+        let [b] = b.as_mut_slice() else {
+            return Ok(false);
+        };
+        self.kernels
+            .matvec_q8_q4k_q6k(&self.stream, a, b, k, q, ds, scale)
+            .map_err(dev_err)
     }
 
     /// One token through a feed-forward's gate and up projections and its
