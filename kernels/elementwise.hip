@@ -156,3 +156,15 @@ extern "C" __global__ void argmax_f32(const float* __restrict__ a, int cols, u32
         out[blockIdx.x] = bi == 0x7fffffff ? 0u : (u32)bi;
     }
 }
+
+// The [position, token] of a recorded decode step launched ahead: the
+// position from the host, the token picked on the device (id[0]). One
+// thread.
+extern "C" __global__ void step_next_u32(const u32* __restrict__ id, u32* __restrict__ step,
+                                         u32 pos) {
+    RF_GRID_SYNC();
+    if (threadIdx.x == 0 && blockIdx.x == 0) {
+        step[0] = pos;
+        step[1] = id[0];
+    }
+}

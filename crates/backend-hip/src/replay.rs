@@ -21,8 +21,8 @@
 //! Launched ahead: once a replayed step's token selection is on the stream,
 //! the sequence's next step (the same recording at the next position, if
 //! it is still valid there) is launched right away, its `[position,
-//! token]` written on the device (the position by a 32-bit memset, the
-//! token copied from the selection's id buffer), and only then is the
+//! token]` written on the device by one small kernel (`step_next_u32`: the
+//! token from the selection's id buffer), and only then is the
 //! picked id read back (after an event that follows the selection, on a
 //! second stream). So the GPU does not wait for the host between steps.
 //! When the engine then asks for that position with that token, the step
@@ -317,9 +317,8 @@ impl HipBackend {
         let ahead = !rec.ahead_missed && self.replays_at(rec, next) && u32::try_from(next).is_ok();
         if ahead {
             let mut step = self.step_buffer();
-            step.set_async(&self.stream, 0, next as u32)
-                .map_err(dev_err)?;
-            step.copy_from_device(&self.stream, 1, picked, 0, 1)
+            self.kernels
+                .step_next(&self.stream, picked, &mut step, next as u32)
                 .map_err(dev_err)?;
             drop(step);
             rec.graph.launch(&self.stream).map_err(dev_err)?;

@@ -261,26 +261,6 @@ impl<T: Pod> DeviceBuffer<T> {
     }
 }
 
-impl DeviceBuffer<u32> {
-    /// Set element `index` to `value` (asynchronous on `stream`; no host
-    /// memory is read when the copy runs, unlike
-    /// [`DeviceBuffer::copy_from_host_async`]).
-    pub fn set_async(&mut self, stream: &Stream, index: usize, value: u32) -> Result<()> {
-        self.check_stream(stream)?;
-        if index >= self.len {
-            return Err(RuntimeError::Invalid(format!(
-                "element {index} of a buffer of {}",
-                self.len
-            )));
-        }
-        let api = self.device.api();
-        // SAFETY: one 32-bit element inside this allocation (checked above).
-        api.check("memset_d32_async", unsafe {
-            (api.common.memset_d32_async)(self.ptr + 4 * index as u64, value, 1, stream.raw)
-        })
-    }
-}
-
 impl<T: Pod> Drop for DeviceBuffer<T> {
     fn drop(&mut self) {
         if self.ptr != 0 && self.device.bind().is_ok() {

@@ -1770,6 +1770,33 @@ impl Kernels {
     }
 }
 
+impl Kernels {
+    /// `step = [pos, id[0]]` on the device (`step_next_u32`): the position
+    /// and token of a recorded decode step launched before the token it
+    /// takes has been read back.
+    pub fn step_next(
+        &self,
+        stream: &Stream,
+        id: &DeviceBuffer<u32>,
+        step: &mut DeviceBuffer<u32>,
+        pos: u32,
+    ) -> Result<()> {
+        need("picked id", id.len(), 1)?;
+        need("step buffer", step.len(), 2)?;
+        let cfg = LaunchConfig {
+            grid: (1, 1, 1),
+            block: (32, 1, 1),
+            shared_bytes: 0,
+        };
+        let args = KernelArgs::new()
+            .ptr(id.device_ptr())
+            .ptr(step.device_ptr())
+            .u32(pos);
+        // SAFETY: matches `step_next_u32`: one id, two step words (checked).
+        unsafe { self.f("step_next_u32")?.launch(stream, cfg, &args) }
+    }
+}
+
 /// Parameters of [`Kernels::rope`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RopeParams {
@@ -1898,6 +1925,7 @@ pub fn kernel_names(family: &str) -> Vec<String> {
             "scale_f32",
             "softmax_f32",
             "argmax_f32",
+            "step_next_u32",
         ]
         .iter()
         .map(|s| s.to_string())
