@@ -525,18 +525,15 @@ impl HipBackend {
         let mut scratch = self.q8();
         scratch.forget_if_written(&out.buf);
         let gelu = kind == GluKind::GeluTanh;
-        if scratch.spare_holds(&x.buf, k) {
-            // The input is in the spare slot (with its deferred norm factor,
-            // if any): the output goes to the main one. Only the grouped
-            // kernels take it so.
-            let Some(counters) = counters else {
-                return Ok(false);
-            };
-            let ((q, ds, scale), main) = scratch.spare_in_main_out(&self.device, n)?;
-            let fused = self
-                .kernels
+        let stream = &self.stream;
+        let mut launch = |q: &DeviceBuffer<u32>,
+                          ds: &DeviceBuffer<f32>,
+                          q8: hip_kernels::Q8Out<'_>,
+                          scale: Option<hip_kernels::ActScale<'_>>,
+                          counters: Option<&DeviceBuffer<u32>>| {
+            self.kernels
                 .matvec_q8_glu(
-                    &self.stream,
+                    stream,
                     gate.format,
                     &gate.data,
                     &up.data,
@@ -546,11 +543,21 @@ impl HipBackend {
                     ds,
                     gelu,
                     &mut out.buf,
-                    main,
+                    q8,
                     scale,
-                    Some(counters),
+                    counters,
                 )
-                .map_err(dev_err)?;
+                .map_err(dev_err)
+        };
+        if scratch.spare_holds(&x.buf, k) {
+            // The input is in the spare slot (with its deferred norm factor,
+            // if any): the output goes to the main one. Only the grouped
+            // kernels take it so.
+            let Some(counters) = counters else {
+                return Ok(false);
+            };
+            let ((q, ds, scale), main) = scratch.spare_in_main_out(&self.device, n)?;
+            let fused = launch(q, ds, main, scale, Some(counters))?;
             if fused {
                 scratch.set_holder(&out.buf, n);
             }
@@ -559,24 +566,7 @@ impl HipBackend {
         let ready = scratch.holds(&x.buf, k);
         let ((q, ds), spare) = scratch.main_and_spare(&self.device, k, n)?;
         self.quantize_unless(ready, &x.buf, k, q, ds)?;
-        let fused = self
-            .kernels
-            .matvec_q8_glu(
-                &self.stream,
-                gate.format,
-                &gate.data,
-                &up.data,
-                n,
-                k,
-                q,
-                ds,
-                gelu,
-                &mut out.buf,
-                spare,
-                None,
-                counters,
-            )
-            .map_err(dev_err)?;
+        let fused = launch(q, ds, spare, None, counters)?;
         scratch.set_holder(&x.buf, k);
         if fused {
             scratch.set_spare_holder(&out.buf, n);

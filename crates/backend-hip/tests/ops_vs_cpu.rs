@@ -1492,6 +1492,38 @@ fn deferred_norm_equals_the_separate_ops() {
     }
 }
 
+/// The next layer's normed row `h` of `x0 + W·a` (`proj` = W and the norm's
+/// weights), by `matmul_add_rms_norm` with the norm's factor deferred to
+/// `readers` or, unless `deferred`, written out.
+fn norm_row(
+    g: &HipBackend,
+    proj: (&WeightOf, &WeightOf),
+    a: &[f32],
+    x0: &[f32],
+    deferred: bool,
+    readers: &[&WeightOf],
+) -> HipTensorOf {
+    let n = x0.len();
+    let at = g.upload(a, 1, a.len()).unwrap();
+    let mut x = g.upload(x0, 1, n).unwrap();
+    let mut y = g.output(1, n).unwrap();
+    let mut h = g.output(1, n).unwrap();
+    g.set_norm_fuse(Some(deferred));
+    g.matmul_add_rms_norm(
+        proj.0,
+        &at,
+        &mut y,
+        &mut x,
+        Some(proj.1),
+        1e-5,
+        &mut h,
+        readers,
+    )
+    .unwrap();
+    g.set_norm_fuse(None);
+    h
+}
+
 /// One token's Q4_K q and k with a Q6_K v in one launch
 /// (`set_mixed_matvec`: the two formats' kernel bodies in one grid) equals,
 /// to the bit, the two launches; with and without a deferred norm factor on
@@ -1522,23 +1554,7 @@ fn mixed_q4k_q6k_launch_equals_two_launches() {
                 .load_weight(&view("o", GgmlType::Q4_K, k, k, &ob))
                 .unwrap();
             let nw = g.load_weight(&view("n", GgmlType::F32, k, 1, &nb)).unwrap();
-            let at = g.upload(&a, 1, k).unwrap();
-            let mut x = g.upload(&x0, 1, k).unwrap();
-            let mut y = g.output(1, k).unwrap();
-            let mut h = g.output(1, k).unwrap();
-            g.set_norm_fuse(Some(deferred));
-            g.matmul_add_rms_norm(
-                &wo,
-                &at,
-                &mut y,
-                &mut x,
-                Some(&nw),
-                1e-5,
-                &mut h,
-                &[&wq, &wk, &wv],
-            )
-            .unwrap();
-            g.set_norm_fuse(None);
+            let h = norm_row(g, (&wo, &nw), &a, &x0, deferred, &[&wq, &wk, &wv]);
             let mut outs = [
                 g.output(1, nq).unwrap(),
                 g.output(1, nkv).unwrap(),
@@ -1631,23 +1647,7 @@ fn grouped_glu_takes_a_deferred_row() {
             let uw = g.load_weight(&view("up", ty, n, ff, &ub)).unwrap();
             let dw = g.load_weight(&view("down", ty, ff, n, &db)).unwrap();
             let nw = g.load_weight(&view("n", GgmlType::F32, n, 1, &nb)).unwrap();
-            let at = g.upload(&a, 1, k).unwrap();
-            let mut x = g.upload(&x0, 1, n).unwrap();
-            let mut y = g.output(1, n).unwrap();
-            let mut h = g.output(1, n).unwrap();
-            g.set_norm_fuse(Some(deferred));
-            g.matmul_add_rms_norm(
-                &w,
-                &at,
-                &mut y,
-                &mut x,
-                Some(&nw),
-                1e-5,
-                &mut h,
-                &[&gw, &uw],
-            )
-            .unwrap();
-            g.set_norm_fuse(None);
+            let h = norm_row(g, (&w, &nw), &a, &x0, deferred, &[&gw, &uw]);
             let mut glu = g.output(1, ff).unwrap();
             if deferred {
                 g.set_glu_group(true);
