@@ -79,9 +79,14 @@ run)
     "$LLBIN/llama-bench" -m "$f" -ngl 99 -fa 1 -p 512 -n 128 -r 2 | grep -E "pp512|tg128"
     echo "== $preset $ty: rocmforge"
     "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu 2>&1 | grep -E "pp512|tg128"
-    # ALSO="VAR=1 …": our runs again with those variables (variants).
+    # ALSO="VAR=1 …": our runs again with those variables (variants); a
+    # variant joins VAR=value and --bench-flag=value items with '+'.
     for v in ${ALSO:-}; do
-      env "$v" "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu 2>&1 |
+      vars=(); flags=()
+      for item in $(echo "$v" | tr '+' ' '); do
+        case "$item" in --*) flags+=("$item") ;; *) vars+=("$item") ;; esac
+      done
+      env "${vars[@]}" "$D/rocmforge" bench -m "$f" -p 512 -n 128 -r 2 --device gpu "${flags[@]}" 2>&1 |
         grep -E "pp512|tg128" | sed "s/^/$v /" || true
     done
     rm -f "$f"
