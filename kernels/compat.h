@@ -17,6 +17,8 @@
 //   u8 i8 u16 i16 u32 i32  fixed-width integers (no <stdint.h> under the
 //                        runtime compilers)
 //   RF_PREFETCH_L2(p)    hint: the line of p into L2 (NVIDIA; elsewhere nothing)
+//   RF_MAXNREG(n)        kernel qualifier: at most n registers a thread
+//                        (NVIDIA's __maxnreg__; elsewhere nothing)
 //   RF_GRID_SYNC()       first statement of every kernel: waits for the
 //                        previous kernel of the stream where launches may
 //                        overlap it (see the end of this file)
@@ -34,6 +36,7 @@ typedef decltype(sizeof(0)) size_t;
 #define RF_SHFL_XOR(v, m) __shfl_xor_sync(0xffffffffu, (v), (m))
 #define RF_WAVE_SYNC() __syncwarp()
 #define RF_DEVICE __device__ __forceinline__
+#define RF_MAXNREG(n) __maxnreg__(n)
 
 RF_DEVICE float rf_h2f(unsigned short h) {
     float f;
@@ -58,6 +61,7 @@ RF_DEVICE float rf_h2f(unsigned short h) {
 // barrier keeps the compiler from moving them across this point.
 #define RF_WAVE_SYNC() __builtin_amdgcn_wave_barrier()
 #define RF_DEVICE __device__ __forceinline__
+#define RF_MAXNREG(n)
 #if defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) || defined(__gfx940__) || \
     defined(__gfx941__) || defined(__gfx942__) || defined(__gfx1030__)
 #define RF_DP4A(a, b, c) __builtin_amdgcn_sdot4((int)(a), (int)(b), (int)(c), false)

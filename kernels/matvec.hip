@@ -1035,6 +1035,16 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS, RfEpi gl) {
 // The entry points of a rows body (a template on the mode M): plain and
 // tail (as RF_MV_ENTRIES_SYNCED), matvec_<name>_glu and
 // matvec_<name>_addnorm.
+// RF_ADDNORM_MAXNREG=n (through ROCMFORGE_GPU_KERNEL_DEFINES, for
+// measurements): the `_addnorm` kernels capped at n registers a thread
+// (NVIDIA), so that their 16-wave blocks leave room on a compute unit for
+// the next launch's first blocks (q+k+v or gate+up, which load their
+// first weights before their grid wait) instead of taking all of it.
+#ifdef RF_ADDNORM_MAXNREG
+#define RF_ADDNORM_BOUNDS RF_MAXNREG(RF_ADDNORM_MAXNREG)
+#else
+#define RF_ADDNORM_BOUNDS
+#endif
 #define RF_MV_ROWS_ENTRIES(name, body)                                                           \
     RF_DEVICE void rf_mv_##name(RF_MV_ARGS) { body<RF_MV_PLAIN>(RF_MV_PASS, RfEpi{}); }          \
     RF_MV_ENTRIES_SYNCED(name, rf_mv_##name)                                                     \
@@ -1042,7 +1052,8 @@ RF_DEVICE void rf_q4_k_rows(RF_MV_ARGS, RfEpi gl) {
         RF_MV_PRE_SYNC();                                                                        \
         body<RF_MV_GLU>(RF_MV_PASS RF_MV_GLU_PASS);                                              \
     }                                                                                            \
-    extern "C" __global__ void matvec_##name##_addnorm(RF_MV_ARGS RF_MV_ADDNORM_ARGS) {          \
+    extern "C" __global__ void RF_ADDNORM_BOUNDS matvec_##name##_addnorm(RF_MV_ARGS              \
+                                                                         RF_MV_ADDNORM_ARGS) {   \
         RF_MV_PRE_SYNC();                                                                        \
         body<RF_MV_ADDNORM>(RF_MV_PASS RF_MV_ADDNORM_PASS);                                      \
     }                                                                                            \
