@@ -155,10 +155,7 @@ impl Q8Scratch {
         &mut DeviceBuffer<f32>,
         Option<ActScale<'_>>,
     )> {
-        let scale = match (self.spare_deferred, self.partials.as_ref()) {
-            (Some((n, eps)), Some(partials)) => Some(ActScale { partials, n, eps }),
-            _ => None,
-        };
+        let scale = deferred_scale(self.spare_deferred, self.partials.as_ref());
         let (q, ds) = self.spare.buffers()?;
         Ok((q, ds, scale))
     }
@@ -182,14 +179,7 @@ impl Q8Scratch {
         if self.main.grow(device, n)? {
             self.generation += 1;
         }
-        let scale = match (self.spare_deferred, self.partials.as_ref()) {
-            (Some((k, eps)), Some(partials)) => Some(ActScale {
-                partials,
-                n: k,
-                eps,
-            }),
-            _ => None,
-        };
+        let scale = deferred_scale(self.spare_deferred, self.partials.as_ref());
         let (q, ds) = self.spare.buffers()?;
         let (oq, ods) = self.main.buffers()?;
         Ok(((q, ds, scale), Q8Out { q: oq, ds: ods }))
@@ -252,5 +242,17 @@ impl Q8Scratch {
     pub(crate) fn out(&mut self, device: &std::sync::Arc<Device>, k: usize) -> Result<Q8Out<'_>> {
         let (q, ds) = self.buffers(device, k)?;
         Ok(Q8Out { q, ds })
+    }
+}
+
+/// The deferred norm factor of the spare slot's row (`deferred`: its length
+/// and eps), over the partial sums of x², if it has one.
+fn deferred_scale(
+    deferred: Option<(usize, f32)>,
+    partials: Option<&DeviceBuffer<f32>>,
+) -> Option<ActScale<'_>> {
+    match (deferred, partials) {
+        (Some((n, eps)), Some(partials)) => Some(ActScale { partials, n, eps }),
+        _ => None,
     }
 }

@@ -293,11 +293,11 @@ impl HipBackend {
         token: u32,
         select: &TokenSelect,
     ) -> Result<u32> {
-        let ahead = rec.ahead.take();
-        if ahead != Some((pos, token)) {
+        let launched_ahead = rec.ahead.take();
+        if launched_ahead != Some((pos, token)) {
             // Nothing ahead, or a step for another position or token: its
             // cache row and logits are written again here.
-            rec.ahead_missed |= ahead.is_some();
+            rec.ahead_missed |= launched_ahead.is_some();
             self.write_step(pos, token)?;
             rec.graph.launch(&self.stream).map_err(dev_err)?;
         }
