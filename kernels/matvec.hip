@@ -1306,6 +1306,18 @@ RF_DEVICE float rf_legacy_direct_dot<34>(const int* q, float d, int4 xa, int4 xb
     return d * dx.x * (float)s;
 }
 
+// The 32-bit words of N 16-byte words, in order.
+template <int N>
+RF_DEVICE void rf_words_of(const uint4* w, u32* u) {
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        u[4 * i] = w[i].x;
+        u[4 * i + 1] = w[i].y;
+        u[4 * i + 2] = w[i].z;
+        u[4 * i + 3] = w[i].w;
+    }
+}
+
 template <int BB, int R>
 RF_DEVICE void rf_legacy_direct_load(const uint4* const* rows, int grp, int s16,
                                      uint4 (*w)[BB == 18 ? 2 : 3]) {
@@ -1363,13 +1375,7 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfEpi gl) {
 #pragma unroll
             for (int e = 0; e < R; e++) {
                 u32 u[NU];
-#pragma unroll
-                for (int i = 0; i < N16; i++) {
-                    u[4 * i] = w[e][i].x;
-                    u[4 * i + 1] = w[e][i].y;
-                    u[4 * i + 2] = w[e][i].z;
-                    u[4 * i + 3] = w[e][i].w;
-                }
+                rf_words_of<N16>(w[e], u);
                 int q0[4], q1[4];
                 float d0, d1;
                 rf_legacy_pair_blocks(u, p, q0, q1, &d0, &d1);
@@ -1383,13 +1389,7 @@ RF_DEVICE void rf_legacy_direct(RF_MV_ARGS, RfEpi gl) {
 #pragma unroll
             for (int e = 0; e < R; e++) {
                 u32 u[NU + 1];
-#pragma unroll
-                for (int i = 0; i < N16; i++) {
-                    u[4 * i] = w[e][i].x;
-                    u[4 * i + 1] = w[e][i].y;
-                    u[4 * i + 2] = w[e][i].z;
-                    u[4 * i + 3] = w[e][i].w;
-                }
+                rf_words_of<N16>(w[e], u);
                 u[NU] = 0u;
                 int q[RfLegacyDirect<BB>::NQ];
                 const float d = rf_legacy_direct_block<BB>(u, p, q);
